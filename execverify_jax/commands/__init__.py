@@ -1,0 +1,1 @@
+"""execverify_jax.commands."""

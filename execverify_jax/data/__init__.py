@@ -1,0 +1,1 @@
+"""Host side: synthesis, sandbox, tracing, questions, loaders. Never imports jax/flax/optax/orbax."""
