@@ -14,6 +14,7 @@ Encoding:
      float inf/nan/-0.0    {"__t": "float", "v": "inf" | "-inf" | "nan" | "-0.0"}
      complex               {"__t": "complex", "v": [re, im]}
      range                 {"__t": "range", "v": [start, stop, step]}
+     int over 4096 bits    {"__t": "int", "v": "<hex>"}   (json cannot write huge ints)
      anything else         {"__t": "opaque", "type": type name, "repr": repr (capped)}
 
 Plain JSON objects never appear unencoded, so decoding is unambiguous.
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_DEPTH = 100
+_JSON_INT_BITS = 4096  # ~1233 decimal digits; larger ints travel as hex (no str-conversion limit)
+_MAX_HEX_INT_CHARS = 1 << 20
 OPAQUE_REPR_CAP = 1000
 
 
@@ -64,6 +67,8 @@ def to_jsonable(obj: Any, _depth: int = 0) -> Any:
     if obj is None or t is bool or t is str:
         return obj
     if t is int:
+        if obj.bit_length() > _JSON_INT_BITS:  # json refuses ints over 4300 digits
+            return {"__t": "int", "v": hex(obj)}
         return obj
     if t is float:
         if math.isfinite(obj) and not (obj == 0.0 and math.copysign(1.0, obj) < 0):
@@ -118,6 +123,10 @@ def from_jsonable(data: Any, _depth: int = 0) -> Any:
             return frozenset(from_jsonable(x, d) for x in v)
         if tag == "dict":
             return {from_jsonable(k, d): from_jsonable(x, d) for k, x in v}
+        if tag == "int":
+            if not isinstance(v, str) or len(v) > _MAX_HEX_INT_CHARS:
+                raise CodecError("bad int")
+            return int(v, 16)
         if tag == "bytes":
             return v.encode("latin-1")
         if tag == "float":

@@ -1,0 +1,149 @@
+"""Sandbox round-trip cost: trivial `run_call` jobs, per isolation configuration.
+
+Prints a table and writes benchmarks/results/bench_sandbox.json. Serial latency uses one worker
+and one job in flight; throughput uses every worker with all jobs queued. The machine may be
+shared, so numbers are noisy: compare rows from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+from execverify_jax.data.sandbox import RUN_CALL, SandboxPool
+
+BENCH_UID = 64999  # outside the pools' uid range (61000..62999): kill(-1) from it hits nothing else
+PAYLOAD = {"code": "def f(x):\n    return [x, x * 2]\n", "call": "f(3)"}
+
+CONFIGS = [
+    ("all layers (netns+mountns+pidns+uid)", dict()),
+    ("no namespaces, uid drop", dict(namespaces=False)),
+    ("namespaces, no uid drop", dict(drop_privileges=False)),
+    ("bare fork (no namespaces, no uid drop)", dict(namespaces=False, drop_privileges=False)),
+]
+
+
+def _serial_ms(pool: SandboxPool, n: int) -> tuple[float, float]:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        out = pool.run(RUN_CALL, PAYLOAD)
+        times.append((time.perf_counter() - t) * 1e3)
+        assert out.ok and out.value == [3, 6], out
+    return statistics.median(times), statistics.mean(times)
+
+
+def _throughput(pool: SandboxPool, n: int) -> float:
+    t = time.perf_counter()
+    outs = pool.map(RUN_CALL, [PAYLOAD] * n)
+    dt = time.perf_counter() - t
+    assert all(o.ok for o in outs)
+    return n / dt
+
+
+def _fork_cost_us(n: int, before=None, in_child=None) -> float:
+    """Median microseconds of fork + (in_child) + _exit + wait, with `before` run in the parent."""
+    times = []
+    for _ in range(n):
+        if before:
+            before()
+        t = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                if in_child:
+                    in_child()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        times.append((time.perf_counter() - t) * 1e6)
+    return statistics.median(times)
+
+
+def _kill_all() -> None:
+    try:
+        os.kill(-1, 9)  # as BENCH_UID: every other process of that uid (there are none)
+    except ProcessLookupError:
+        pass
+
+
+def layer_costs(n: int = 200) -> dict:
+    """Per-layer costs, measured in this (throwaway, root) process with the worker's primitives."""
+    import resource
+
+    from execverify_jax.data import sandbox_os
+
+    if os.geteuid() != 0:
+        return {"skipped": "needs root"}
+    base = _fork_cost_us(n)
+    pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY)
+    res = {"fork_exit_wait_us": base}
+    res["per_job_pidns_us"] = _fork_cost_us(n, before=lambda: sandbox_os.new_pid_namespace_for_children(pidns_fd)) - base
+    # pid_for_children now points at the last (dead) namespace: go back for the rest.
+    sandbox_os.setns(pidns_fd, sandbox_os.CLONE_NEWPID)
+
+    def drop() -> None:
+        os.setgroups([])
+        os.setgid(BENCH_UID)
+        os.setuid(BENCH_UID)
+
+    def limits() -> None:
+        for r in (resource.RLIMIT_CPU, resource.RLIMIT_AS, resource.RLIMIT_NPROC, resource.RLIMIT_NOFILE, resource.RLIMIT_FSIZE, resource.RLIMIT_CORE):
+            resource.setrlimit(r, resource.getrlimit(r))
+
+    res["per_job_uid_drop_us"] = _fork_cost_us(n, in_child=drop) - base
+    res["per_job_rlimits_us"] = _fork_cost_us(n, in_child=limits) - base
+    res["per_job_no_new_privs_pdeathsig_us"] = _fork_cost_us(n, in_child=lambda: (sandbox_os.set_no_new_privs(), sandbox_os.set_parent_death_signal())) - base
+    # One-time worker layers (measured in a child so this process keeps its namespaces).
+    res["per_worker_netns_us"] = _fork_cost_us(20, in_child=lambda: sandbox_os.unshare(sandbox_os.CLONE_NEWNET)) - base
+
+    def mounts() -> None:
+        sandbox_os.unshare(sandbox_os.CLONE_NEWNS)
+        sandbox_os.mount("none", "/", None, sandbox_os.MS_REC | sandbox_os.MS_PRIVATE)
+        sandbox_os.mount("tmpfs", "/tmp", "tmpfs", 0, "size=64m,mode=0755")
+
+    res["per_worker_mountns_tmpfs_us"] = _fork_cost_us(20, in_child=mounts) - base
+    # The uid sweep used when there is no PID namespace: one extra fork + setuid + kill(-1).
+    res["per_job_uid_sweep_fallback_us"] = _fork_cost_us(n, in_child=lambda: (drop(), _kill_all()))
+    return {k: round(v, 1) for k, v in res.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=400)
+    ap.add_argument("--workers", type=int, default=os.cpu_count())
+    args = ap.parse_args()
+    layers = layer_costs()
+    print("isolation layer costs (us):", json.dumps(layers))
+    rows = []
+    for name, kw in CONFIGS:
+        with SandboxPool(1, **kw) as pool:
+            pool.run(RUN_CALL, PAYLOAD)  # warm-up
+            med, mean = _serial_ms(pool, args.jobs)
+            caps = pool.capabilities
+        with SandboxPool(args.workers, **kw) as pool:
+            pool.map(RUN_CALL, [PAYLOAD] * args.workers)
+            jps = _throughput(pool, args.jobs)
+        rows.append({
+            "config": name,
+            "serial_median_ms": round(med, 3),
+            "serial_mean_ms": round(mean, 3),
+            "throughput_jobs_per_s": round(jps, 1),
+            "ms_per_job_per_core": round(args.workers / jps * 1e3, 3),
+            "layers": {k: caps.get(k) for k in ("uid_drop", "netns", "mountns", "pidns")},
+        })
+    print(f"{'config':42s} {'serial med ms':>14s} {'mean ms':>8s} {'jobs/s':>8s} {'ms/job/core':>12s}")
+    for r in rows:
+        print(f"{r['config']:42s} {r['serial_median_ms']:14.3f} {r['serial_mean_ms']:8.3f} {r['throughput_jobs_per_s']:8.1f} {r['ms_per_job_per_core']:12.3f}")
+    out = Path(__file__).resolve().parent / "results" / "bench_sandbox.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"workers": args.workers, "jobs": args.jobs, "cpu_count": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "layer_costs_us": layers, "rows": rows}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

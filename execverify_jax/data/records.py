@@ -1,0 +1,236 @@
+"""Dataset record I/O: ArrayRecord and JSONL writers/readers, record validation, atomic JSON files.
+
+Every record is one JSON object (UTF-8 bytes in ArrayRecord, one line in JSONL). Writers always
+write to a temporary name in the same directory and `os.replace` it into place, so a file that
+exists under its final name is complete: this is what makes interrupted runs restartable.
+Readers never stop on bad data: a record that does not decode or lacks required fields is
+skipped and counted in a `ReadErrors` counter that the caller reports.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+# Required fields and their JSON types, per record kind (docs/ARCHITECTURE.md "Records").
+PROGRAM_FIELDS: dict[str, tuple[type, ...]] = {
+    "id": (str,),
+    "code": (str,),
+    "entry": (str,),
+    "inputs": (list,),
+    "outputs": (list,),
+    "level": (int,),
+    "group": (str,),
+    "method": (str,),
+    "constraint": (dict, str, type(None)),
+    "seed": (int,),
+}
+QUESTION_FIELDS: dict[str, tuple[type, ...]] = {
+    "id": (str,),
+    "program_id": (str,),
+    "kind": (str,),
+    "messages": (list,),
+    "answer": (dict,),
+}
+FIELDS = {"program": PROGRAM_FIELDS, "question": QUESTION_FIELDS}
+
+# ArrayRecord option: one record per chunk group gives cheap random access (grain reads by index).
+ARRAY_RECORD_OPTIONS = "group_size:1"
+
+
+class ReadErrors(collections.Counter):
+    """Counts of skipped records by reason (e.g. 'bad_json', 'missing_field:id')."""
+
+
+def encode_record(record: dict) -> bytes:
+    """One record as compact UTF-8 JSON bytes (the ArrayRecord payload)."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def decode_record(data: bytes | str) -> dict:
+    """Inverse of `encode_record`; raises ValueError for anything that is not a JSON object."""
+    obj = json.loads(data)
+    if not isinstance(obj, dict):
+        raise ValueError(f"record is a {type(obj).__name__}, not an object")
+    return obj
+
+
+def validate(record: Any, kind: str) -> list[str]:
+    """Problems with `record` as a `kind` ('program' | 'question') record; [] when valid."""
+    if not isinstance(record, dict):
+        return [f"not_an_object:{type(record).__name__}"]
+    problems = []
+    for name, types in FIELDS[kind].items():
+        if name not in record:
+            problems.append(f"missing_field:{name}")
+        elif not isinstance(record[name], types) or (int in types and isinstance(record[name], bool)):
+            problems.append(f"bad_type:{name}")
+    if kind == "program" and not problems and len(record["inputs"]) != len(record["outputs"]):
+        problems.append("inputs_outputs_mismatch")
+    if kind == "question" and not problems:
+        for m in record["messages"]:
+            if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
+                problems.append("bad_message")
+                break
+    return problems
+
+
+def _tmp_path(path: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Writes `data` to `path` so that readers see either the old file or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomically writes `obj` as indented JSON (manifests, stats, chunk metadata)."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: str | Path) -> Any:
+    """Reads a JSON file written by `write_json`."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_arrayrecord(path: str | Path, records: Iterable[dict]) -> int:
+    """Writes records to an ArrayRecord file atomically; returns the number written."""
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    n = 0
+    try:
+        writer = ArrayRecordWriter(str(tmp), ARRAY_RECORD_OPTIONS)
+        try:
+            for rec in records:
+                writer.write(encode_record(rec))
+                n += 1
+        finally:
+            writer.close()
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+    return n
+
+
+def count_arrayrecord(path: str | Path) -> int:
+    """Number of records in an ArrayRecord file."""
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    reader = ArrayRecordReader(str(path))
+    try:
+        return int(reader.num_records())
+    finally:
+        reader.close()
+
+
+def read_arrayrecord(path: str | Path, kind: str | None = None, errors: ReadErrors | None = None,
+                     batch: int = 1024) -> Iterator[dict]:
+    """Yields the records of an ArrayRecord file, skipping (and counting) malformed ones.
+
+    With `kind` set, records are also validated against that kind's required fields.
+    """
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    reader = ArrayRecordReader(str(path))
+    try:
+        total = int(reader.num_records())
+        for start in range(0, total, batch):
+            for raw in reader.read(start, min(total, start + batch)):
+                rec = _decode_checked(raw, kind, errors)
+                if rec is not None:
+                    yield rec
+    finally:
+        reader.close()
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
+    """Writes records as JSON lines atomically; returns the number written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    n = 0
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for rec in records:
+                f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
+                f.write("\n")
+                n += 1
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+    return n
+
+
+def read_jsonl(path: str | Path, kind: str | None = None, errors: ReadErrors | None = None) -> Iterator[dict]:
+    """Yields the records of a JSONL file, skipping (and counting) malformed lines."""
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            rec = _decode_checked(line, kind, errors)
+            if rec is not None:
+                yield rec
+
+
+def read_records(path: str | Path, kind: str | None = None, errors: ReadErrors | None = None) -> Iterator[dict]:
+    """Reads a `.jsonl` or ArrayRecord file by its suffix."""
+    if str(path).endswith(".jsonl"):
+        return read_jsonl(path, kind, errors)
+    return read_arrayrecord(path, kind, errors)
+
+
+def _decode_checked(raw: bytes, kind: str | None, errors: ReadErrors | None) -> dict | None:
+    try:
+        rec = decode_record(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        if errors is not None:
+            errors["bad_json"] += 1
+        return None
+    if kind is not None:
+        problems = validate(rec, kind)
+        if problems:
+            if errors is not None:
+                errors[problems[0]] += 1
+            return None
+    return rec

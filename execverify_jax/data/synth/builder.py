@@ -1,0 +1,470 @@
+"""Offline program synthesis: one deterministic program per (cell, seed), no teacher model.
+
+`synthesize(cell, seed, n_inputs, cfg)` draws (from a RNG seeded by cell+seed) a template of the
+tested entry, names from per-type pools, literals, a control-flow chain of the cell's depth,
+branch conditions over the inputs, and an "other built-in method" transform (level >= 2). It
+assembles the function text, normalises it with `ast.unparse`, then asks `inputs_z3` for inputs
+that cover the branches. The result is a pure function of its arguments.
+
+Program shape (body of the entry function):
+  [work copy init]  [other-method transform]  [accumulator init]
+  <chain item 1>                       for / while (counter from an int param) / if / if-elif
+      <chain item 2 nested in item 1>  (an if-elif's other branch counts into `alt`)
+          <tested usage>               accumulator update, or mutating statements on the copy
+  return <accumulator / copy>
+Level 6 moves the tested usage into a helper function that the entry calls.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import random
+import string as _string
+from typing import Any
+
+from execverify_jax.data.synth import inputs_z3 as iz
+from execverify_jax.data.synth.grid import CF_KINDS, Cell
+from execverify_jax.data.synth.templates import GROUP_TYPE, OTHER_METHODS, Tpl, templates_for
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthConfig:
+    """Synthesizer options (all have defaults; validated on construction)."""
+
+    n_inputs: int = 3
+    use_z3: bool = True
+    solver_timeout_ms: int = 200
+    sample_tries: int = 4
+    python_only_prob: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.n_inputs < 1:
+            raise ValueError(f"n_inputs must be >= 1, got {self.n_inputs!r}")
+        if self.solver_timeout_ms < 1:
+            raise ValueError(f"solver_timeout_ms must be >= 1, got {self.solver_timeout_ms!r}")
+        if not 0.0 <= self.python_only_prob <= 1.0:
+            raise ValueError(f"python_only_prob must be in [0, 1], got {self.python_only_prob!r}")
+
+
+_POOLS: dict[str, tuple[str, ...]] = {
+    "str_a": ("text", "word", "line", "name", "label", "token", "phrase", "message", "code", "title_text"),
+    "str_b": ("other", "pattern", "suffix", "tag", "prefix", "chars", "marker", "needle"),
+    "list_a": ("nums", "values", "items", "scores", "data", "counts", "weights", "points", "levels"),
+    "list_b": ("others", "extra", "bonus", "refs", "marks", "limits", "second"),
+    "tuple_a": ("coords", "record", "entries", "row", "triple", "sample"),
+    "tuple_b": ("other_row", "rest", "more", "tail_row"),
+    "set_a": ("ids", "seen", "tags", "pool", "members", "active"),
+    "set_b": ("blocked", "others", "extra_ids", "banned", "known"),
+    "dict_a": ("stock", "scores", "counts", "prices", "ages", "inventory", "table"),
+    "float_a": ("x", "price", "rate", "amount", "temp", "ratio", "weight"),
+    "float_b": ("y", "factor", "step", "base", "scale", "offset"),
+    "vals": ("readings", "samples", "measurements", "series"),
+    "key": ("name", "key", "item", "target", "wanted"),
+    "int": ("n", "limit", "size", "k", "width", "steps", "budget"),
+    "char": ("ch", "c", "letter", "char", "sym"),
+    "num": ("x", "num", "item", "v", "val", "elem"),
+    "flt": ("r", "reading", "f", "sample_value"),
+    "word": ("key", "k", "word", "label"),
+    "work": ("work", "buf", "current", "temp", "state", "bag"),
+    "acc_int": ("total", "count", "score", "hits", "acc", "tally"),
+    "acc_str": ("res", "out", "joined", "collected"),
+    "last": ("last", "latest", "found", "chunk"),
+    "size": ("size", "total_len", "seen_len"),
+    "alt": ("misses", "skipped", "rest_count"),
+    "ctr": ("i", "remaining", "left", "rounds", "fuel"),
+    "tmp": ("tmp", "part", "piece", "head", "pair", "spare"),
+    "derived": ("cleaned", "prepared", "base_val", "ordered", "adjusted", "norm"),
+    "fn": ("process", "transform", "compute", "analyze", "build_result", "evaluate", "summarize",
+           "crunch", "inspect", "reshape"),
+    "helper": ("apply_op", "helper", "step_once", "combine", "mix", "work_on", "handle"),
+}
+
+_ELEM_DOMAIN = {"str": iz.CHAR, "list": iz.INT, "tuple": iz.INT, "set": iz.INT, "dict": iz.WORD, "float": iz.FLOAT}
+_EMPTY = {"list": "[]", "tuple": "()", "set": "set()", "dict": "{}", "bytes": "b''"}
+_CTOR = {"list": "list", "set": "set", "dict": "dict"}
+
+
+class _Names:
+    """Draws unique identifiers from the pools."""
+
+    def __init__(self, rng: random.Random):
+        self.rng, self.used = rng, set()
+
+    def __call__(self, pool: str) -> str:
+        opts = [n for n in _POOLS[pool] if n not in self.used]
+        name = self.rng.choice(opts) if opts else f"{_POOLS[pool][0]}_{len(self.used)}"
+        self.used.add(name)
+        return name
+
+
+def _conds_for(dom: iz.Domain, rng: random.Random) -> list[tuple[str, Any]]:
+    """Condition templates ('{x}' = subject text) with their element predicates."""
+    if dom is iz.INT:
+        t, m = rng.randint(8, 16), rng.randint(2, 4)
+        return [(f"{{x}} > {t}", lambda v: v > t), (f"{{x}} % {m} == 0", lambda v: v % m == 0),
+                (f"{{x}} < {t}", lambda v: v < t), ("{x} % 2 == 1", lambda v: v % 2 == 1)]
+    if dom is iz.FLOAT:
+        t = rng.randint(8, 16) + 0.5
+        return [(f"{{x}} > {t}", lambda v: v > t), ("{x}.is_integer()", lambda v: v.is_integer()),
+                ("{x} % 1 == 0.5", lambda v: v % 1 == 0.5), (f"{{x}} < {t}", lambda v: v < t)]
+    if dom is iz.CHAR:
+        return [("{x} in 'aeiouAEIOU'", lambda v: v in "aeiouAEIOU"), ("{x}.isupper()", str.isupper),
+                ("{x}.isdigit()", str.isdigit), ("{x}.isalpha()", str.isalpha),
+                ("{x} > 'm'", lambda v: v > "m"), ("{x}.islower()", str.islower)]
+    return [("{x} < 'm'", lambda v: v < "m"), ("len({x}) > 5", lambda v: len(v) > 5),
+            ("{x}[0] in 'aeiou'", lambda v: v[0] in "aeiou"), ("{x}.endswith('n')", lambda v: v.endswith("n"))]
+
+
+@dataclasses.dataclass
+class _Ctx:
+    """Per-program state while assembling."""
+
+    cell: Cell
+    rng: random.Random
+    names: _Names
+    vtype: str
+    params: dict[str, iz.Param]  # role -> Param (roles: A, B, N, KEY, VALS)
+    loops: list[tuple[str, tuple]]  # (loop var, subject prefix) of enclosing `for`s, outer first
+    goals: list
+    python_only_prob: float
+
+
+def _param(ctx: _Ctx, role: str) -> str:
+    """Name of the entry param with `role`, creating it on first use."""
+    if role not in ctx.params:
+        vt = ctx.vtype
+        if role in ("A", "B"):
+            pool = f"{vt}_{'a' if role == 'A' else 'b'}"
+            if pool not in _POOLS:
+                pool = f"{vt}_a"
+            kind = {"float": "scalar"}.get(vt, vt)
+            elem = iz.FLOAT if vt == "float" else iz.INT
+            ctx.params[role] = iz.Param(ctx.names(pool), kind, elem)
+        elif role == "N":
+            ctx.params[role] = iz.Param(ctx.names("int"), "scalar", iz.INT)
+        elif role == "KEY":
+            ctx.params[role] = iz.Param(ctx.names("key"), "scalar", iz.WORD)
+        elif role == "VALS":
+            ctx.params[role] = iz.Param(ctx.names("vals"), "list", iz.FLOAT)
+    return ctx.params[role].name
+
+
+def _make_cond(ctx: _Ctx) -> tuple[str, iz.Cond]:
+    """A branch condition on the innermost loop variable (mostly) or on a scalar input."""
+    rng = ctx.rng
+    if ctx.loops and rng.random() < 0.8:
+        var, subj = ctx.loops[-1] if rng.random() < 0.75 else rng.choice(ctx.loops)
+        pname = subj[1]
+        p = next(p for p in ctx.params.values() if p.name == pname)
+        dom = iz.CHAR if p.kind == "str" else (iz.WORD if p.kind == "dict" else p.elem)
+        subject = subj + (var,)
+        if rng.random() < ctx.python_only_prob and dom in (iz.CHAR, iz.INT):
+            if dom is iz.CHAR:
+                return f"{pname}.count({var}) > 1", iz.Cond(subject, py=lambda inp, v, n=pname: inp[n].count(v) > 1)
+            other = _param(ctx, "B") if ctx.vtype in ("list", "tuple", "set") else pname
+            return f"{var} in {other}", iz.Cond(subject, py=lambda inp, v, n=other: v in inp[n])
+        src, pred = rng.choice(_conds_for(dom, rng))
+        if subj[0] == "pyelem":  # order-dependent subject (sorted set slice): python-only
+            return src.format(x=var), iz.Cond(("elem",) + subject[1:], py=lambda inp, v, f=pred: f(v))
+        return src.format(x=var), iz.Cond(subject, pred=pred)
+    vt = ctx.vtype
+    choice = rng.random()
+    if vt == "float" and choice < 0.5:
+        a = _param(ctx, "A")
+        src, pred = rng.choice(_conds_for(iz.FLOAT, rng))
+        return src.format(x=a), iz.Cond(("scalar", a), pred=pred)
+    if vt in ("str", "list", "tuple", "set", "dict") and choice < 0.5:
+        a = _param(ctx, "A")
+        if vt == "str" and rng.random() < 0.4:
+            src, pred = rng.choice(_conds_for(iz.CHAR, rng))
+            return src.format(x=f"{a}[0]"), iz.Cond(("elem", a, 0, 1, f"{a}[0]"), pred=pred)
+        t = rng.randint(6, 13)
+        if rng.random() < 0.5:
+            return f"len({a}) > {t}", iz.Cond(("len", a), pred=lambda v: v > t)
+        return f"len({a}) % 2 == 0", iz.Cond(("len", a), pred=lambda v: v % 2 == 0)
+    if vt == "dict" and choice < 0.7:
+        a, key = _param(ctx, "A"), _param(ctx, "KEY")
+        return f"{key} in {a}", iz.Cond(("scalar", key), py=lambda inp, v, n=a: v in inp[n])
+    n = _param(ctx, "N")
+    src, pred = rng.choice(_conds_for(iz.INT, rng))
+    return src.format(x=n), iz.Cond(("scalar", n), pred=pred)
+
+
+def _loop_header(ctx: _Ctx, first: bool) -> tuple[str, str]:
+    """`for` header text and the loop variable; records the loop's subject."""
+    rng, vt = ctx.rng, ctx.vtype
+    var = ctx.names({"str": "char", "dict": "word", "float": "flt"}.get(vt, "num"))
+    k = rng.randint(2, 3)
+    if vt == "float":
+        vals = _param(ctx, "VALS")
+        if first:
+            ctx.loops.append((var, ("elem", vals, 0, None)))
+            return f"for {var} in {vals}:", var
+        ctx.loops.append((var, ("elem", vals, 1, 1 + k)))
+        return f"for {var} in {vals}[1:{1 + k}]:", var
+    if first:
+        a = _param(ctx, "A")
+        ctx.loops.append((var, ("elem", a, 0, None)))
+        return f"for {var} in {a}:", var
+    if vt == "dict":
+        a = _param(ctx, "A")
+        ctx.loops.append((var, ("elem", a, 0, k)))
+        return f"for {var} in list({a})[:{k}]:", var
+    b = _param(ctx, "B")
+    if vt == "set":
+        ctx.loops.append((var, ("pyelem", b, 0, k)))
+        return f"for {var} in sorted({b})[:{k}]:", var
+    ctx.loops.append((var, ("elem", b, 0, k)))
+    return f"for {var} in {b}[:{k}]:", var
+
+
+def _indent(lines: list[str], n: int = 1) -> list[str]:
+    return ["    " * n + ln for ln in lines]
+
+
+def _literal(ctx: _Ctx, n: int) -> list[str]:
+    """`n` distinct element literals ($C, $D) of the group's element type."""
+    rng, vt = ctx.rng, ctx.vtype
+    if vt == "str":
+        return [repr(c) for c in rng.sample("aeiostnrl1", n)]
+    if vt == "dict":
+        return [repr(w) for w in rng.sample(iz.WORDS, n)]
+    if vt == "float":
+        return [repr(v) for v in rng.sample(iz.FLOAT_VALUES, n)]
+    return [str(v) for v in rng.sample(iz.INT_VALUES, n)]
+
+
+def _flat_elem(ctx: _Ctx) -> str:
+    """$E outside loops: an element-typed expression over the inputs."""
+    vt, rng = ctx.vtype, ctx.rng
+    if vt == "str":
+        return f"{_param(ctx, 'B')}[{rng.randint(0, 4)}]"
+    if vt in ("list", "tuple"):
+        return f"{_param(ctx, 'B')}[{rng.randint(0, 4)}]"
+    if vt == "dict":
+        return _param(ctx, "KEY")
+    if vt == "float":
+        return _param(ctx, "B")
+    return _param(ctx, "N")
+
+
+def _pick_template(cell: Cell, rng: random.Random, in_loop: bool, level6: bool) -> Tpl:
+    tpls = templates_for(cell.group, cell.method)
+    ok = [t for t in tpls if (t.pure or cell.other_methods) and (t.loop or not in_loop)
+          and (not t.needs or not in_loop)]
+    if not ok:
+        raise LookupError(f"no template for {cell.group}.{cell.method} at level {cell.level}")
+    return rng.choice(ok)
+
+
+def _outer_names(code: str, known: set[str]) -> list[str]:
+    """Names in `code` that are bound outside it (params, loop vars, locals), in first-use order."""
+    out: list[str] = []
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Name) and node.id in known and node.id not in out:
+            out.append(node.id)
+    return out
+
+
+def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig | None = None
+                          ) -> tuple[dict | None, iz.Stats]:
+    """`synthesize` plus the input solver's coverage statistics for this program."""
+    cfg = cfg or SynthConfig()
+    rng = random.Random(f"{cell.key}|{seed}")
+    names = _Names(rng)
+    vtype = GROUP_TYPE[cell.group]
+    ctx = _Ctx(cell, rng, names, vtype, {}, [], [], cfg.python_only_prob)
+    chain = [rng.choice(CF_KINDS) for _ in range(cell.cf_depth)]
+    in_loop = any(c in ("for", "while") for c in chain)
+    tpl = _pick_template(cell, rng, in_loop, cell.helper)
+    needs_A = "$A" in tpl.src or tpl.needs or "$W" in tpl.src or "$AK" in tpl.src
+    _param(ctx, "A")
+    entry = names("fn")
+
+    # --- placeholder bindings
+    j = rng.randint(0, 2)
+    k = rng.randint(j, 4)
+    c_lit, d_lit = _literal(ctx, 2)
+    m = rng.randint(2, 4)
+    bind: dict[str, str] = {"J": str(j), "K": str(k), "M": str(m), "K1": str(k + 1), "K2": str(k + 2),
+                            "K6": str(k + 6), "M1": str(m + 1), "J4": str(j + 4),
+                            "T": str(rng.randint(6, 15)), "C": c_lit, "D": d_lit}
+    prelude: list[str] = []
+    a_name = _param(ctx, "A")
+    bind["A"] = a_name
+    if "$B" in tpl.src:
+        bind["B"] = _param(ctx, "B")
+    if "$N" in tpl.src:
+        bind["N"] = _param(ctx, "N")
+    if "$W" in tpl.src:
+        bind["W"] = names("work")
+        prelude.append(f"{bind['W']} = {_CTOR[vtype]}({a_name})")
+    for ph in ("P", "Q"):
+        if f"${ph}" in tpl.src:
+            bind[ph] = names("tmp")
+    if "$AK" in tpl.src:
+        bind["AK"] = f"list({a_name})[{j}]"
+
+    # --- level >= 2: one other built-in method, transforming a value the template reads
+    if cell.other_methods:
+        if "$B" in tpl.src:
+            role, otype = "B", vtype
+        elif "$A" in tpl.src and "$W" not in tpl.src:
+            role, otype = "A", vtype
+        else:
+            role, otype = "N", "int"
+            bind.setdefault("N", _param(ctx, "N"))
+        opts = [(m, s) for m, s in OTHER_METHODS[otype] if m != cell.method]
+        _m, osrc = rng.choice(opts)
+        derived = names("derived")
+        src_name = bind[role]
+        osrc = _string.Template(osrc).substitute(X=src_name, N=_param(ctx, "N") if "$N" in osrc else "",
+                                                 C=c_lit if otype == "float" else "")
+        prelude.append(f"{derived} = {osrc}")
+        bind[role] = derived
+        if role == "A" and "$AK" in tpl.src:
+            bind["AK"] = f"list({derived})[{j}]"
+
+    # --- control flow chain, built outside-in
+    known: set[str] = set()
+    lines_open: list[tuple[list[str], int]] = []  # (header lines, depth) for each chain item
+    after: list[list[str]] = []
+    path: list[tuple[iz.Cond, bool]] = []
+    alt_name = None
+    body_prefix: list[str] = []
+    depth = 0
+    out_lines: list[str] = []
+    tail_by_depth: dict[int, list[str]] = {}
+    for pos, item in enumerate(chain):
+        if item == "for":
+            hdr, var = _loop_header(ctx, first=not ctx.loops)
+            out_lines += _indent([hdr], depth)
+            known.add(var)
+        elif item == "while":
+            n = _param(ctx, "N")
+            ctr = names("ctr")
+            t, step = rng.randint(6, 13), rng.randint(3, 5)
+            cond = iz.Cond(("scalar", n), pred=lambda v, t=t: v > t)
+            ctx.goals += [tuple(path) + ((cond, True),), tuple(path) + ((cond, False),)]
+            path.append((cond, True))
+            out_lines += _indent([f"{ctr} = {n}", f"while {ctr} > {t}:"], depth)
+            tail_by_depth[depth + 1] = [f"{ctr} -= {step}"]
+            known.add(ctr)
+        elif item == "if":
+            src, cond = _make_cond(ctx)
+            ctx.goals += [tuple(path) + ((cond, True),), tuple(path) + ((cond, False),)]
+            path.append((cond, True))
+            out_lines += _indent([f"if {src}:"], depth)
+        else:  # if-elif: nested chain continues in the `if` branch; the `elif` counts into alt
+            src1, c1 = _make_cond(ctx)
+            src2, c2 = _make_cond(ctx)
+            while src2 == src1:
+                src2, c2 = _make_cond(ctx)
+            ctx.goals += [tuple(path) + ((c1, True),), tuple(path) + ((c1, False), (c2, True)),
+                          tuple(path) + ((c1, False), (c2, False))]
+            alt_name = alt_name or names("alt")
+            out_lines += _indent([f"if {src1}:"], depth)
+            tail_by_depth.setdefault(depth + 1, [])
+            tail_by_depth[depth + 1] = tail_by_depth[depth + 1] + [f"__ELIF__{src2}"]
+            path.append((c1, True))
+        depth += 1
+    bind["E"] = ctx.loops[-1][0] if ctx.loops else _flat_elem(ctx)
+    for role in ("A", "B", "N", "KEY", "VALS"):
+        if role in ctx.params:
+            known.add(ctx.params[role].name)
+    known.update(v for k_, v in bind.items() if k_ in ("W", "A", "B") and v.isidentifier())
+    known.add(bind.get("W", a_name))
+
+    usage = _string.Template(tpl.src).substitute(bind)
+    kind = tpl.kind
+    helper_name = None
+    helper_lines: list[str] = []
+    if cell.helper:
+        helper_name = names("helper")
+        temps = {bind.get("P"), bind.get("Q")}
+        args = [n for n in _outer_names(usage, known) if n not in temps] or [a_name]
+        if kind == "stmt":
+            helper_lines = [f"def {helper_name}({', '.join(args)}):"] + _indent(usage.splitlines() + [f"return {bind['W']}"])
+            usage = f"{bind['W']} = {helper_name}({', '.join(args)})"
+        else:
+            helper_lines = [f"def {helper_name}({', '.join(args)}):"] + _indent([f"return {usage}"])
+            usage = f"{helper_name}({', '.join(args)})"
+
+    # --- innermost body, accumulator, return
+    init: list[str] = []
+    if not chain:
+        if kind == "stmt":
+            inner, ret = usage.splitlines(), bind["W"]
+        elif rng.random() < 0.5:
+            inner, ret = [], usage
+        else:
+            r = names("last")
+            inner, ret = [f"{r} = {usage}"], r
+    elif kind == "stmt":
+        inner, ret = usage.splitlines(), bind["W"]
+    elif kind == "str":
+        acc = names("acc_str")
+        init.append(f"{acc} = ''")
+        inner, ret = [f"{acc} += ({usage})[:2]"], acc
+    elif kind in ("int", "bool", "float"):
+        acc = names("acc_int")
+        init.append(f"{acc} = 0")
+        inner, ret = [f"{acc} += {usage}"], acc
+    else:
+        last, size = names("last"), names("size")
+        init += [f"{last} = {_EMPTY[kind]}", f"{size} = 0"]
+        inner, ret = [f"{last} = {usage}", f"{size} += len({last})"], f"{size}, {last}"
+    if alt_name:
+        init.append(f"{alt_name} = 0")
+        ret = f"{ret}, {alt_name}"
+
+    body = list(out_lines)
+    body += _indent(inner, depth)
+    for d in range(depth, 0, -1):  # close levels inner-out: elif branches and while decrements
+        for t_ in tail_by_depth.get(d, []):
+            if t_.startswith("__ELIF__"):
+                body += _indent([f"elif {t_[8:]}:", f"    {alt_name} += 1"], d - 1)
+            else:
+                body += _indent([t_], d)
+    fn_lines = prelude + init + body + [f"return {ret}"]
+
+    # --- signature: only the inputs the body reads, in role order
+    text_probe = "\n".join(fn_lines + helper_lines)
+    used_names = {n.id for n in ast.walk(ast.parse("def _p():\n" + "\n".join(_indent(fn_lines)))) if isinstance(n, ast.Name)}
+    order = [r for r in ("A", "B", "KEY", "N", "VALS") if r in ctx.params and ctx.params[r].name in used_names]
+    if not order:
+        order = ["A"]
+    sig = ", ".join(ctx.params[r].name for r in order)
+    src = "\n".join(helper_lines + ([""] if helper_lines else []) + [f"def {entry}({sig}):"] + _indent(fn_lines))
+    if "math." in src:
+        src = "import math\n\n" + src
+    code = ast.unparse(ast.parse(src))
+    del text_probe, needs_A
+
+    # --- inputs
+    params = [ctx.params[r] for r in order]
+    need_goals = []
+    for nd in tpl.needs:
+        lit = bind["C"] if nd.endswith("_C") else bind["D"]
+        need_goals.append(((iz.Cond(("elem", a_name, 0, None, "__need__" + lit), pred=lambda v, x=int(lit): v == x), True),))
+    goals = [g for g in ctx.goals if all(any(p.name == c.subject[1] for p in params) for c, _ in g)]
+    solver = iz.InputSolver(params, goals, need_goals, rng, timeout_ms=cfg.solver_timeout_ms,
+                            max_tries=cfg.sample_tries, use_z3=cfg.use_z3)
+    values = solver.solve(n_inputs)
+    if not values:
+        return None, solver.stats
+    inputs = [", ".join(repr(v[p.name]) for p in params) for v in values]
+    cid = hashlib.sha256(f"{cell.key}|{seed}".encode()).hexdigest()[:16]
+    constraint = {"group": cell.group, "method": cell.method, "level": cell.level, "cf_chain": chain,
+                  "helper": cell.helper, "nested": cell.nested, "other_methods": cell.other_methods,
+                  "entry": entry, "helper_name": helper_name}
+    cand = {"id": cid, "code": code, "entry": entry, "inputs": inputs, "level": cell.level,
+            "group": cell.group, "method": cell.method, "constraint": constraint, "seed": seed}
+    return cand, solver.stats
+
+
+def synthesize(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig | None = None) -> dict | None:
+    """One candidate program for `cell` (pure function of the arguments), or None if no inputs."""
+    return synthesize_with_stats(cell, seed, n_inputs, cfg)[0]

@@ -1,0 +1,419 @@
+"""Input synthesis with z3: argument values that satisfy types, size ranges and branch goals.
+
+Every argument lives in a *finite* domain (ints 5..20, floats q/4 for q in 20..80, characters
+of a fixed alphabet, dict keys from a word list), and collections have lengths 5..15. So each
+scalar or element is encoded as a z3 Int *index into its domain's value list*, and any
+predicate on an element (``ch.isupper()``, ``x % 3 == 0``, ``key < 'm'``) is encoded exactly by
+tabulating it over the domain (membership in a union of index intervals). No string theory is
+needed, formulas stay tiny, and solving takes a few milliseconds.
+
+A branch *goal* is a conjunction of condition outcomes along a path (the enclosing branches
+plus the branch itself). Conditions on the same loop variable are grouped into one existential
+over that loop's index range (``exists i < len: c1(e_i) and not c2(e_i)``); scalar conditions
+apply to the value directly. Conditions with no tabular encoding (relations between two
+arguments, like ``s.count(ch) > 1``, or order-dependent subjects like ``sorted(b)[:3]``) are
+"python-only": they are checked concretely, and only seeded random resampling can cover them.
+
+Algorithm per program: draw a seeded random sample (paper-like distributions); if it already
+covers the wanted goals, keep it (no z3 call). Otherwise ask z3 for a model that covers as many
+uncovered goals as possible, anchored to the random sample (most elements pinned to their
+random values, as assumptions; dropped if unsatisfiable), so solved inputs stay diverse and
+natural-looking. Statistics say how many goals were covered by the random draw, by z3, or not
+at all (infeasible, or python-only and missed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import string
+from typing import Any, Callable, Sequence
+
+import z3
+
+INT_VALUES: tuple[int, ...] = tuple(range(5, 21))
+FLOAT_VALUES: tuple[float, ...] = tuple(q / 4 for q in range(20, 81))
+# Printable, quote-free alphabet: letters, digits and a few punctuation/space characters.
+ALPHABET: tuple[str, ...] = tuple(string.ascii_letters + string.digits + " -_.!#")
+WORDS: tuple[str, ...] = (
+    "apple", "banana", "cherry", "delta", "echo", "falcon", "garden", "harbor", "island", "jungle",
+    "kernel", "lemon", "mango", "nectar", "orbit", "pepper", "quartz", "river", "salmon", "tiger",
+    "umbra", "violet", "walnut", "xenon", "yellow", "zebra", "amber", "basil", "cobalt", "dune",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """A finite value domain; `values` is indexed by the z3 Int of each scalar/element."""
+
+    name: str
+    values: tuple[Any, ...]
+
+
+INT = Domain("int", INT_VALUES)
+FLOAT = Domain("float", FLOAT_VALUES)
+CHAR = Domain("char", ALPHABET)
+WORD = Domain("word", WORDS)
+LENGTHS: tuple[int, int] = (5, 15)
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One entry argument. kind: scalar | str | list | tuple | set | dict (keys WORD, values elem)."""
+
+    name: str
+    kind: str
+    elem: Domain
+
+
+@dataclasses.dataclass(frozen=True)
+class Cond:
+    """A branch condition on a subject.
+
+    subject: ("scalar", param) | ("len", param) | ("elem", param, lo, hi, var) where the loop
+    variable `var` ranges over elements lo..hi-1 (hi None = to the end) of param (dict: keys).
+    `pred(value)` decides it for one element/scalar/length. `py(inputs, value)`, when set,
+    replaces `pred` and makes the condition python-only (not encodable).
+    """
+
+    subject: tuple
+    pred: Callable[[Any], bool] | None = None
+    py: Callable[[dict, Any], bool] | None = None
+
+    @property
+    def encodable(self) -> bool:
+        return self.py is None
+
+
+Goal = tuple[tuple[Cond, bool], ...]  # conjunction of (condition, required outcome)
+
+
+@dataclasses.dataclass
+class Stats:
+    """Where each branch goal's coverage came from, summed over programs."""
+
+    goals: int = 0
+    by_random: int = 0
+    by_z3: int = 0
+    uncovered: int = 0
+    python_only_goals: int = 0
+    z3_calls: int = 0
+
+    def add(self, other: "Stats") -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+def _rand_str(rng: random.Random) -> str:
+    """Paper-like strings (reference §2.4 mix), length 5..15 over the alphabet."""
+    u = rng.random()
+    n = rng.randint(*LENGTHS)
+    if u < 0.5:
+        pool = string.ascii_letters + string.digits
+        return "".join(rng.choice(pool) for _ in range(n))
+    if u < 0.85:  # runs of repeated characters, as the paper's repeated-char values
+        out = ""
+        while len(out) < n:
+            out += rng.choice(ALPHABET[:62]) * rng.randint(1, 4)
+        return out[:n]
+    return "".join(rng.choice(ALPHABET) for _ in range(n))
+
+
+def random_value(p: Param, rng: random.Random) -> Any:
+    """A seeded random value of the param's kind and domain."""
+    if p.kind == "scalar":
+        return rng.choice(p.elem.values)
+    if p.kind == "str":
+        return _rand_str(rng)
+    n = rng.randint(*LENGTHS)
+    if p.kind == "set":
+        return set(rng.sample(p.elem.values, min(n, len(p.elem.values))))
+    if p.kind == "dict":
+        return {k: rng.choice(p.elem.values) for k in rng.sample(WORDS, n)}
+    seq = [rng.choice(p.elem.values) for _ in range(n)]
+    return tuple(seq) if p.kind == "tuple" else seq
+
+
+def _elements(p: Param, v: Any) -> list:
+    if p.kind == "dict":
+        return list(v)
+    if p.kind == "set":  # sets carry their z3 order only in the encoding; order is irrelevant
+        return sorted(v)
+    return list(v)
+
+
+def _subject_values(c: Cond, inputs: dict, params: dict[str, Param]) -> list:
+    kind, pname = c.subject[0], c.subject[1]
+    v = inputs[pname]
+    if kind == "scalar":
+        return [v]
+    if kind == "len":
+        return [len(v)]
+    lo, hi = c.subject[2], c.subject[3]
+    if params[pname].kind == "set":  # loops over sets run in iteration order
+        els = list(v)
+    else:
+        els = _elements(params[pname], v)
+    return els[lo:hi]
+
+
+def _holds(c: Cond, inputs: dict, value: Any) -> bool:
+    return bool(c.py(inputs, value)) if c.py is not None else bool(c.pred(value))
+
+
+def goal_holds(goal: Goal, inputs: dict, params: dict[str, Param]) -> bool:
+    """Concrete check: does this input reach the goal's path with the required outcomes?"""
+    groups: dict[tuple, list[tuple[Cond, bool]]] = {}
+    for c, want in goal:
+        key = c.subject if c.subject[0] != "elem" else ("elem", c.subject[4])
+        groups.setdefault(key, []).append((c, want))
+    for key, items in groups.items():
+        c0 = items[0][0]
+        vals = _subject_values(c0, inputs, params)
+        if not any(all(_holds(c, inputs, x) == w for c, w in items) for x in vals):
+            return False
+    return True
+
+
+def _intervals(idx: list[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for i in idx:
+        if out and out[-1][1] == i - 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return out
+
+
+class InputSolver:
+    """Solves inputs for one program: params, branch goals, hard preconditions."""
+
+    def __init__(self, params: Sequence[Param], goals: Sequence[Goal], needs: Sequence[Goal],
+                 rng: random.Random, timeout_ms: int = 200, max_tries: int = 4, use_z3: bool = True):
+        self.params = {p.name: p for p in params}
+        self.order = [p.name for p in params]
+        self.goals = list(goals)
+        self.needs = list(needs)
+        self.rng = rng
+        self.timeout_ms = timeout_ms
+        self.max_tries = max_tries
+        self.use_z3 = use_z3
+        self.stats = Stats()
+        self._z: dict | None = None
+
+    # ------------------------------------------------------------------ z3 encoding
+    def _vars(self) -> dict:
+        if self._z is not None:
+            return self._z
+        z: dict = {}
+        s = z3.Solver()
+        s.set("timeout", self.timeout_ms)
+        s.set("random_seed", self.rng.randrange(1 << 30))
+        for name, p in self.params.items():
+            if p.kind == "scalar":
+                x = z3.Int(f"{name}")
+                s.add(x >= 0, x < len(p.elem.values))
+                z[name] = x
+                continue
+            dom = CHAR if p.kind == "str" else (WORD if p.kind == "dict" else p.elem)
+            n = z3.Int(f"{name}_len")
+            es = [z3.Int(f"{name}_{i}") for i in range(LENGTHS[1])]
+            s.add(n >= LENGTHS[0], n <= LENGTHS[1])
+            for e in es:
+                s.add(e >= 0, e < len(dom.values))
+            if p.kind in ("set", "dict"):  # distinct elements / keys
+                for i in range(len(es)):
+                    for j in range(i + 1, len(es)):
+                        s.add(z3.Implies(j < n, es[i] != es[j]))
+            vs = None
+            if p.kind == "dict":
+                vs = [z3.Int(f"{name}_v{i}") for i in range(LENGTHS[1])]
+                for v in vs:
+                    s.add(v >= 0, v < len(p.elem.values))
+            z[name] = (n, es, dom, vs)
+        z["__solver__"] = s
+        self._z = z
+        return z
+
+    def _member(self, x, dom: Domain, pred: Callable[[Any], bool]):
+        ok = [i for i, v in enumerate(dom.values) if pred(v)]
+        if not ok:
+            return z3.BoolVal(False)
+        return z3.Or([z3.And(x >= a, x <= b) if a != b else x == a for a, b in _intervals(ok)])
+
+    def _encode_cond(self, c: Cond, want: bool, elem=None):
+        z = self._vars()
+        kind, pname = c.subject[0], c.subject[1]
+        p = self.params[pname]
+        if kind == "scalar":
+            f = self._member(z[pname], p.elem, c.pred)
+        elif kind == "len":
+            n = z[pname][0]
+            f = z3.Or([n == k for k in range(LENGTHS[0], LENGTHS[1] + 1) if c.pred(k)] or [z3.BoolVal(False)])
+        else:
+            f = self._member(elem, z[pname][2], c.pred)
+        return f if want else z3.Not(f)
+
+    def _encode_goal(self, goal: Goal):
+        groups: dict[tuple, list[tuple[Cond, bool]]] = {}
+        for c, want in goal:
+            key = c.subject if c.subject[0] != "elem" else ("elem", c.subject[4])
+            groups.setdefault(key, []).append((c, want))
+        parts = []
+        for key, items in groups.items():
+            c0 = items[0][0]
+            if c0.subject[0] != "elem":
+                parts += [self._encode_cond(c, w) for c, w in items]
+                continue
+            pname, lo, hi = c0.subject[1], c0.subject[2], c0.subject[3]
+            n, es, _, _ = self._vars()[pname]
+            hi_ = LENGTHS[1] if hi is None else min(hi, LENGTHS[1])
+            parts.append(z3.Or([z3.And(i < n, *[self._encode_cond(c, w, es[i]) for c, w in items])
+                                for i in range(lo, hi_)]))
+        return z3.And(parts) if parts else z3.BoolVal(True)
+
+    def _anchors(self, sample: dict) -> list:
+        z = self._vars()
+        out = []
+        for name, p in self.params.items():
+            v = sample[name]
+            if p.kind == "scalar":
+                out.append(z[name] == p.elem.values.index(v))
+                continue
+            n, es, dom, vs = z[name]
+            els = _elements(p, v) if p.kind != "set" else list(v)
+            if p.kind == "set":
+                els = sorted(els)
+            out.append(n == len(els))
+            for i, x in enumerate(els):
+                out.append(es[i] == dom.values.index(x))
+                if vs is not None:
+                    out.append(vs[i] == p.elem.values.index(v[x]))
+        return out
+
+    def _decode(self, m: z3.ModelRef) -> dict:
+        z = self._vars()
+        out = {}
+        for name, p in self.params.items():
+            if p.kind == "scalar":
+                out[name] = p.elem.values[m.eval(z[name], model_completion=True).as_long()]
+                continue
+            n, es, dom, vs = z[name]
+            k = m.eval(n, model_completion=True).as_long()
+            items = [dom.values[m.eval(e, model_completion=True).as_long()] for e in es[:k]]
+            if p.kind == "str":
+                out[name] = "".join(items)
+            elif p.kind == "list":
+                out[name] = items
+            elif p.kind == "tuple":
+                out[name] = tuple(items)
+            elif p.kind == "set":
+                out[name] = set(items)
+            else:
+                out[name] = {key: p.elem.values[m.eval(v, model_completion=True).as_long()]
+                             for key, v in zip(items, vs[:k])}
+        return out
+
+    def _check(self, s: z3.Solver, anchors: list) -> bool:
+        """sat under the anchors, releasing anchors from unsat cores (at most 4 rounds)."""
+        lits = {z3.Bool(f"anchor_{i}"): a for i, a in enumerate(anchors)}
+        for b, a in lits.items():
+            s.add(z3.Implies(b, a))
+        live = list(lits)
+        for _ in range(4):
+            self.stats.z3_calls += 1
+            r = s.check(*live)
+            if r == z3.sat:
+                return True
+            if r != z3.unsat:
+                break
+            core = {str(c) for c in s.unsat_core()}
+            if not core:
+                break
+            live = [b for b in live if str(b) not in core]
+        self.stats.z3_calls += 1
+        return s.check() == z3.sat
+
+    def _z3_cover(self, sample: dict, targets: list[Goal]) -> tuple[dict | None, list[Goal]]:
+        """A model satisfying the needs and as many `targets` as possible, near `sample`.
+
+        Every scalar/element of the random sample is pinned by an assumption literal; unsat
+        cores release only the pins that conflict, so the solved input differs from the random
+        draw where the goal requires it and nowhere else (z3's own choices are boring: 'aaaaa').
+        """
+        z = self._vars()
+        s: z3.Solver = z["__solver__"]
+        s.push()
+        try:
+            for g in self.needs:
+                s.add(self._encode_goal(g))
+            goal_f = [self._encode_goal(g) for g in targets]
+            got: list[Goal] = []
+            for g, f in zip(targets, goal_f):
+                s.push()
+                s.add(f)
+                self.stats.z3_calls += 1
+                if s.check() == z3.sat:
+                    got.append(g)
+                    continue
+                s.pop()
+            ok = self._check(s, self._anchors(sample))
+            model = self._decode(s.model()) if ok else None
+            for _ in range(len(got)):
+                s.pop()
+            return model, got if ok else []
+        finally:
+            s.pop()
+
+    # ------------------------------------------------------------------ main loop
+    def _sample(self) -> dict:
+        return {name: random_value(self.params[name], self.rng) for name in self.order}
+
+    def _ok_needs(self, x: dict) -> bool:
+        return all(goal_holds(g, x, self.params) for g in self.needs)
+
+    def solve(self, n_inputs: int) -> list[dict]:
+        """`n_inputs` distinct inputs (fewer only if the domain cannot provide them)."""
+        self.stats.goals = len(self.goals)
+        self.stats.python_only_goals = sum(1 for g in self.goals if not all(c.encodable for c, _ in g))
+        covered: set[int] = set()
+        how: dict[int, str] = {}
+        inputs: list[dict] = []
+        seen: set[str] = set()
+        for _ in range(n_inputs * 3):
+            if len(inputs) >= n_inputs:
+                break
+            best, best_score = None, -1
+            for _t in range(self.max_tries):
+                x = self._sample()
+                if not self._ok_needs(x):
+                    continue
+                score = sum(1 for i, g in enumerate(self.goals) if i not in covered and goal_holds(g, x, self.params))
+                if score > best_score:
+                    best, best_score = x, score
+            if best is None and not self.use_z3:
+                continue
+            uncovered = [i for i in range(len(self.goals)) if i not in covered]
+            left = [i for i in uncovered if best is None or not goal_holds(self.goals[i], best, self.params)]
+            z3_targets = [i for i in left if all(c.encodable for c, _ in self.goals[i])]
+            if self.use_z3 and (z3_targets or best is None):
+                model, got = self._z3_cover(best if best is not None else self._sample(),
+                                            [self.goals[i] for i in z3_targets])
+                if model is not None:
+                    best = model
+            if best is None:
+                continue
+            key = repr(sorted((k, repr(v)) for k, v in best.items()))
+            if key in seen:
+                continue
+            seen.add(key)
+            random_hit = {i for i in uncovered if i not in left}
+            for i in uncovered:
+                if goal_holds(self.goals[i], best, self.params):
+                    covered.add(i)
+                    how[i] = "random" if i in random_hit else "z3"
+            inputs.append(best)
+        self.stats.by_random = sum(1 for v in how.values() if v == "random")
+        self.stats.by_z3 = sum(1 for v in how.values() if v == "z3")
+        self.stats.uncovered = len(self.goals) - len(covered)
+        return inputs

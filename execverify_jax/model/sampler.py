@@ -1,0 +1,226 @@
+"""KV-cache sampler: token ids in, token ids + per-token log-probs out.
+
+    prompts (lists of ids) --host--> left-padded prompt_BP, P = smallest bucket >= longest prompt
+    prefill (jit per (B, P, C)): one forward over prompt_BP fills cache slots [0, P), draws token 0
+    decode  (jit per (B, P, C), state donated): lax.while_loop, one token per step, until every
+            row has hit a stop id or C = max_new_tokens tokens exist
+
+Prompts are LEFT-padded (see kv_cache.py) so all rows write the same cache slot each step.
+The jitted functions take the parameters (nnx.State) as an argument, so the sampler reads the
+current training weights with no host round trip and no recompilation when they change.
+Log-probs are those of the temperature-scaled, untruncated distribution (see sampling.py).
+Output row order is grouped: prompt 0's n samples, then prompt 1's, ... (GRPO groups).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx, struct
+from jax.sharding import Mesh
+
+from execverify_jax.model import sharding as shd
+from execverify_jax.model.config import ModelConfig
+from execverify_jax.model.kv_cache import KVCache
+from execverify_jax.model.sampling import Greedy, Strategy
+
+DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+
+
+@struct.dataclass
+class SamplingState:
+    """Attributes:
+    cache: the KV cache (donated between calls).
+    tokens_BC: generated ids so far; pad_id after a row stops.
+    logp_BC: log-prob of each generated id (0 after the row stops).
+    step: int32 scalar, tokens generated so far (same for all rows).
+    done_B: the row produced a stop id.
+    lengths_B: generated tokens per row, the stop id included.
+    key: base PRNG key; step s uses fold_in(key, s).
+    """
+
+    cache: KVCache
+    tokens_BC: jax.Array
+    logp_BC: jax.Array
+    step: jax.Array
+    done_B: jax.Array
+    lengths_B: jax.Array
+    key: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleOutput:
+    """Host-side results; B = num_prompts * n in grouped order, C = max_new_tokens.
+
+    tokens_BC: generated ids, padded with pad_id after `lengths_B`.
+    lengths_B: number of generated ids, including the stop id when one was produced.
+    logp_BC: per-token log-probs of the generated ids (0 in the padding).
+    stopped_B: whether the row ended on a stop id (else it hit max_new_tokens).
+    prompt_index_B: which input prompt each row continues.
+    """
+
+    tokens_BC: np.ndarray
+    lengths_B: np.ndarray
+    logp_BC: np.ndarray
+    stopped_B: np.ndarray
+    prompt_index_B: np.ndarray
+
+
+def bucket_for(length: int, buckets: Sequence[int]) -> int:
+    """Smallest bucket >= length."""
+    for b in sorted(buckets):
+        if b >= length:
+            return b
+    raise ValueError(f"prompt of {length} tokens is longer than the largest bucket {max(buckets)}")
+
+
+def left_pad(prompts: Sequence[Sequence[int]], P: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(prompt_BP int32 left-padded, lengths_B int32)."""
+    out = np.full((len(prompts), P), pad_id, np.int32)
+    lengths = np.zeros((len(prompts),), np.int32)
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"prompt {i} is empty; the sampler needs at least one token")
+        out[i, P - len(p):] = np.asarray(p, np.int32)
+        lengths[i] = len(p)
+    return out, lengths
+
+
+def _sample_step(strategy: Strategy, logits_BV, state: SamplingState, pad_id: int,
+                 stop_ids: tuple[int, ...]) -> SamplingState:
+    """Draws one token per row from logits_BV and records it (rows already done get pad_id)."""
+    tok_B, logp_B = strategy.select(logits_BV, jax.random.fold_in(state.key, state.step))
+    tok_B = jnp.where(state.done_B, pad_id, tok_B)
+    logp_B = jnp.where(state.done_B, 0.0, logp_B)
+    tokens_BC = jax.lax.dynamic_update_slice(state.tokens_BC, tok_B[:, None], (0, state.step))
+    logp_BC = jax.lax.dynamic_update_slice(state.logp_BC, logp_B[:, None], (0, state.step))
+    is_stop_B = jnp.zeros_like(state.done_B)
+    for s in stop_ids:
+        is_stop_B = is_stop_B | (tok_B == s)
+    return state.replace(tokens_BC=tokens_BC, logp_BC=logp_BC, step=state.step + 1,
+                         lengths_B=state.lengths_B + (~state.done_B).astype(jnp.int32),
+                         done_B=state.done_B | is_stop_B)
+
+
+def _prefill(graphdef, params, prompt_BP, lengths_B, key, *, strategy: Strategy, max_new: int,
+             pad_id: int, stop_ids: tuple[int, ...], cache_dtype: str) -> SamplingState:
+    model = nnx.merge(graphdef, params)
+    cfg: ModelConfig = model.cfg
+    B, P = prompt_BP.shape
+    cache = KVCache.init(cfg.num_layers, B, P + max_new, cfg.num_kv_heads, cfg.head_dim,
+                         jnp.dtype(cache_dtype))
+    cache_axes = (shd.LAYERS, shd.BATCH, shd.LENGTH, shd.ACT_KV_HEADS, None)
+    cache = cache.replace(k_LBSKH=shd.shard(cache.k_LBSKH, cache_axes),
+                          v_LBSKH=shd.shard(cache.v_LBSKH, cache_axes))
+    logits_BPV, cache = model.decode_step(prompt_BP, cache, lengths_B)
+    state = SamplingState(
+        cache=cache, tokens_BC=jnp.full((B, max_new), pad_id, jnp.int32),
+        logp_BC=jnp.zeros((B, max_new), jnp.float32), step=jnp.zeros((), jnp.int32),
+        done_B=jnp.zeros((B,), jnp.bool_), lengths_B=jnp.zeros((B,), jnp.int32), key=key)
+    # Left padding puts every row's last prompt token at slot P - 1.
+    return _sample_step(strategy, logits_BPV[:, -1], state, pad_id, stop_ids)
+
+
+def _decode(graphdef, params, state: SamplingState, *, strategy: Strategy, max_new: int,
+            pad_id: int, stop_ids: tuple[int, ...]) -> SamplingState:
+    model = nnx.merge(graphdef, params)
+
+    def cond(s: SamplingState):
+        return (s.step < max_new) & ~jnp.all(s.done_B)
+
+    def body(s: SamplingState) -> SamplingState:
+        last_B = jax.lax.dynamic_index_in_dim(s.tokens_BC, s.step - 1, axis=1, keepdims=False)
+        logits_B1V, cache = model.decode_step(last_B[:, None], s.cache, s.cache.lengths_B + 1)
+        return _sample_step(strategy, logits_B1V[:, 0], s.replace(cache=cache), pad_id, stop_ids)
+
+    return jax.lax.while_loop(cond, body, state)
+
+
+class Sampler:
+    """Batched generation with a preallocated KV cache; compiled once per (B, P bucket, C)."""
+
+    def __init__(self, cfg: ModelConfig, graphdef: nnx.GraphDef, *, mesh: Mesh | None = None,
+                 rules: shd.Rules = shd.SAMPLE_RULES, buckets: Sequence[int] = DEFAULT_BUCKETS,
+                 pad_id: int = 0, cache_dtype: str | None = None):
+        """`graphdef` from `nnx.split(model)`; `cache_dtype` defaults to the compute dtype."""
+        self.cfg = cfg
+        self.graphdef = graphdef
+        self.mesh = mesh
+        self.rules = rules
+        self.buckets = tuple(sorted(buckets))
+        self.pad_id = int(pad_id)
+        self.cache_dtype = cache_dtype or cfg.dtype
+        self._prefill = jax.jit(_prefill, static_argnums=(0,),
+                                static_argnames=("strategy", "max_new", "pad_id", "stop_ids", "cache_dtype"))
+        # The sampling state (KV cache included) is donated: decode updates it in place instead
+        # of holding two copies of the cache.
+        self._decode = jax.jit(_decode, static_argnums=(0,), donate_argnums=(2,),
+                               static_argnames=("strategy", "max_new", "pad_id", "stop_ids"))
+
+    @classmethod
+    def for_model(cls, model: nnx.Module, **kw) -> tuple["Sampler", nnx.State]:
+        """(sampler, params) for an NNX Transformer."""
+        graphdef, params = nnx.split(model)
+        return cls(model.cfg, graphdef, **kw), params
+
+    def _batch_sharding(self, ndim: int):
+        if self.mesh is None:
+            return None
+        return shd.named_sharding((shd.BATCH,) + (None,) * (ndim - 1), None, self.mesh, self.rules)
+
+    def generate_device(self, params: nnx.State, prompt_BP: np.ndarray, lengths_B: np.ndarray,
+                        max_new_tokens: int, strategy: Strategy = Greedy(),
+                        stop_ids: Sequence[int] = (), seed: int | jax.Array = 0) -> SamplingState:
+        """Runs prefill + decode on already left-padded prompts; returns the final device state."""
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens!r}")
+        B, P = prompt_BP.shape
+        if P + max_new_tokens > self.cfg.max_position_embeddings:
+            raise ValueError(f"prompt bucket {P} + {max_new_tokens} new tokens exceeds "
+                             f"max_position_embeddings {self.cfg.max_position_embeddings}")
+        key = jax.random.key(seed) if isinstance(seed, int) else seed
+        prompt_BP = jnp.asarray(prompt_BP, jnp.int32)
+        lengths_B = jnp.asarray(lengths_B, jnp.int32)
+        sh = self._batch_sharding(2)
+        if sh is not None:
+            # Shard the batch only when it divides; tiny batches stay replicated.
+            prompt_BP = jax.device_put(prompt_BP, shd.named_sharding(
+                (shd.BATCH, None), prompt_BP.shape, self.mesh, self.rules))
+            lengths_B = jax.device_put(lengths_B, shd.named_sharding(
+                (shd.BATCH,), lengths_B.shape, self.mesh, self.rules))
+        statics = dict(strategy=strategy, max_new=int(max_new_tokens), pad_id=self.pad_id,
+                       stop_ids=tuple(int(s) for s in stop_ids))
+        # Activation constraints (shd.shard) read the rules while the functions trace.
+        with shd.use_rules(self.mesh, self.rules):
+            state = self._prefill(self.graphdef, params, prompt_BP, lengths_B, key,
+                                  cache_dtype=self.cache_dtype, **statics)
+            return self._decode(self.graphdef, params, state, **statics)
+
+    def generate(self, params: nnx.State, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+                 strategy: Strategy = Greedy(), stop_ids: Sequence[int] = (), n: int = 1,
+                 seed: int = 0) -> SampleOutput:
+        """Samples `n` continuations of each prompt (lists of token ids); see SampleOutput."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n!r}")
+        if len(prompts) == 0:
+            raise ValueError("no prompts given")
+        for i, p in enumerate(prompts):
+            bad = [t for t in p if not 0 <= int(t) < self.cfg.vocab_size]
+            if bad:
+                raise ValueError(f"prompt {i} has token id {bad[0]!r} outside the vocab [0, {self.cfg.vocab_size})")
+        index_B = np.repeat(np.arange(len(prompts)), n)
+        rows = [prompts[i] for i in index_B]
+        P = bucket_for(max(len(p) for p in rows), self.buckets)
+        prompt_BP, lengths_B = left_pad(rows, P, self.pad_id)
+        state = self.generate_device(params, prompt_BP, lengths_B, max_new_tokens, strategy,
+                                     stop_ids, seed)
+        tokens, lengths, logp, done = jax.device_get(
+            (state.tokens_BC, state.lengths_B, state.logp_BC, state.done_B))
+        return SampleOutput(tokens_BC=np.asarray(tokens), lengths_B=np.asarray(lengths),
+                            logp_BC=np.asarray(logp), stopped_B=np.asarray(done),
+                            prompt_index_B=index_B)
+

@@ -1,0 +1,269 @@
+"""Flax NNX decoder for the Qwen2 / Llama families: GQA, RoPE, RMSNorm, SwiGLU.
+
+Shape letters: B batch, T query length, S key/cache length, D width, F mlp hidden, V vocab,
+N query heads, K kv heads, R = N // K, H head dim, L layers.
+
+Parameters carry `logical_axes` metadata (see sharding.py); activations are constrained with
+`shard(...)`, a no-op unless sharding rules are active. Weights are stored in `param_dtype` and cast
+to the compute `dtype` on use; RMSNorm statistics, attention softmax and logits are fp32.
+Attention masks are boolean `mask_BTS` (True = may attend); masked scores get a large finite
+negative value instead of -inf so fully masked rows (left padding) stay finite.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from execverify_jax.model import sharding as shd
+from execverify_jax.model.config import ModelConfig
+from execverify_jax.model.kv_cache import KVCache
+
+_NEG = -1e30  # finite "minus infinity" for masked attention scores
+
+
+def _param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str, ...], dtype, init: str) -> nnx.Param:
+    """A parameter with logical axes; init is "normal" (std 0.02, the HF default), "zeros" or "ones"."""
+    if init == "normal":
+        value = 0.02 * jax.random.normal(rngs.params(), shape, jnp.float32)
+    elif init == "zeros":
+        value = jnp.zeros(shape, jnp.float32)
+    else:
+        value = jnp.ones(shape, jnp.float32)
+    return nnx.Param(value.astype(dtype), logical_axes=axes)
+
+
+def rope_inv_freq(cfg: ModelConfig) -> np.ndarray:
+    """Inverse RoPE frequencies (H/2,), float32, as transformers computes them (default / llama3)."""
+    H = cfg.head_dim
+    inv = (1.0 / (cfg.rope_theta ** (np.arange(0, H, 2, dtype=np.int64).astype(np.float32) / H))).astype(np.float32)
+    if cfg.rope_type == "llama3":
+        factor, lo, hi = cfg.rope_factor, cfg.rope_low_freq_factor, cfg.rope_high_freq_factor
+        old = cfg.rope_original_max_positions
+        low_wavelen, high_wavelen = old / lo, old / hi
+        wavelen = 2 * math.pi / inv
+        scaled = np.where(wavelen > low_wavelen, inv / factor, inv)
+        smooth = (old / wavelen - lo) / (hi - lo)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+        inv = np.where(medium, smoothed, scaled).astype(np.float32)
+    return inv
+
+
+def apply_rope(x_BTNH: jax.Array, positions_BT: jax.Array, inv_freq: np.ndarray) -> jax.Array:
+    """Rotary embedding in the HF "rotate_half" layout (first/second half of H are the pairs)."""
+    angles_BTh = positions_BT.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)[None, None, :]
+    cos = jnp.cos(angles_BTh)[:, :, None, :].astype(x_BTNH.dtype)
+    sin = jnp.sin(angles_BTh)[:, :, None, :].astype(x_BTNH.dtype)
+    x1, x2 = jnp.split(x_BTNH, 2, axis=-1)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
+class RMSNorm(nnx.Module):
+    """RMSNorm with fp32 statistics (as transformers)."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.eps = cfg.rms_norm_eps
+        self.dtype = jnp.dtype(cfg.dtype)
+        self.scale = _param(rngs, (cfg.hidden_size,), (shd.NORM,), cfg.param_dtype, "ones")
+
+    def __call__(self, x_BTD: jax.Array) -> jax.Array:
+        x32 = x_BTD.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return y.astype(self.dtype) * self.scale[...].astype(self.dtype).reshape((1,) * (y.ndim - 1) + (-1,))
+
+
+class Attention(nnx.Module):
+    """Grouped-query attention with RoPE; optional q/k/v (Qwen2) and o (Llama) biases."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        D, N, K, H, pd = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.param_dtype
+        self.cfg = cfg
+        self.wq = _param(rngs, (D, N, H), (shd.EMBED, shd.Q_HEADS, shd.HEAD_DIM), pd, "normal")
+        self.wk = _param(rngs, (D, K, H), (shd.EMBED, shd.KV_HEADS, shd.HEAD_DIM), pd, "normal")
+        self.wv = _param(rngs, (D, K, H), (shd.EMBED, shd.KV_HEADS, shd.HEAD_DIM), pd, "normal")
+        self.wo = _param(rngs, (N, H, D), (shd.Q_HEADS, shd.HEAD_DIM, shd.EMBED), pd, "normal")
+        if cfg.qkv_bias:
+            self.bq = _param(rngs, (N, H), (shd.Q_HEADS, shd.HEAD_DIM), pd, "zeros")
+            self.bk = _param(rngs, (K, H), (shd.KV_HEADS, shd.HEAD_DIM), pd, "zeros")
+            self.bv = _param(rngs, (K, H), (shd.KV_HEADS, shd.HEAD_DIM), pd, "zeros")
+        if cfg.o_bias:
+            self.bo = _param(rngs, (D,), (shd.EMBED,), pd, "zeros")
+
+    def _proj(self, x_BTD: jax.Array, name: str) -> jax.Array:
+        dt = x_BTD.dtype
+        y = jnp.einsum("btd,dkh->btkh", x_BTD, getattr(self, "w" + name)[...].astype(dt))
+        if self.cfg.qkv_bias:
+            y = y + getattr(self, "b" + name)[...].astype(dt)[None, None]
+        return y
+
+    def __call__(self, x_BTD: jax.Array, positions_BT: jax.Array, mask_BTS: jax.Array,
+                 kv: tuple[jax.Array, jax.Array, jax.Array] | None = None
+                 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
+        """Self-attention. Without `kv`, keys are this call's tokens (S = T).
+
+        With `kv = (k_BSKH, v_BSKH, end)`, this call's keys/values are first written into the
+        cache at slots [end, end + T) and the queries attend over all S cache slots; the updated
+        (k_BSKH, v_BSKH) are returned.
+        """
+        cfg = self.cfg
+        B, T, _ = x_BTD.shape
+        K, R, H = cfg.num_kv_heads, cfg.num_groups, cfg.head_dim
+        inv_freq = rope_inv_freq(cfg)  # numpy constant, computed at trace time
+        q_BTNH = shd.shard(apply_rope(self._proj(x_BTD, "q"), positions_BT, inv_freq),
+                           (shd.BATCH, shd.LENGTH, shd.ACT_HEADS, None))
+        k_BTKH = apply_rope(self._proj(x_BTD, "k"), positions_BT, inv_freq)
+        v_BTKH = self._proj(x_BTD, "v")
+        new_kv = None
+        if kv is not None:
+            k_BSKH, v_BSKH, end = kv
+            k_BSKH = jax.lax.dynamic_update_slice(k_BSKH, k_BTKH.astype(k_BSKH.dtype), (0, end, 0, 0))
+            v_BSKH = jax.lax.dynamic_update_slice(v_BSKH, v_BTKH.astype(v_BSKH.dtype), (0, end, 0, 0))
+            new_kv = (k_BSKH, v_BSKH)
+            k_BTKH, v_BTKH = k_BSKH.astype(x_BTD.dtype), v_BSKH.astype(x_BTD.dtype)
+        q_BTKRH = q_BTNH.reshape(B, T, K, R, H)
+        # Scores in fp32 whatever the compute dtype (bf16 logits of a long row lose the argmax).
+        s_BKRTS = jnp.einsum("btkrh,bskh->bkrts", q_BTKRH, k_BTKH,
+                             preferred_element_type=jnp.float32) * (H ** -0.5)
+        s_BKRTS = jnp.where(mask_BTS[:, None, None, :, :], s_BKRTS, _NEG)
+        p_BKRTS = jax.nn.softmax(s_BKRTS, axis=-1).astype(x_BTD.dtype)
+        o_BTKRH = jnp.einsum("bkrts,bskh->btkrh", p_BKRTS, v_BTKH)
+        o_BTNH = shd.shard(o_BTKRH.reshape(B, T, K * R, H), (shd.BATCH, shd.LENGTH, shd.ACT_HEADS, None))
+        y_BTD = jnp.einsum("btnh,nhd->btd", o_BTNH, self.wo[...].astype(x_BTD.dtype))
+        if cfg.o_bias:
+            y_BTD = y_BTD + self.bo[...].astype(x_BTD.dtype)[None, None]
+        return y_BTD, new_kv
+
+
+class MLP(nnx.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        D, F, pd = cfg.hidden_size, cfg.intermediate_size, cfg.param_dtype
+        self.w_gate = _param(rngs, (D, F), (shd.EMBED, shd.MLP), pd, "normal")
+        self.w_up = _param(rngs, (D, F), (shd.EMBED, shd.MLP), pd, "normal")
+        self.w_down = _param(rngs, (F, D), (shd.MLP, shd.EMBED), pd, "normal")
+
+    def __call__(self, x_BTD: jax.Array) -> jax.Array:
+        dt = x_BTD.dtype
+        g_BTF = x_BTD @ self.w_gate[...].astype(dt)
+        u_BTF = x_BTD @ self.w_up[...].astype(dt)
+        h_BTF = shd.shard(jax.nn.silu(g_BTF) * u_BTF, (shd.BATCH, shd.LENGTH, shd.ACT_MLP))
+        return h_BTF @ self.w_down[...].astype(dt)
+
+
+class Block(nnx.Module):
+    """Pre-norm decoder block: x + attn(norm(x)); x + mlp(norm(x))."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.attn_norm = RMSNorm(cfg, rngs)
+        self.attn = Attention(cfg, rngs)
+        self.mlp_norm = RMSNorm(cfg, rngs)
+        self.mlp = MLP(cfg, rngs)
+
+    def __call__(self, x_BTD, positions_BT, mask_BTS, kv=None):
+        h_BTD, new_kv = self.attn(self.attn_norm(x_BTD), positions_BT, mask_BTS, kv)
+        x_BTD = shd.shard(x_BTD + h_BTD, (shd.BATCH, shd.LENGTH, shd.ACT_EMBED))
+        x_BTD = shd.shard(x_BTD + self.mlp(self.mlp_norm(x_BTD)), (shd.BATCH, shd.LENGTH, shd.ACT_EMBED))
+        return x_BTD, new_kv
+
+
+def _block_no_cache(block: Block, x_BTD, positions_BT, mask_BTS):
+    return block(x_BTD, positions_BT, mask_BTS)[0]
+
+
+_block_remat = nnx.remat(_block_no_cache)
+
+
+def causal_padding_mask(mask_BT: jax.Array) -> jax.Array:
+    """mask_BTS for a full-sequence forward: causal and key not padding (any padding side)."""
+    T = mask_BT.shape[1]
+    causal_TS = jnp.tril(jnp.ones((T, T), jnp.bool_))
+    return causal_TS[None] & mask_BT.astype(jnp.bool_)[:, None, :]
+
+
+def positions_from_mask(mask_BT: jax.Array) -> jax.Array:
+    """Position ids counting only real tokens (cumsum - 1, clipped at 0), as HF generate does."""
+    return jnp.maximum(jnp.cumsum(mask_BT.astype(jnp.int32), axis=1) - 1, 0)
+
+
+class Transformer(nnx.Module):
+    """The decoder: embed -> L blocks -> final RMSNorm -> lm_head (or tied embedding)."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.embedding = _param(rngs, (cfg.vocab_size, cfg.hidden_size), (shd.VOCAB, shd.EMBED),
+                                cfg.param_dtype, "normal")
+        self.layers = nnx.List([Block(cfg, rngs) for _ in range(cfg.num_layers)])
+        self.final_norm = RMSNorm(cfg, rngs)
+        if not cfg.tie_word_embeddings:
+            self.lm_head = _param(rngs, (cfg.hidden_size, cfg.vocab_size), (shd.EMBED, shd.VOCAB),
+                                  cfg.param_dtype, "normal")
+
+    def embed(self, tokens_BT: jax.Array) -> jax.Array:
+        """Token embeddings in the compute dtype."""
+        x_BTD = jnp.take(self.embedding[...], tokens_BT, axis=0).astype(self.cfg.dtype)
+        return shd.shard(x_BTD, (shd.BATCH, shd.LENGTH, shd.ACT_EMBED))
+
+    def logits(self, h_BTD: jax.Array) -> jax.Array:
+        """fp32 logits from final hidden states (already normed)."""
+        dt = h_BTD.dtype
+        if self.cfg.tie_word_embeddings:
+            out = jnp.einsum("btd,vd->btv", h_BTD, self.embedding[...].astype(dt),
+                             preferred_element_type=jnp.float32)
+        else:
+            out = jnp.einsum("btd,dv->btv", h_BTD, self.lm_head[...].astype(dt),
+                             preferred_element_type=jnp.float32)
+        return shd.shard(out, (shd.BATCH, shd.LENGTH, shd.ACT_VOCAB))
+
+    def hidden(self, tokens_BT: jax.Array, positions_BT: jax.Array | None = None,
+               mask_BT: jax.Array | None = None) -> jax.Array:
+        """Final-normed hidden states h_BTD of a full-sequence forward (no cache)."""
+        if mask_BT is None:
+            mask_BT = jnp.ones(tokens_BT.shape, jnp.bool_)
+        if positions_BT is None:
+            positions_BT = positions_from_mask(mask_BT)
+        mask_BTS = causal_padding_mask(mask_BT)
+        x_BTD = self.embed(tokens_BT)
+        for block in self.layers:
+            if self.cfg.remat:
+                x_BTD = _block_remat(block, x_BTD, positions_BT, mask_BTS)
+            else:
+                x_BTD = block(x_BTD, positions_BT, mask_BTS)[0]
+        return self.final_norm(x_BTD)
+
+    def __call__(self, tokens_BT: jax.Array, positions_BT: jax.Array | None = None,
+                 mask_BT: jax.Array | None = None) -> jax.Array:
+        """Full-sequence forward -> logits_BTV (fp32).
+
+        mask_BT marks real tokens (either padding side); positions default to counting real
+        tokens only, so left-padded rows get the same positions as unpadded ones.
+        """
+        return self.logits(self.hidden(tokens_BT, positions_BT, mask_BT))
+
+    def decode_step(self, tokens_BT: jax.Array, cache: KVCache, lengths_B: jax.Array
+                    ) -> tuple[jax.Array, KVCache]:
+        """Forward T new tokens per row against the KV cache -> (logits_BTV, updated cache).
+
+        The tokens are written at cache slots [cache.end, cache.end + T); `lengths_B` is each
+        row's number of real tokens after this call (prefill: the prompt lengths; decode:
+        cache.lengths_B + T). Rows are left-aligned to the write slot, i.e. left-padded.
+        """
+        T = tokens_BT.shape[1]
+        new_cache = cache.advance(T, lengths_B)
+        positions_BT = lengths_B[:, None] - T + jnp.arange(T, dtype=jnp.int32)[None, :]
+        positions_BT = jnp.maximum(positions_BT, 0)
+        mask_BTS = new_cache.attention_mask(T)
+        x_BTD = self.embed(tokens_BT)
+        k_LBSKH, v_LBSKH = cache.k_LBSKH, cache.v_LBSKH
+        for i, block in enumerate(self.layers):
+            x_BTD, (k_BSKH, v_BSKH) = block(x_BTD, positions_BT, mask_BTS,
+                                           (k_LBSKH[i], v_LBSKH[i], cache.end))
+            k_LBSKH = k_LBSKH.at[i].set(k_BSKH)
+            v_LBSKH = v_LBSKH.at[i].set(v_BSKH)
+        logits_BTV = self.logits(self.final_norm(x_BTD))
+        return logits_BTV, new_cache.replace(k_LBSKH=k_LBSKH, v_LBSKH=v_LBSKH)

@@ -1,0 +1,210 @@
+"""Sandbox targets of the rewards (trusted code that runs *inside* a sandbox child).
+
+`run_ground_truth` runs the ground-truth program of an input-prediction question on the model's
+literal arguments and returns the value. `run_tests` runs a code-generation solution on test
+inputs (call-based or stdin/stdout) and returns, per test, what it produced. Neither ever sees an
+expected output: the parent compares. So whatever the untrusted code does to this process
+(patching builtins, forging results on fd 3, exiting early), the only way to make an output match
+is to compute it.
+
+Import-light on purpose: sandbox workers import this module once before forking jobs, which also
+pre-imports the modules of the APPS prelude so each job does not pay for them.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import signal
+import sys
+import types
+from typing import Any
+
+# Pre-imported for the APPS prelude (forked jobs inherit the module cache).
+import bisect  # noqa: F401
+import collections  # noqa: F401
+import copy  # noqa: F401
+import datetime  # noqa: F401
+import functools  # noqa: F401
+import heapq  # noqa: F401
+import itertools  # noqa: F401
+import json  # noqa: F401
+import math  # noqa: F401
+import operator  # noqa: F401
+import random  # noqa: F401
+import re  # noqa: F401
+import statistics  # noqa: F401
+import string  # noqa: F401
+import typing  # noqa: F401
+
+from execverify_jax.data import safe_codec
+from execverify_jax.rewards import parse
+from execverify_jax.rewards.config import RewardConfig
+
+GROUND_TRUTH_TARGET = "execverify_jax.rewards.targets:run_ground_truth"
+TESTS_TARGET = "execverify_jax.rewards.targets:run_tests"
+
+_PARSE_CFG = RewardConfig()
+# Own references: a solution may rebind signal.signal/setitimer to disable its alarm.
+_signal, _setitimer, _SIGALRM, _ITIMER_REAL = signal.signal, signal.setitimer, signal.SIGALRM, signal.ITIMER_REAL
+_BUILTINS_SNAPSHOT = dict(builtins.__dict__)
+
+
+class _TestTimeout(BaseException):
+    """Raised by SIGALRM inside a test; BaseException so `except Exception` in a solution misses it."""
+
+
+class _OutputCap(BaseException):
+    """Raised when a test writes more than the output cap."""
+
+
+class _CappedBytes(io.BytesIO):
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self._cap = cap
+
+    def write(self, b: Any) -> int:  # noqa: D401 - io interface
+        if self.tell() + len(b) > self._cap:
+            raise _OutputCap()
+        return super().write(b)
+
+
+def run_ground_truth(payload: dict) -> Any:
+    """Runs `entry(*args, **kwargs)` of the ground-truth program; args are literal source texts.
+
+    Payload: {prelude, code, entry, args: [src], kwargs: [[name, src]]}. The arguments are
+    re-parsed here with the same literal evaluator as the parent (never `eval`).
+    """
+    args = [parse.literal_value(a, _PARSE_CFG) for a in payload["args"]]
+    kwargs = {k: parse.literal_value(v, _PARSE_CFG) for k, v in payload["kwargs"]}
+    source = (payload.get("prelude") or "") + "\n" + payload["code"]
+    ns = _fresh_module("__program__")  # as the question generator ran it (data/sandbox_targets)
+    exec(compile(source, "<program>", "exec"), ns)  # trusted ground-truth program (sandboxed anyway)
+    fn = ns[payload["entry"]]
+    return fn(*args, **kwargs)
+
+
+def _fresh_module(name: str) -> dict[str, Any]:
+    # A real module registered in sys.modules, so dataclasses/typing in the code work.
+    module = types.ModuleType(name)
+    module.__dict__["__builtins__"] = builtins
+    sys.modules[name] = module
+    return module.__dict__
+
+
+def _restore_builtins() -> None:
+    # A solution may replace builtins.print/input/...; each test starts from the pristine set.
+    d = builtins.__dict__
+    for k in [k for k in d if k not in _BUILTINS_SNAPSHOT]:
+        del d[k]
+    d.update(_BUILTINS_SNAPSHOT)
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise _TestTimeout()
+
+
+def _arm(seconds: float) -> None:
+    _signal(_SIGALRM, _on_alarm)
+    _setitimer(_ITIMER_REAL, seconds)
+
+
+def _disarm() -> None:
+    _setitimer(_ITIMER_REAL, 0)
+
+
+def _failure(exc: BaseException) -> list:
+    if isinstance(exc, _TestTimeout):
+        return ["timeout", ""]
+    if isinstance(exc, _OutputCap):
+        return ["output_overflow", ""]
+    return ["error", type(exc).__name__[:100]]
+
+
+def run_tests(payload: dict) -> dict:
+    """Runs a solution on every test input; returns {"results": [[status, output], ...]}.
+
+    Payload: {code, prelude, fn_name (None: stdin/stdout), inputs, timeout_s, max_output_chars}.
+    status is ok | error | timeout | output_overflow. For call-based tests the output is the
+    `safe_codec.dumps` text of the return value (encoded at once, so later tests cannot mutate
+    it); for stdin tests it is the captured stdout text.
+    """
+    code = payload["code"]
+    prelude = payload.get("prelude") or ""
+    timeout_s = float(payload["timeout_s"])
+    cap = int(payload["max_output_chars"])
+    inputs = payload["inputs"]
+    if payload.get("fn_name"):
+        return {"results": _run_call_based(code, prelude, payload["fn_name"], inputs, timeout_s, cap)}
+    return {"results": _run_stdio(code, prelude, inputs, timeout_s, cap)}
+
+
+def _run_call_based(code: str, prelude: str, fn_name: str, inputs: list, timeout_s: float,
+                    cap: int) -> list:
+    ns = _fresh_module("__solution__")  # `if __name__ == "__main__"` blocks stay off
+    saved_in, saved_out = sys.stdin, sys.stdout
+    try:
+        _arm(timeout_s)
+        try:
+            exec(compile(prelude + "\n" + code, "<solution>", "exec"), ns)
+            fn = ns.get(fn_name)
+            if fn is None and isinstance(ns.get("Solution"), type):
+                fn = getattr(ns["Solution"](), fn_name)  # LeetCode-style class
+            if not callable(fn):
+                raise NameError(f"no function {fn_name!r}")
+        finally:
+            _disarm()
+    except BaseException as exc:  # noqa: BLE001 - the solution failed to load: every test fails
+        return [_failure(exc) for _ in inputs]
+    results = []
+    for inp in inputs:
+        args = inp if isinstance(inp, list) else [inp]
+        _restore_builtins()
+        sys.stdin, sys.stdout = io.TextIOWrapper(io.BytesIO(b"")), io.TextIOWrapper(_CappedBytes(cap))
+        try:
+            _arm(timeout_s)
+            try:
+                out = fn(*args)
+                text = safe_codec.dumps(out)  # under the alarm: a hostile __repr__ may hang
+            finally:
+                _disarm()
+            results.append(["ok", text] if len(text) <= cap else ["output_overflow", ""])
+        except BaseException as exc:  # noqa: BLE001 - per-test verdict, keep going
+            results.append(_failure(exc))
+        finally:
+            sys.stdin, sys.stdout = saved_in, saved_out
+    return results
+
+
+def _run_stdio(code: str, prelude: str, inputs: list, timeout_s: float, cap: int) -> list:
+    saved_in, saved_out = sys.stdin, sys.stdout
+    try:
+        compiled = compile(prelude + "\n" + code, "<solution>", "exec")
+    except BaseException as exc:  # noqa: BLE001 - syntax error: every test fails
+        return [_failure(exc) for _ in inputs]
+    results = []
+    for inp in inputs:
+        text_in = inp if isinstance(inp, str) else "\n".join(map(str, inp)) if isinstance(inp, list) else str(inp)
+        _restore_builtins()
+        buf = _CappedBytes(cap)
+        out = io.TextIOWrapper(buf, encoding="utf-8", errors="replace", write_through=True)
+        sys.stdin = io.TextIOWrapper(io.BytesIO(text_in.encode("utf-8", "replace")), encoding="utf-8")
+        sys.stdout = out
+        status = "ok"
+        try:
+            _arm(timeout_s)
+            try:
+                exec(compiled, _fresh_module("__main__"))
+            except SystemExit as exc:  # exit()/sys.exit(0) ends the program normally
+                if exc.code not in (None, 0):
+                    status = "error"
+            finally:
+                _disarm()
+            out.flush()
+            results.append([status, buf.getvalue().decode("utf-8", "replace")] if status == "ok"
+                           else ["error", "SystemExit"])
+        except BaseException as exc:  # noqa: BLE001 - per-test verdict, keep going
+            results.append(_failure(exc))
+        finally:
+            sys.stdin, sys.stdout = saved_in, saved_out
+    return results

@@ -1,0 +1,247 @@
+"""Attack battery: each attack is contained within its limits and leaves the host and the pool
+unharmed (after every attack the same pool still answers a normal job correctly).
+
+Attacks that could hurt the shared machine if a layer were missing (unbounded fork bomb,
+kill(-1)) are skipped unless the uid drop and the PID namespace are active.
+"""
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+from execverify_jax.data.sandbox import RUN_CALL, Limits, SandboxPool, Status
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = Limits(timeout_s=1.0, memory_mb=256)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with SandboxPool(2, limits=FAST) as p:
+        yield p
+
+
+def attack(pool, code, limits=None):
+    out = pool.run(RUN_CALL, {"code": code, "call": "f()"}, limits)
+    healthy = pool.run(RUN_CALL, {"code": "def g(x):\n    return [x, len('ab')]", "call": "g(7)"})
+    assert healthy.ok and healthy.value == [7, 2], healthy
+    return out
+
+
+def isolated(pool):
+    caps = pool.capabilities
+    return caps.get("uid_drop") and caps.get("pidns")
+
+
+def test_infinite_loop(pool):
+    assert attack(pool, "def f():\n    while True:\n        pass").status is Status.TIMEOUT
+
+
+def test_busy_thread_while_main_sleeps(pool):
+    code = "import threading, time\ndef f():\n    threading.Thread(target=lambda: [0 for _ in iter(int, 1)], daemon=True).start()\n    time.sleep(60)"
+    assert attack(pool, code).status is Status.TIMEOUT
+
+
+def test_busy_thread_dies_with_the_job(pool):
+    code = "import threading\ndef f():\n    threading.Thread(target=lambda: [0 for _ in iter(int, 1)], daemon=True).start()\n    return 'done'"
+    out = attack(pool, code)
+    assert out.ok and out.value == "done"
+
+
+def test_cpu_limit_catches_signal_ignoring_loop(pool):
+    code = (
+        "import signal\ndef f():\n"
+        "    for s in (signal.SIGTERM, signal.SIGALRM, signal.SIGXCPU, signal.SIGINT, signal.SIGHUP):\n"
+        "        signal.signal(s, signal.SIG_IGN)\n"
+        "    signal.alarm(1)\n"
+        "    while True:\n        pass"
+    )
+    out = attack(pool, code, Limits(timeout_s=3.0, cpu_s=1))
+    assert out.status is Status.TIMEOUT and "CPU" in out.error
+
+
+def test_bounded_process_spawn_fails_early(pool):
+    # The safe precursor of the fork bomb: RLIMIT_NPROC must stop 200 forks well before the end.
+    if not isolated(pool):
+        pytest.skip("needs the per-worker uid (RLIMIT_NPROC is not enforced for root)")
+    code = (
+        "import os, time\ndef f():\n    n = 0\n    for _ in range(200):\n        try:\n            pid = os.fork()\n"
+        "        except OSError:\n            return n\n        if pid == 0:\n            time.sleep(30)\n            os._exit(0)\n        n += 1\n    return n"
+    )
+    out = attack(pool, code, Limits(timeout_s=5.0, nproc=16))
+    assert out.ok and out.value < 16
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for the uid drop")
+def test_fork_bomb(pool):
+    if not isolated(pool):
+        pytest.skip("unbounded fork bomb only with uid drop + PID namespace")
+    out = attack(pool, "import os\ndef f():\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass", Limits(timeout_s=1.0, nproc=16))
+    assert out.status in (Status.TIMEOUT, Status.KILLED)
+
+
+def test_escaped_grandchild_dies_with_the_job(pool):
+    marker = f"sandbox-escape-{uuid.uuid4().hex}"
+    # A new session escapes killpg; the marker in its argv lets us find exactly this process.
+    code = (
+        "import subprocess, sys\ndef f():\n"
+        f"    p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)', '{marker}'], start_new_session=True)\n"
+        "    return p.pid"
+    )
+    out = attack(pool, code)
+    assert out.ok
+    leftovers = [p for p in os.listdir("/proc") if p.isdigit() and marker in _cmdline(p)]
+    assert leftovers == [], "a process started by the job outlived it"
+
+
+def _cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_memory_bomb(pool):
+    code = "def f():\n    x = []\n    while True:\n        x.append(bytearray(10 ** 6))"
+    assert attack(pool, code, Limits(timeout_s=5.0, memory_mb=200)).status is Status.MEMORY
+
+
+def test_disk_fill_in_work_dir_is_capped(pool):
+    code = "def f():\n    with open('big', 'wb') as fh:\n        while True:\n            fh.write(b'x' * (1 << 20))"
+    out = attack(pool, code, Limits(timeout_s=5.0, fsize_mb=4))
+    assert out.status is Status.ERROR and out.error_type == "OSError"
+
+
+def test_writes_outside_work_dir_are_blocked(pool, tmp_path):
+    name = f"sandbox-attack-{uuid.uuid4().hex}"
+    targets = [f"/tmp/{name}", str(REPO / name), f"/var/tmp/{name}", f"/dev/shm/{name}", str(tmp_path / name)]
+    code = (
+        "def f():\n    res = []\n"
+        f"    for p in {targets!r}:\n"
+        "        try:\n            open(p, 'w').write('pwned')\n            res.append('written')\n"
+        "        except OSError as e:\n            res.append(type(e).__name__)\n    return res"
+    )
+    out = attack(pool, code)
+    assert out.ok
+    for t in targets:
+        assert not os.path.exists(t), t
+    if isolated(pool):
+        assert "written" not in out.value
+
+
+def test_network_connect_to_parent_listener(pool):
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(5)
+    srv.settimeout(0.3)
+    port = srv.getsockname()[1]
+    try:
+        via_python = attack(pool, f"import socket\ndef f():\n    s = socket.create_connection(('127.0.0.1', {port}), timeout=0.5)\n    return 'connected'")
+        assert via_python.status is Status.ERROR
+        if pool.capabilities.get("netns"):
+            # ctypes bypasses the audit hook; the network namespace still has no route out.
+            raw = (
+                "import ctypes, struct\ndef f():\n    libc = ctypes.CDLL(None, use_errno=True)\n"
+                "    fd = libc.socket(2, 1, 0)\n    if fd < 0:\n        return 'no socket'\n"
+                f"    addr = struct.pack('!HH4s8x', 2, {port}, bytes([127, 0, 0, 1]))\n"
+                "    return libc.connect(fd, addr, len(addr))"
+            )
+            out = attack(pool, raw)
+            assert out.ok and out.value in ("no socket", -1)
+        with pytest.raises(socket.timeout):
+            srv.accept()
+    finally:
+        srv.close()
+
+
+def test_parent_environment_is_invisible(monkeypatch):
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    monkeypatch.setenv("EXECVERIFY_TEST_SECRET", secret)
+    code = (
+        "import os\ndef f():\n    found = [k for k, v in os.environ.items() if 'EXECVERIFY' in k]\n"
+        "    for p in os.listdir('/proc'):\n        try:\n"
+        "            if p.isdigit() and b'" + secret + "' in open(f'/proc/{p}/environ', 'rb').read():\n"
+        "                found.append(p)\n        except OSError:\n            pass\n    return found"
+    )
+    with SandboxPool(1, limits=FAST) as p:
+        out = attack(p, code)
+        assert out.ok
+        assert out.value == [] if p.capabilities.get("uid_drop") else "EXECVERIFY_TEST_SECRET" not in out.value
+
+
+def test_os_exit_and_sys_exit(pool):
+    assert attack(pool, "import os\ndef f():\n    os._exit(0)").status is Status.KILLED
+    out = attack(pool, "import sys\ndef f():\n    sys.exit(0)")
+    assert out.status is Status.ERROR and out.error_type == "SystemExit"
+    out = attack(pool, "def f():\n    raise SystemExit")
+    assert out.status is Status.ERROR
+
+
+def test_huge_stdout(pool):
+    out = attack(pool, "import sys\ndef f():\n    while True:\n        sys.stdout.write('y' * 65536)", Limits(timeout_s=5.0, output_bytes=100_000))
+    assert out.status is Status.OUTPUT_OVERFLOW and len(out.stdout) <= 100_000
+
+
+def test_huge_stderr_via_raw_fd(pool):
+    out = attack(pool, "import os\ndef f():\n    while True:\n        os.write(2, b'e' * 65536)", Limits(timeout_s=5.0, output_bytes=10_000))
+    assert out.status is Status.OUTPUT_OVERFLOW
+
+
+def test_deep_recursion(pool):
+    out = attack(pool, "def f(n=0):\n    return f(n + 1)")
+    assert out.status is Status.ERROR and out.error_type == "RecursionError"
+    out = attack(pool, "import sys\nsys.setrecursionlimit(10 ** 7)\ndef f(n=0):\n    return f(n + 1)")
+    assert out.status in (Status.TIMEOUT, Status.MEMORY, Status.KILLED, Status.ERROR)
+
+
+def test_ctypes_segfault(pool):
+    out = attack(pool, "import ctypes\ndef f():\n    return ctypes.string_at(0)")
+    assert out.status is Status.KILLED and "SIGSEGV" in out.error
+
+
+def test_atexit_tampering(pool):
+    out = attack(pool, "import atexit\natexit.register(lambda: print('ATEXIT'))\ndef f():\n    return 1")
+    assert out.ok and "ATEXIT" not in out.stdout
+
+
+def test_replacing_builtins_does_not_leak_into_later_jobs():
+    with SandboxPool(1, limits=FAST) as p:
+        evil = "import builtins, sys\nbuiltins.len = lambda x: 42\nbuiltins.repr = lambda x: 'forged'\nsys.modules['json'] = None\ndef f():\n    return len([1])"
+        out = p.run(RUN_CALL, {"code": evil, "call": "f()"})
+        assert out.status in (Status.OK, Status.KILLED, Status.ERROR)
+        nice = p.run(RUN_CALL, {"code": "import json\ndef f(x):\n    return len(x), repr(x), json.dumps(x)", "call": "f([1, 2])"})
+        assert nice.value == (2, "[1, 2]", "[1, 2]")
+
+
+def test_killing_the_parent(pool):
+    me = os.getpid()
+    out = attack(pool, "import os\ndef f():\n    os.kill(os.getppid(), 9)\n    return 'alive'")
+    out = attack(pool, "import os\ndef f():\n    os.killpg(os.getpgid(os.getppid()), 9)\n    return 'alive'")
+    out = attack(pool, f"import os\ndef f():\n    os.kill({me}, 9)\n    return 'alive'")
+    assert out.status is Status.ERROR  # cannot see or signal the test process
+    if isolated(pool):
+        out = attack(pool, "import os, signal\ndef f():\n    os.kill(-1, signal.SIGKILL)\n    return 'alive'")
+        assert out.status in (Status.OK, Status.KILLED, Status.ERROR)
+    assert os.getpid() == me
+
+
+def test_killing_the_worker_without_isolation_layers_is_survived():
+    # Without uid drop / PID namespace the job CAN kill its worker; the pool must replace it,
+    # and the worker's own session keeps the test process out of the job's reach by group.
+    with SandboxPool(1, limits=FAST, namespaces=False, drop_privileges=False) as p:
+        out = attack(p, "import os\ndef f():\n    os.kill(os.getppid(), 9)\n    return 'alive'")
+        assert out.status is Status.KILLED
+        out = attack(p, "import os\ndef f():\n    os.killpg(os.getpgid(os.getppid()), 9)\n    return 'alive'")
+        assert out.status is Status.KILLED
+        assert p.restarts >= 2
+
+
+def test_reading_the_checkout_and_home(pool):
+    if not pool.capabilities.get("hidden_dirs"):
+        pytest.skip("no mount namespace")
+    code = "import os\ndef f():\n    return os.path.exists(%r), sorted(os.listdir(%r))" % (str(REPO / "tests"), str(REPO))
+    out = attack(pool, code)
+    assert out.ok and out.value[0] is False and "tests" not in out.value[1]

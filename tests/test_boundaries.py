@@ -1,0 +1,82 @@
+"""Import rules: the data side never loads the accelerator stack; the model side never imports
+data/rewards/rl. Checked in fresh interpreters and by scanning imports."""
+
+import ast
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "execverify_jax"
+HEAVY = ("jax", "jaxlib", "flax", "optax", "orbax", "torch")
+
+
+def _modules(sub: str) -> list[str]:
+    return [
+        m.name
+        for m in pkgutil.walk_packages([str(PKG / sub)], prefix=f"execverify_jax.{sub}.")
+        if not m.name.endswith("__main__")
+    ]
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            names.add("." * node.level + (node.module or ""))
+    return names
+
+
+@pytest.mark.parametrize("area", ["data", "rewards"])
+def test_data_side_imports_no_accelerator_stack(area):
+    # loader.py is the one module allowed to import grain (which itself pulls in jax).
+    mods = [m for m in _modules(area) if not m.endswith(".loader")]
+    code = (
+        "import importlib, json, sys\n"
+        f"mods = {mods!r}\n"
+        "for m in mods: importlib.import_module(m)\n"
+        f"print(json.dumps(sorted(k for k in sys.modules if k.split('.')[0] in {HEAVY!r})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_data_sources_never_import_jax_directly():
+    for area in ("data", "rewards"):
+        for path in (PKG / area).rglob("*.py"):
+            bad = {n for n in _imports(path) if n.split(".")[0] in HEAVY}
+            assert not bad, f"{path} imports {bad}"
+
+
+def test_model_side_does_not_import_data_rl_or_rewards():
+    for path in (PKG / "model").rglob("*.py"):
+        for name in _imports(path):
+            parts = name.lstrip(".").split(".")
+            assert not (name.startswith("execverify_jax.") and parts[1] in ("data", "rl", "rewards", "eval")), (
+                f"{path} imports {name}"
+            )
+            if name.startswith(".."):
+                assert parts[0] not in ("data", "rl", "rewards", "eval"), f"{path} imports {name}"
+
+
+def test_cli_help_lists_commands_and_each_has_help():
+    from execverify_jax import cli
+
+    parser = cli.build_parser()
+    text = parser.format_help()
+    for name, _, _ in cli._available():
+        assert name in text
+        out = subprocess.run(
+            [sys.executable, "-m", "execverify_jax", name, "--help"], capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, (name, out.stderr)
+        assert "usage:" in out.stdout
