@@ -60,6 +60,29 @@ def build(items: list[dict]) -> tuple[list[dict], list[str], list[dict], list[st
 BASELINE_FLAGS: list[str] = ["-S"]
 
 
+def build_groups(items: list[dict], g: int) -> tuple[list[dict], list[str], list[tuple[str, str]]]:
+    """GRPO-like oi groups: per item, g responses (its own input, then the next g-1 items' inputs)."""
+    qs, rs, jobs = [], [], []
+    n = len(items)
+    for i, it in enumerate(items):
+        program = {"code": it["code"], "entry": "f", "args": it["input"]}
+        out = safe_codec.to_jsonable(ast.literal_eval(it["output"]))
+        for k in range(g):
+            args = items[(i + k) % n]["input"]
+            qs.append({"id": it["id"], "answer": {"layout": "oi", "program": program, "output": out}})
+            rs.append(f"<answer>\n```python\nassert f({args}) == {it['output']}\n```\n</answer>")
+            jobs.append((it["code"], f"assert f({args}) == {it['output']}"))
+    return qs, rs, jobs
+
+
+def baseline_jobs(jobs: list[tuple[str, str]], workers: int, timeout: float) -> tuple[list[bool], float]:
+    """The original harness on explicit (code, assertion) jobs."""
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as ex:
+        verdicts = list(ex.map(lambda j: baseline_one(j[0], j[1], timeout), jobs))
+    return verdicts, time.perf_counter() - t0
+
+
 def baseline_one(code: str, assertion: str, timeout: float) -> bool:
     """The original check: ground-truth code + the assertion in a fresh `python -c`, pass iff rc 0.
 
@@ -101,6 +124,8 @@ def main() -> int:
     ap.add_argument("--baseline-site", action="store_true",
                     help="run the original's python with site imports (slower start-up, as in the paper's env)")
     ap.add_argument("--io-repeats", type=int, default=5, help="repeat the (fast) io scoring to time it stably")
+    ap.add_argument("--group-items", type=int, default=150, help="items for the GRPO-group oi row (0: skip)")
+    ap.add_argument("--group-size", type=int, default=8, help="responses per question in the GRPO-group row")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "rewards.json"))
     args = ap.parse_args()
 
@@ -131,6 +156,12 @@ def main() -> int:
         t0 = time.perf_counter()
         oi_res = oi_scorer.score_batch(oi_q, oi_r)
         oi_t = time.perf_counter() - t0
+        if args.group_items:
+            g_q, g_r, g_jobs = build_groups(items[: args.group_items], args.group_size)
+            g_scorer = Scorer(pool, cfg)
+            t0 = time.perf_counter()
+            g_res = g_scorer.score_batch(g_q, g_r)
+            g_t = time.perf_counter() - t0
     oi_ours = [r.reward > 0 for r in oi_res]
 
     # ---- original harness on the same answers
@@ -152,15 +183,27 @@ def main() -> int:
 
     rows = [row("output prediction (io)", len(io_r), io_t, io_bt, 1, io_ours, io_base),
             row("input prediction (oi)", len(oi_r), oi_t, oi_bt, args.workers, oi_ours, oi_base)]
+    if args.group_items:
+        g_base, g_bt = baseline_jobs(g_jobs, args.baseline_workers, args.baseline_timeout)
+        g_row = row(f"oi, GRPO groups of {args.group_size}", len(g_r), g_t, g_bt, args.workers,
+                    [r.reward > 0 for r in g_res], g_base)
+        # In this row the even/odd split is meaningless: report the first-of-group pass rates.
+        for k in ("ours_pass_rate_correct", "ours_pass_rate_wrong", "original_pass_rate_correct",
+                  "original_pass_rate_wrong"):
+            g_row.pop(k)
+        g_row["ours_sandbox_jobs"] = g_scorer.oi_jobs
+        rows.append(g_row)
     print(f"CRUXEval items: {len(items)}   cores: {cores}   sandbox isolation: "
           f"{', '.join(sorted(k for k, v in caps.items() if v is True))}")
     print(f"{'task':24s} {'answers':>7s} {'ours/s':>10s} {'orig/s':>8s} {'speedup':>8s} {'agree':>6s} "
           f"{'pass(correct) ours/orig':>24s} {'pass(wrong) ours/orig':>22s}")
     for r in rows:
-        print(f"{r['task']:24s} {r['answers']:7d} {r['ours_answers_per_s']:10.0f} {r['original_answers_per_s']:8.1f} "
-              f"{r['speedup']:7.1f}x {r['verdict_agreement']:6.3f} "
-              f"{r['ours_pass_rate_correct']:11.3f}/{r['original_pass_rate_correct']:.3f} "
-              f"{r['ours_pass_rate_wrong']:13.3f}/{r['original_pass_rate_wrong']:.3f}")
+        line = (f"{r['task']:24s} {r['answers']:7d} {r['ours_answers_per_s']:10.0f} {r['original_answers_per_s']:8.1f} "
+                f"{r['speedup']:7.1f}x {r['verdict_agreement']:6.3f} ")
+        if "ours_pass_rate_correct" in r:
+            line += (f"{r['ours_pass_rate_correct']:11.3f}/{r['original_pass_rate_correct']:.3f} "
+                     f"{r['ours_pass_rate_wrong']:13.3f}/{r['original_pass_rate_wrong']:.3f}")
+        print(line)
     disagree = {"io": [io_q[i]["id"] for i in range(len(io_r)) if io_ours[i] != io_base[i]],
                 "oi": [oi_q[i]["id"] + (":correct" if i % 2 == 0 else ":wrong")
                        for i in range(len(oi_r)) if oi_ours[i] != oi_base[i]]}

@@ -64,6 +64,20 @@ def _fork_cost_us(n: int, before=None, in_child=None) -> float:
     return statistics.median(times)
 
 
+def _python_c_ms(n: int) -> float:
+    """Median ms of one `python -c` running the same trivial call (what the original did, twice)."""
+    import subprocess
+    import sys
+
+    src = PAYLOAD["code"] + f"print(repr({PAYLOAD['call']}))"
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", src], capture_output=True, check=True, timeout=30)
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
 def _kill_all() -> None:
     try:
         os.kill(-1, 9)  # as BENCH_UID: every other process of that uid (there are none)
@@ -117,6 +131,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=400)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     args = ap.parse_args()
+    baseline = _python_c_ms(30)
+    print(f"baseline: one `python -c` per job (the original's way): {baseline:.2f} ms per job (serial)")
     layers = layer_costs()
     print("isolation layer costs (us):", json.dumps(layers))
     rows = []
@@ -141,7 +157,7 @@ def main() -> None:
         print(f"{r['config']:42s} {r['serial_median_ms']:14.3f} {r['serial_mean_ms']:8.3f} {r['throughput_jobs_per_s']:8.1f} {r['ms_per_job_per_core']:12.3f}")
     out = Path(__file__).resolve().parent / "results" / "bench_sandbox.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"workers": args.workers, "jobs": args.jobs, "cpu_count": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "layer_costs_us": layers, "rows": rows}, indent=2))
+    out.write_text(json.dumps({"workers": args.workers, "jobs": args.jobs, "cpu_count": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "python_c_baseline_ms": round(baseline, 3), "layer_costs_us": layers, "rows": rows}, indent=2))
     print(f"wrote {out}")
 
 

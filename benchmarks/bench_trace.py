@@ -10,14 +10,18 @@ programs, with the same number of workers:
 - ours: `exec_filter.filter_programs` (two sandbox runs per program on two workers with different
   hash seeds, literal round-trip check) then `trace_many_in_sandbox` for the kept programs (one
   more sandbox job each), all in the `SandboxPool`;
-- ours, fused (`--fused`, default on): `trace_filter` (execverify_jax/data/trace_batch.py): the
-  trace doubles as the filter run, batches of programs per sandbox job with one forked,
-  confined process per program inside the job, run twice on two workers (hash seeds) and
-  compared trace-for-trace.
+- ours, fused (on unless `--no-fused`): `trace_filter` (execverify_jax/data/trace_batch.py): the
+  trace doubles as the filter run; batches of programs per sandbox job, run twice on two workers
+  (hash seeds) and compared trace-for-trace (the second run sends digests). Two rows: one forked,
+  confined process per program inside the job (default), and programs sharing the job process
+  (`isolate_each=False`; still sandboxed; the second run goes in reverse order).
 
 Throughput is reported per core two ways: by wall-clock (programs / (wall s x workers)) and by CPU
-time actually consumed (programs / CPU s of this process and all its children), which is much less
-sensitive to other load on a shared machine. Writes benchmarks/results/trace.json.
+time actually consumed (programs / CPU s of this process and all its children, minus the CPU of
+starting and stopping an idle sandbox pool, i.e. steady state), which is much less sensitive to
+other load on a shared machine. A second baseline starts its interpreters lean (`python -I -S`,
+no site-packages scan), the cheapest the original's design can be. Writes
+benchmarks/results/trace.json.
 """
 
 from __future__ import annotations
@@ -44,15 +48,15 @@ def _cpu_s() -> float:
 
 
 # ----------------------------------------------------------------------------- the original
-def _original_filter_one(code: str, entry: str, args: str) -> str | None:
+def _original_filter_one(code: str, entry: str, args: str, flags: tuple[str, ...] = ()) -> str | None:
     """filter_by_execution.py: run + repr, then an assert re-run (two interpreter start-ups)."""
     try:
-        r = subprocess.run([sys.executable, "-c", f"{code}\nprint(repr({entry}({args})))"],
+        r = subprocess.run([sys.executable, *flags, "-c", f"{code}\nprint(repr({entry}({args})))"],
                            capture_output=True, text=True, timeout=0.5)
         if r.returncode != 0:
             return None
         result = r.stdout.strip()
-        r2 = subprocess.run([sys.executable, "-c", f"{code}\nassert {entry}({args}) == {result}"],
+        r2 = subprocess.run([sys.executable, *flags, "-c", f"{code}\nassert {entry}({args}) == {result}"],
                             capture_output=True, text=True, timeout=0.5)
         return result if r2.returncode == 0 else None
     except subprocess.TimeoutExpired:
@@ -102,10 +106,20 @@ def _original_trace(code: str, entry: str, args: str) -> list[dict]:
     return events
 
 
-def bench_original(rows: list[dict], workers: int) -> dict:
+def pool_lifecycle_cpu(workers: int, preload: tuple[str, ...]) -> float:
+    """CPU seconds of starting and stopping an idle pool (worker start-up), to report steady state."""
+    from execverify_jax.data.sandbox import SandboxPool
+
+    cpu0 = _cpu_s()
+    with SandboxPool(workers, preload=preload):
+        pass
+    return _cpu_s() - cpu0
+
+
+def bench_original(rows: list[dict], workers: int, flags: tuple[str, ...] = ()) -> dict:
     cpu0, t0 = _cpu_s(), time.perf_counter()
     with ThreadPoolExecutor(workers) as ex:
-        results = list(ex.map(lambda r: _original_filter_one(r["code"], "f", r["input"]), rows))
+        results = list(ex.map(lambda r: _original_filter_one(r["code"], "f", r["input"], flags), rows))
     t_filter = time.perf_counter() - t0
     t1 = time.perf_counter()
     n_events = 0
@@ -117,7 +131,10 @@ def bench_original(rows: list[dict], workers: int) -> dict:
     kept = sum(r is not None for r in results)
     # the filter used `workers` cores, the in-process trace one core
     core_s = t_filter * workers + t_trace
-    return {"pipeline": "original (2x python -c + in-process settrace, no isolation)",
+    name = "original (2x python -c + in-process settrace, no isolation)"
+    if flags:
+        name = f"original, lean interpreter (python {' '.join(flags)} -c)"
+    return {"pipeline": name,
             "programs": len(rows), "kept": kept, "events": n_events, "wall_s": wall,
             "filter_wall_s": t_filter, "trace_wall_s": t_trace, "cpu_s": cpu,
             "per_core_wall": len(rows) / core_s, "per_core_cpu": len(rows) / cpu,
@@ -137,7 +154,9 @@ def bench_ours(rows: list[dict], workers: int) -> dict:
         kept = [c for c, res in zip(cands, results) if res.kept]
         traces = trace_many_in_sandbox(pool, [(c.code, c.entry, c.args) for c in kept])
         wall = time.perf_counter() - t0
-    cpu = _cpu_s() - cpu0  # the workers are reaped at pool close, so their CPU time is counted
+    # the workers are reaped at pool close, so their CPU time is counted, start-up included;
+    # subtract an idle pool's start/stop CPU to get the steady-state cost
+    cpu = _cpu_s() - cpu0 - pool_lifecycle_cpu(workers, (RUN_CALL, TARGET))
     ok = sum(usable(t) for t in traces)
     return {"pipeline": "ours (exec_filter: 2 sandbox runs + sandboxed trace)", "programs": len(rows),
             "kept": len(kept), "traced": ok, "wall_s": wall, "cpu_s": cpu,
@@ -145,18 +164,19 @@ def bench_ours(rows: list[dict], workers: int) -> dict:
             "ms_per_program_core": 1000 * wall * workers / len(rows)}
 
 
-def bench_fused(rows: list[dict], workers: int, batch: int) -> dict:
+def bench_fused(rows: list[dict], workers: int, batch: int, isolate_each: bool = True) -> dict:
     from execverify_jax.data.sandbox import SandboxPool
     from execverify_jax.data.trace_batch import BATCH_TARGET, trace_filter
 
     with SandboxPool(workers, preload=(BATCH_TARGET,)) as pool:
         cpu0, t0 = _cpu_s(), time.perf_counter()
-        results = trace_filter(pool, [(r["code"], "f", r["input"]) for r in rows], batch_size=batch)
+        results = trace_filter(pool, [(r["code"], "f", r["input"]) for r in rows], batch_size=batch,
+                               isolate_each=isolate_each)
         wall = time.perf_counter() - t0
-    cpu = _cpu_s() - cpu0
+    cpu = _cpu_s() - cpu0 - pool_lifecycle_cpu(workers, (BATCH_TARGET,))
     kept = sum(r.kept for r in results)
-    return {"pipeline": f"ours fused (trace = filter run, 2 runs/program, batches of {batch}, "
-                        "one confined process per program)",
+    how = "one confined process per program" if isolate_each else "programs share the job process"
+    return {"pipeline": f"ours fused (2 runs/program, batches of {batch}, {how})",
             "programs": len(rows), "kept": kept, "traced": kept, "wall_s": wall, "cpu_s": cpu,
             "per_core_wall": len(rows) / (wall * workers), "per_core_cpu": len(rows) / cpu,
             "ms_per_program_core": 1000 * wall * workers / len(rows)}
@@ -165,24 +185,35 @@ def bench_fused(rows: list[dict], workers: int, batch: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="cruxeval.jsonl")
-    ap.add_argument("--limit", type=int, default=400, help="programs to use (default 400)")
+    ap.add_argument("--limit", type=int, default=300, help="programs to use (default 300)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="workers (default: cores)")
-    ap.add_argument("--batch", type=int, default=16, help="programs per sandbox job in the fused pipeline")
+    ap.add_argument("--batch", type=int, default=32, help="programs per sandbox job in the fused pipeline")
     ap.add_argument("--no-fused", action="store_true", help="skip the fused pipeline")
+    ap.add_argument("--no-lean", action="store_true",
+                    help="skip the second baseline with a lean interpreter start (python -I -S)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "trace.json")
     args = ap.parse_args(argv)
     rows = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()][: args.limit]
     print(f"{len(rows)} CRUXEval programs, {args.workers} workers, load average {os.getloadavg()[0]:.2f}")
-    res = [bench_original(rows, args.workers), bench_ours(rows, args.workers)]
+    res = [bench_original(rows, args.workers)]
+    if not args.no_lean:
+        res.append(bench_original(rows, args.workers, ("-I", "-S")))
+    res.append(bench_ours(rows, args.workers))
     if not args.no_fused:
         res.append(bench_fused(rows, args.workers, args.batch))
+        res.append(bench_fused(rows, args.workers, args.batch, isolate_each=False))
     base = res[0]
-    print(f"{'pipeline':<72} {'kept':>5} {'wall s':>7} {'prog/s/core':>12} {'(cpu)':>8} {'x orig':>7}")
+    lean = res[1] if not args.no_lean else base
+    print(f"{'pipeline':<64} {'kept':>5} {'wall s':>7} {'prog/s/core':>12} {'(cpu)':>7} "
+          f"{'x orig':>7} {'(cpu)':>6} {'x lean':>7} {'(cpu)':>6}")
     for r in res:
         r["speedup_wall"] = r["per_core_wall"] / base["per_core_wall"]
         r["speedup_cpu"] = r["per_core_cpu"] / base["per_core_cpu"]
-        print(f"{r['pipeline'][:72]:<72} {r['kept']:>5} {r['wall_s']:>7.2f} {r['per_core_wall']:>12.1f} "
-              f"{r['per_core_cpu']:>8.1f} {r['speedup_wall']:>6.1f}x")
+        r["speedup_wall_vs_lean"] = r["per_core_wall"] / lean["per_core_wall"]
+        r["speedup_cpu_vs_lean"] = r["per_core_cpu"] / lean["per_core_cpu"]
+        print(f"{r['pipeline'][:64]:<64} {r['kept']:>5} {r['wall_s']:>7.2f} {r['per_core_wall']:>12.1f} "
+              f"{r['per_core_cpu']:>7.1f} {r['speedup_wall']:>6.1f}x {r['speedup_cpu']:>5.1f}x "
+              f"{r['speedup_wall_vs_lean']:>6.1f}x {r['speedup_cpu_vs_lean']:>5.1f}x")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"programs": len(rows), "workers": args.workers,
                                     "load_average_1m": os.getloadavg()[0], "results": res}, indent=2))

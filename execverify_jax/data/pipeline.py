@@ -110,6 +110,8 @@ class DataConfig:
     attempts: int = 4  # candidates tried per task before it counts as failed
     chunk_size: int = 64  # tasks per restartable chunk
     workers: int | None = None  # sandbox pool size (None: os.cpu_count())
+    fused_filter_trace: bool = True  # filter by tracing twice (data/trace_batch.py): 2 jobs, not 3
+    trace_batch_size: int = 16  # programs per sandbox job in the fused path
     synth: dict[str, Any] = field(default_factory=dict)  # builder.SynthConfig fields
     questions: dict[str, Any] = field(default_factory=dict)  # the question config's fields
     limits: dict[str, Any] = field(default_factory=lambda: {"timeout_s": 2.0, "memory_mb": 1024})
@@ -122,7 +124,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not self.levels or any(lv < 1 for lv in self.levels):
             raise ValueError(f"levels must be a non-empty list of levels >= 1, got {self.levels}")
-        for name in ("programs_per_cell", "inputs_per_program", "min_inputs", "attempts", "chunk_size", "records_per_file"):
+        for name in ("programs_per_cell", "inputs_per_program", "min_inputs", "attempts", "trace_batch_size", "chunk_size", "records_per_file"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.total_programs is not None and self.total_programs < 1:
@@ -137,8 +139,13 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def config_hash(cfg: DataConfig) -> str:
-    """Identifies the work plan: a restart with a different config must not mix outputs."""
-    return hashlib.sha256(json.dumps(config_lib.to_dict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Identifies the work plan: a restart with a different config must not mix outputs.
+
+    `workers` only changes speed, never results, so it is left out (a restart may use more).
+    """
+    data = config_lib.to_dict(cfg)
+    data.pop("workers", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------- stages
@@ -885,11 +892,12 @@ def verify(out_dir: str | Path, cfg: DataConfig, stages: Stages | None = None, p
         bad = stages.check(prog)
         if bad:
             violations.append({"program_id": prog["id"], "violations": bad[:3]})
+    runner = getattr(stages, "rerun", stages.execute)  # RealStages: the plain execution filter
     bar = _progress(total=len(programs), initial=0, enabled=progress, desc="verify")
     with stages.pool(cfg) as pool:
         for start in range(0, len(programs), 256):
             batch = programs[start:start + 256]
-            for prog, (outputs, reason) in zip(batch, stages.execute(pool, batch, cfg)):
+            for prog, (outputs, reason) in zip(batch, runner(pool, batch, cfg)):
                 if outputs is None or list(outputs) != list(prog["outputs"]):
                     mismatches.append({"program_id": prog["id"], "reason": reason,
                                        "recorded": prog["outputs"], "got": outputs})
@@ -965,15 +973,46 @@ class RealStages:
         return list(checker.check(cand["code"], cand["entry"], cand.get("constraint")))
 
     def execute(self, pool: Any, cands: list[dict], cfg: DataConfig) -> list[tuple[list | None, str | None]]:
-        return _execute(pool, cands, self._limits(cfg))
+        self._traces: dict[tuple[str, str, str], dict] = {}
+        if not cfg.fused_filter_trace:
+            return _execute(pool, cands, self._limits(cfg))
+        # Fused path: each (program, input) is traced twice on two workers; identical, usable
+        # traces with a literal, repr-round-tripping value are kept, and the trace is reused.
+        from execverify_jax.data import trace_batch
+
+        limits = self._limits(cfg)
+        items = [(c["code"], c["entry"], a) for c in cands for a in c["inputs"]]
+        results = trace_batch.trace_filter(pool, items, batch_size=cfg.trace_batch_size, limits=limits,
+                                           item_timeout_s=float(limits.timeout_s),
+                                           max_steps=cfg.trace.max_steps, max_value_chars=cfg.trace.max_value_chars)
+        from execverify_jax.data import safe_codec
+
+        out: list[tuple[list | None, str | None]] = []
+        pos = 0
+        for c in cands:
+            mine = results[pos:pos + len(c["inputs"])]
+            pos += len(c["inputs"])
+            for r in mine:
+                if r.kept:
+                    self._traces[(r.code, r.entry, r.args)] = r.trace
+            out.append(([safe_codec.to_jsonable(r.value) if r.kept else None for r in mine],
+                        next((r.reason for r in mine if not r.kept), None)))
+        return out
+
+    def rerun(self, pool: Any, progs: list[dict], cfg: DataConfig) -> list[tuple[list | None, str | None]]:
+        """For `verify`: always the plain execution filter (no tracer), independent of `execute`."""
+        return _execute(pool, progs, self._limits(cfg))
 
     def trace(self, pool: Any, progs: list[dict], cfg: DataConfig) -> list[tuple[list | None, str | None]]:
         from execverify_jax.data import trace as trace_mod
 
         items = [(p["code"], p["entry"], a) for p in progs for a in p["inputs"]]
-        traces = trace_mod.trace_many_in_sandbox(pool, items, limits=self._limits(cfg),
-                                                 max_steps=cfg.trace.max_steps,
-                                                 max_value_chars=cfg.trace.max_value_chars)
+        cached = getattr(self, "_traces", {})
+        missing = [it for it in items if it not in cached]
+        fresh = dict(zip(missing, trace_mod.trace_many_in_sandbox(
+            pool, missing, limits=self._limits(cfg), max_steps=cfg.trace.max_steps,
+            max_value_chars=cfg.trace.max_value_chars))) if missing else {}
+        traces = [cached[it] if it in cached else fresh[it] for it in items]
         out: list[tuple[list | None, str | None]] = []
         pos = 0
         for p in progs:

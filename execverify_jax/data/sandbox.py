@@ -100,6 +100,8 @@ class SandboxPool:
     drop_privileges: when root, run jobs as a per-worker uid (uid_base + k, locked machine-wide).
     namespaces:      use network/mount/PID namespaces when available.
     tmpfs_mb:        size of each worker's private /tmp (and of its job work dirs).
+    unprivileged:    behave as a non-root pool even as root (no uid drop; namespaces through a
+                     user namespace). For testing that path; real non-root pools do it anyway.
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class SandboxPool:
         tmpfs_mb: int = 64,
         uid_base: int = 61000,
         uid_count: int = 2000,
+        unprivileged: bool = False,
     ) -> None:
         n = num_workers if num_workers is not None else (os.cpu_count() or 1)
         if n < 1:
@@ -126,6 +129,7 @@ class SandboxPool:
             "tmpfs_mb": int(tmpfs_mb),
             "uid_base": int(uid_base),
             "uid_count": int(uid_count),
+            "unprivileged": bool(unprivileged),
         }
         self._cond = threading.Condition()
         self._shared: collections.deque[_Job] = collections.deque()
@@ -258,19 +262,38 @@ class SandboxPool:
                 outcome = Outcome(Status.KILLED, error_type="SandboxError", error=f"{type(exc).__name__}: {exc}")
             job.future.set_result(outcome)
 
-    def _run_on_worker(self, index: int, job: _Job) -> Outcome:
+    def _live_worker(self, index: int) -> _WorkerProcess | None:
         w = self._workers[index]
         if w is None or w.proc.poll() is not None:
             if w is not None:
                 w.kill()
+                self._workers[index] = None
                 self.restarts += 1
             w = self._start_worker(index)
+        return w
+
+    def _send(self, index: int, frame: dict[str, Any]) -> _WorkerProcess | None:
+        """Delivers a job frame; a worker that died while idle is replaced and tried once more."""
+        for _ in range(2):
+            w = self._live_worker(index)
             if w is None:
-                return Outcome(Status.KILLED, error_type="WorkerStartError", error="the sandbox worker could not be started")
+                return None
+            try:
+                write_frame(w.wfd, frame)
+                return w
+            except OSError:
+                w.kill()
+                self._workers[index] = None
+                self.restarts += 1
+        return None
+
+    def _run_on_worker(self, index: int, job: _Job) -> Outcome:
         lim = job.limits
         frame = {"id": job.id, "target": job.target, "payload": job.payload, "limits": dict(lim.to_dict(), cpu_seconds=lim.cpu_seconds)}
+        w = self._send(index, frame)
+        if w is None:
+            return Outcome(Status.KILLED, error_type="WorkerStartError", error="the sandbox worker could not be started")
         try:
-            write_frame(w.wfd, frame)
             deadline = time.monotonic() + lim.timeout_s + REPLY_GRACE_S
             # JSON escaping can grow text up to 6x (\u0000); anything beyond that is not our worker.
             reply = read_frame(w.rfd, deadline, max_bytes=6 * (lim.result_bytes + 2 * lim.output_bytes) + (1 << 20))
@@ -282,6 +305,10 @@ class SandboxPool:
             self._workers[index] = None
             self.restarts += 1
             return Outcome(Status.KILLED, error_type="WorkerDied", error=f"the sandbox worker failed during the job: {exc}")
+        if reply.get("fatal"):  # the worker retired itself after an internal failure
+            w.close()
+            self._workers[index] = None
+            self.restarts += 1
         return outcome_from_reply(reply)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import sys
 from typing import Any, Callable
 
@@ -21,6 +22,7 @@ RESULT_FD = 3
 REPR_CAP = 100_000
 EXIT_SETUP_FAILED = 70
 EXIT_RESULT_FAILED = 71
+EXIT_CPU_LIMIT = 72
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _BLOCKED_EVENTS = ("socket.", "_socket.")
 
@@ -35,9 +37,15 @@ def _audit_hook(event: str, args: tuple) -> None:
         raise PermissionError(f"network access is disabled in the sandbox ({event})")
 
 
+def _on_cpu_limit(signum: int, frame: Any) -> None:
+    os._exit(EXIT_CPU_LIMIT)
+
+
 def _set_limits(limits: dict[str, Any]) -> None:
     mb = 1024 * 1024
     cpu = int(limits["cpu_seconds"])
+    # Soft limit -> SIGXCPU, caught below (the job is PID 1 of its namespace, and init ignores
+    # default-action signals); the hard limit one second later is a SIGKILL nothing can catch.
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     mem = int(limits["memory_mb"]) * mb
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
@@ -113,6 +121,7 @@ def run_child(
             os.setuid(uid)
         sandbox_os.set_no_new_privs()
         sandbox_os.set_parent_death_signal()
+        signal.signal(signal.SIGXCPU, _on_cpu_limit)
         sys.addaudithook(_audit_hook)
         if "random" in sys.modules:  # the worker's seeded state would repeat in every job
             sys.modules["random"].seed()

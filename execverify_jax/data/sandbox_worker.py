@@ -25,7 +25,7 @@ import time
 from typing import Any, Callable
 
 from execverify_jax.data import sandbox_os
-from execverify_jax.data.sandbox_child import EXIT_RESULT_FAILED, EXIT_SETUP_FAILED, run_child
+from execverify_jax.data.sandbox_child import EXIT_CPU_LIMIT, EXIT_RESULT_FAILED, EXIT_SETUP_FAILED, run_child
 from execverify_jax.data.sandbox_protocol import read_frame, write_frame
 
 UID_LOCK_DIR = "/tmp/execverify-sandbox-uids"
@@ -49,6 +49,7 @@ class Worker:
         self.targets: dict[str, Callable[[Any], Any]] = {}
         self.devnull = os.open(os.devnull, os.O_RDWR)
         self.jobs = 0
+        self._spare_workdir: str | None = None
 
     # ----------------------------------------------------------------- one-time isolation set-up
     def setup(self) -> None:
@@ -66,6 +67,8 @@ class Worker:
             caps["uid"] = self.uid
         elif not root:
             notes.append("not root: jobs run as the pool's own uid (RLIMIT_NPROC shared with it)")
+        else:
+            notes.append("drop_privileges=False as root: JOBS RUN AS ROOT and can undo every other layer")
         use_ns = self.config.get("namespaces", True)
         caps["userns"] = False
         if use_ns and not root:
@@ -79,8 +82,15 @@ class Worker:
         caps["mountns"] = self._try(use_ns, "mountns", self._private_mounts)
         caps["private_tmp"] = caps["mountns"]
         caps["hidden_dirs"] = []
+        caps["proc_hidepid"] = False
         if caps["mountns"]:
             self._try(True, "hidden_dirs", self._hide_dirs)
+            if root:
+                caps["proc_hidepid"] = self._try(True, "proc_hidepid", self._private_proc)
+        if caps["userns"]:
+            # setns() back to the host's PID namespace needs privileges there; instead become
+            # the init of a PID namespace of our own, under which per-job ones can nest.
+            self._try(True, "pidns", self._become_pid_namespace_init)
         caps["pidns"] = self._try(use_ns, "pidns", self._check_pidns)
         if not caps["pidns"] and self.uid is None:
             notes.append("no PID namespace and no uid drop: processes that leave the job's process group survive it")
@@ -123,6 +133,11 @@ class Worker:
                 # mode 0755 root: the job may write only inside its own work dir.
                 sandbox_os.mount("tmpfs", path, "tmpfs", sandbox_os.MS_NOSUID | sandbox_os.MS_NODEV, f"size={size}m,nr_inodes=16k,mode=0755")
 
+    def _private_proc(self) -> None:
+        # A procfs of our own with hidepid=2: the job uid sees only its own processes, not the
+        # command lines and states of everything else on the host. Root (the worker) sees all.
+        sandbox_os.mount("proc", "/proc", "proc", sandbox_os.MS_NOSUID | sandbox_os.MS_NODEV | sandbox_os.MS_NOEXEC, "hidepid=2")
+
     def _exposed_paths(self) -> list[str]:
         # The interpreter, the venv and our package only; not the rest of the checkout.
         pkg_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -158,6 +173,14 @@ class Worker:
         os.rmdir(stage_root)
         self.caps["exposed_paths"] = exposed
 
+    def _become_pid_namespace_init(self) -> None:
+        sandbox_os.unshare(sandbox_os.CLONE_NEWPID)
+        pid = os.fork()
+        if pid:  # the original process only mirrors the real worker's fate
+            _, status = os.waitpid(pid, 0)
+            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+        sandbox_os.set_parent_death_signal()
+
     def _check_pidns(self) -> None:
         self.pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -187,15 +210,36 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - a bad target name is the caller's error
             return {"status": "error", "error_type": "TargetError", "error": f"cannot load target {job['target']!r}: {type(exc).__name__}: {exc}"}
         limits = job["limits"]
+        workdir = self._workdir()
+        try:
+            return self._fork_and_wait(fn, job["payload"], limits, workdir)
+        finally:
+            self._release_workdir(workdir)
+
+    def _workdir(self) -> str:
+        """An empty directory owned by the job uid (reused while jobs leave it untouched)."""
+        if self._spare_workdir is not None:
+            workdir, self._spare_workdir = self._spare_workdir, None
+            return workdir
         self.jobs += 1
         workdir = os.path.join(self.base, f"job-{self.jobs}")
         os.mkdir(workdir, 0o700)
         if self.uid is not None:
             os.chown(workdir, self.uid, self.uid)
+        return workdir
+
+    def _release_workdir(self, workdir: str) -> None:
+        # Most jobs write nothing: keep the dir if it is still empty with its original mode and
+        # owner (saves mkdir+chown+rmtree per job); anything else is removed.
         try:
-            return self._fork_and_wait(fn, job["payload"], limits, workdir)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            st = os.lstat(workdir)
+            pristine = st.st_mode == 0o40700 and st.st_uid == (self.uid if self.uid is not None else os.getuid())
+            if pristine and not os.listdir(workdir):
+                self._spare_workdir = workdir
+                return
+        except OSError:
+            pass
+        shutil.rmtree(workdir, ignore_errors=True)
 
     def _fork_and_wait(self, fn: Callable[[Any], Any], payload: Any, limits: dict[str, Any], workdir: str) -> dict[str, Any]:
         out_r, out_w = os.pipe()
@@ -280,7 +324,9 @@ class Worker:
             reply.update(status="timeout", error_type="Timeout", error=f"wall-clock limit of {limits['timeout_s']} s exceeded")
         elif reason == "result_overflow":
             reply.update(status="killed", error_type="ResultTooLarge", error=f"result exceeded {caps['result']} bytes")
-        elif sig in (signal.SIGXCPU,) or (sig == signal.SIGKILL and cpu >= int(limits["cpu_seconds"]) - 0.05):
+        elif code == EXIT_CPU_LIMIT or sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= 0.5 * int(limits["cpu_seconds"])):
+            # A SIGKILL we did not send is the hard CPU limit (rusage under-reports CPU time on
+            # a loaded VM, hence the loose bound; with RLIMIT_AS the OOM killer is unlikely).
             reply.update(status="timeout", error_type="Timeout", error=f"CPU-time limit of {limits['cpu_seconds']} s exceeded")
         elif bufs["result"] and code == 0:
             reply.update(status="result", result=bufs["result"].decode("utf-8", "replace"))
@@ -377,10 +423,14 @@ def main(argv: list[str]) -> int:
             break
         try:
             reply = worker.run_job(job)
-        except Exception as exc:  # noqa: BLE001 - keep serving; the parent sees a killed job
-            reply = {"status": "killed", "error_type": "WorkerError", "error": f"{type(exc).__name__}: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - our own failure (fork, pipes, namespaces...)
+            # The job gets a typed outcome, and this worker retires: the parent starts a fresh one
+            # rather than trusting a worker in an unknown state.
+            reply = {"status": "killed", "error_type": "WorkerError", "error": f"{type(exc).__name__}: {exc}", "fatal": True}
         reply["id"] = job.get("id")
         write_frame(wfd, reply)
+        if reply.get("fatal"):
+            break
     shutil.rmtree(worker.base, ignore_errors=True)
     return 0
 

@@ -116,13 +116,13 @@ def _prefill(graphdef, params, prompt_BP, lengths_B, key, *, strategy: Strategy,
     cache_axes = (shd.LAYERS, shd.BATCH, shd.LENGTH, shd.ACT_KV_HEADS, None)
     cache = cache.replace(k_LBSKH=shd.shard(cache.k_LBSKH, cache_axes),
                           v_LBSKH=shd.shard(cache.v_LBSKH, cache_axes))
-    logits_BPV, cache = model.decode_step(prompt_BP, cache, lengths_B)
+    logits_B1V, cache = model.decode_step(prompt_BP, cache, lengths_B, last_only=True)
     state = SamplingState(
         cache=cache, tokens_BC=jnp.full((B, max_new), pad_id, jnp.int32),
         logp_BC=jnp.zeros((B, max_new), jnp.float32), step=jnp.zeros((), jnp.int32),
         done_B=jnp.zeros((B,), jnp.bool_), lengths_B=jnp.zeros((B,), jnp.int32), key=key)
     # Left padding puts every row's last prompt token at slot P - 1.
-    return _sample_step(strategy, logits_BPV[:, -1], state, pad_id, stop_ids)
+    return _sample_step(strategy, logits_B1V[:, -1], state, pad_id, stop_ids)
 
 
 def _decode(graphdef, params, state: SamplingState, *, strategy: Strategy, max_new: int,

@@ -245,13 +245,15 @@ class Transformer(nnx.Module):
         """
         return self.logits(self.hidden(tokens_BT, positions_BT, mask_BT))
 
-    def decode_step(self, tokens_BT: jax.Array, cache: KVCache, lengths_B: jax.Array
-                    ) -> tuple[jax.Array, KVCache]:
+    def decode_step(self, tokens_BT: jax.Array, cache: KVCache, lengths_B: jax.Array,
+                    last_only: bool = False) -> tuple[jax.Array, KVCache]:
         """Forward T new tokens per row against the KV cache -> (logits_BTV, updated cache).
 
         The tokens are written at cache slots [cache.end, cache.end + T); `lengths_B` is each
         row's number of real tokens after this call (prefill: the prompt lengths; decode:
         cache.lengths_B + T). Rows are left-aligned to the write slot, i.e. left-padded.
+        `last_only` computes logits for the last position only (prefill: T x V logits of a long
+        prompt would cost as much as the rest of the forward for a large vocab).
         """
         T = tokens_BT.shape[1]
         new_cache = cache.advance(T, lengths_B)
@@ -265,5 +267,7 @@ class Transformer(nnx.Module):
                                            (k_LBSKH[i], v_LBSKH[i], cache.end))
             k_LBSKH = k_LBSKH.at[i].set(k_BSKH)
             v_LBSKH = v_LBSKH.at[i].set(v_BSKH)
+        if last_only:
+            x_BTD = x_BTD[:, -1:]
         logits_BTV = self.logits(self.final_norm(x_BTD))
         return logits_BTV, new_cache.replace(k_LBSKH=k_LBSKH, v_LBSKH=v_LBSKH)

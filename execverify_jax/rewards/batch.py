@@ -13,15 +13,17 @@ from __future__ import annotations
 import collections
 import threading
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from execverify_jax.rewards import codegen, whitebox
 from execverify_jax.rewards.config import RewardConfig
 from execverify_jax.rewards.result import RewardResult
-from execverify_jax.rewards.targets import GROUND_TRUTH_TARGET, TESTS_TARGET
+from execverify_jax.data import safe_codec
+from execverify_jax.rewards.targets import GROUND_TRUTH_MANY_TARGET, GROUND_TRUTH_TARGET, TESTS_TARGET
 from execverify_jax.rewards.whitebox import RecordError
 
-PRELOAD = (GROUND_TRUTH_TARGET, TESTS_TARGET)  # pass to SandboxPool(preload=...) to skip first-use imports
+PRELOAD = (GROUND_TRUTH_TARGET, GROUND_TRUTH_MANY_TARGET, TESTS_TARGET)  # pass to SandboxPool(preload=...) to skip first-use imports
 LAYOUTS = ("io_mixed", "oi", "codegen")
 
 
@@ -46,6 +48,15 @@ def validate(question: dict) -> dict:
     else:
         codegen.load_tests(answer)
     return answer
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """The outcome of one call inside a grouped ground-truth job (same fields `grade_oi` reads)."""
+
+    status: str
+    value: Any = None
+    error_type: str | None = None
 
 
 def _done(result: RewardResult) -> "Future[RewardResult]":
@@ -83,12 +94,38 @@ class Scorer:
         """Scores one response and waits for it."""
         return self.submit(question, response).result()
 
-    def score_batch(self, questions: Sequence[dict], responses: Sequence[str | bytes | None]) -> list[RewardResult]:
-        """Scores pairs concurrently; results in input order."""
+    def submit_batch(self, questions: Sequence[dict],
+                     responses: Sequence[str | bytes | None]) -> "list[Future[RewardResult]]":
+        """Queues many responses; input predictions of the same program share sandbox jobs.
+
+        Ground-truth runs of one program (e.g. a GRPO group) are packed up to `oi_group_size`
+        per job, each call with a fresh program and its own alarm; a group job that dies
+        falls back to one job per call, so results equal those of `submit`. Raises RecordError
+        (before queueing anything) for a malformed question record.
+        """
         if len(questions) != len(responses):
             raise ValueError(f"{len(questions)} questions but {len(responses)} responses")
-        futures = [self.submit(q, r) for q, r in zip(questions, responses)]
-        return [f.result() for f in futures]
+        answers = [validate(q) for q in questions]
+        out: list[Future | None] = [None] * len(answers)
+        pending: dict[tuple, list[tuple[int, whitebox.OiRequest]]] = collections.defaultdict(list)
+        for i, (answer, response) in enumerate(zip(answers, responses)):
+            if answer["layout"] != "oi" or self.cfg.oi_group_size <= 1:
+                out[i] = self.submit(answer, response)
+                continue
+            req = whitebox.parse_oi(answer, response, self.cfg)
+            if isinstance(req, RewardResult):
+                out[i] = _done(req)
+            else:
+                pending[(req.code, req.entry)].append((i, req))
+        for group in pending.values():
+            calls = self._oi_futures([req for _, req in group])
+            for (i, req), call in zip(group, calls):
+                out[i] = self._grade_later(answers[i], req, call)
+        return out  # type: ignore[return-value]
+
+    def score_batch(self, questions: Sequence[dict], responses: Sequence[str | bytes | None]) -> list[RewardResult]:
+        """Scores pairs concurrently (via `submit_batch`); results in input order."""
+        return [f.result() for f in self.submit_batch(questions, responses)]
 
     # ------------------------------------------------------------------------------ internals
     def _count_codegen(self, n: int) -> None:
@@ -126,6 +163,78 @@ class Scorer:
                 while len(self._oi_cache) > self.cfg.oi_cache_size:
                     self._oi_cache.popitem(last=False)
         return fut
+
+    def _oi_futures(self, reqs: list[whitebox.OiRequest]) -> list[Future]:
+        # Cached or new per-call futures; the new ones (same program) are packed into group jobs.
+        prelude = self.cfg.prelude
+        futures: list[Future] = []
+        fresh: list[tuple[whitebox.OiRequest, Future]] = []
+        with self._lock:
+            for req in reqs:
+                key = req.key(prelude)
+                fut = self._oi_cache.get(key)
+                if fut is not None:
+                    self._oi_cache.move_to_end(key)
+                    self.oi_cache_hits += 1
+                else:
+                    fut = Future()
+                    fresh.append((req, fut))
+                    self._remember(key, fut)
+                futures.append(fut)
+        size = self.cfg.oi_group_size
+        for start in range(0, len(fresh), size):
+            self._submit_oi_group(fresh[start:start + size])
+        return futures
+
+    def _remember(self, key: tuple, fut: Future) -> None:
+        if self.cfg.oi_cache_size > 0:
+            self._oi_cache[key] = fut
+            while len(self._oi_cache) > self.cfg.oi_cache_size:
+                self._oi_cache.popitem(last=False)
+
+    def _submit_oi_group(self, chunk: list[tuple[whitebox.OiRequest, Future]]) -> None:
+        if len(chunk) == 1:  # a single call: the plain target, same as `submit`
+            req, fut = chunk[0]
+            job = self._need_pool().submit(GROUND_TRUTH_TARGET, req.payload(self.cfg.prelude),
+                                           self._limits(self.cfg.oi_timeout_s))
+            with self._lock:
+                self.oi_jobs += 1
+            job.add_done_callback(lambda j: _relay(j, fut))
+            return
+        first = chunk[0][0]
+        payload = {"prelude": self.cfg.prelude, "code": first.code, "entry": first.entry,
+                   "calls": [[list(r.args), [list(kv) for kv in r.kwargs]] for r, _ in chunk],
+                   "timeout_s": self.cfg.oi_timeout_s}
+        wall = self.cfg.oi_timeout_s * len(chunk) + 1.0
+        with self._lock:
+            self.oi_jobs += 1
+
+        def done(job: Future) -> None:
+            try:
+                outcome = job.result()
+                rows = outcome.value.get("results") if outcome.ok and isinstance(outcome.value, dict) else None
+                if not isinstance(rows, list) or len(rows) != len(chunk):
+                    raise ValueError("group job died")
+                for (_, fut), row in zip(chunk, rows):
+                    fut.set_result(_call_outcome(row))
+            except BaseException:  # noqa: BLE001 - the job died: one job per call instead
+                for req, fut in chunk:
+                    if not fut.done():
+                        self._submit_oi_group([(req, fut)])
+
+        self._need_pool().submit(GROUND_TRUTH_MANY_TARGET, payload, self._limits(wall)).add_done_callback(done)
+
+    def _grade_later(self, answer: dict, req: whitebox.OiRequest, call: Future) -> "Future[RewardResult]":
+        out: Future = Future()
+
+        def finish(job: Future) -> None:
+            try:
+                out.set_result(whitebox.grade_oi(answer, req, job.result(), self.cfg))
+            except BaseException as exc:  # noqa: BLE001 - infrastructure failure: surface it
+                out.set_exception(exc)
+
+        call.add_done_callback(finish)
+        return out
 
     def _submit_oi(self, answer: dict, response: str | bytes | None) -> "Future[RewardResult]":
         req = whitebox.parse_oi(answer, response, self.cfg)
@@ -198,6 +307,25 @@ class Scorer:
         for k, i in enumerate(idx):
             payload = codegen.tests_payload(code, tests, [i], cfg.codegen_single_timeout_s, cfg)
             self.pool.submit(TESTS_TARGET, payload, lim).add_done_callback(lambda j, k=k: one(k, j))
+
+
+def _relay(job: Future, fut: Future) -> None:
+    try:
+        fut.set_result(job.result())
+    except BaseException as exc:  # noqa: BLE001
+        fut.set_exception(exc)
+
+
+def _call_outcome(row: Any) -> CallOutcome:
+    """One row of `run_ground_truth_many` as a CallOutcome (a malformed row is an error)."""
+    if not (isinstance(row, list) and len(row) == 2 and isinstance(row[0], str)):
+        return CallOutcome("error", error_type="BadRow")
+    if row[0] != "ok":
+        return CallOutcome(row[0], error_type=str(row[1])[:100] or None)
+    try:
+        return CallOutcome("ok", safe_codec.loads(row[1]))
+    except (safe_codec.CodecError, TypeError):
+        return CallOutcome("error", error_type="BadValue")
 
 
 def score_batch(pool: Any | None, questions: Sequence[dict], responses: Sequence[str | bytes | None],

@@ -48,6 +48,7 @@ class RewardConfig:
 
     # ---- input prediction / sandbox ----
     oi_timeout_s: float = 2.0  # wall time of one ground-truth run (paper: 0.5 s, flaky under load)
+    oi_group_size: int = 16  # submit_batch packs up to this many runs of one program per job
     oi_cache_size: int = 65_536  # identical (program, args) runs within a Scorer share one job
     prelude: str = ""  # source run before the ground-truth program (e.g. CRUXEval's typing imports)
 
@@ -69,7 +70,7 @@ class RewardConfig:
             "max_response_chars", "max_answer_chars", "max_answer_lines", "max_literal_chars",
             "max_literal_nesting", "max_literal_nodes", "oi_timeout_s", "codegen_test_timeout_s",
             "codegen_all_timeout_s", "codegen_single_timeout_s", "codegen_single_wall_s",
-            "codegen_max_single_tests", "codegen_max_output_chars", "codegen_max_tests",
+            "codegen_max_single_tests", "codegen_max_output_chars", "codegen_max_tests", "oi_group_size",
         )
         for name in positive:
             if getattr(self, name) <= 0:

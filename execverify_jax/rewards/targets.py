@@ -42,6 +42,7 @@ from execverify_jax.rewards import parse
 from execverify_jax.rewards.config import RewardConfig
 
 GROUND_TRUTH_TARGET = "execverify_jax.rewards.targets:run_ground_truth"
+GROUND_TRUTH_MANY_TARGET = "execverify_jax.rewards.targets:run_ground_truth_many"
 TESTS_TARGET = "execverify_jax.rewards.targets:run_tests"
 
 _PARSE_CFG = RewardConfig()
@@ -84,6 +85,37 @@ def run_ground_truth(payload: dict) -> Any:
     return fn(*args, **kwargs)
 
 
+def run_ground_truth_many(payload: dict) -> dict:
+    """Several calls of one ground-truth program; returns {"results": [[status, data], ...]}.
+
+    Payload: {prelude, code, entry, calls: [[args, kwargs], ...], timeout_s}. Each call gets a
+    freshly executed program (so calls cannot see each other's module state), pristine builtins
+    and its own alarm; status is ok (data: `safe_codec.dumps` of the value, encoded at once) |
+    error (data: exception type name) | timeout. Used to score a GRPO group's input predictions
+    for one question in one job; the parent falls back to one job per call if this job dies.
+    """
+    source = (payload.get("prelude") or "") + "\n" + payload["code"]
+    compiled = compile(source, "<program>", "exec")
+    timeout_s = float(payload["timeout_s"])
+    results = []
+    for args_src, kwargs_src in payload["calls"]:
+        _restore_builtins()
+        try:
+            _arm(timeout_s)
+            try:
+                args = [parse.literal_value(a, _PARSE_CFG) for a in args_src]
+                kwargs = {k: parse.literal_value(v, _PARSE_CFG) for k, v in kwargs_src}
+                ns = _fresh_module("__program__")
+                exec(compiled, ns)
+                value = ns[payload["entry"]](*args, **kwargs)
+                results.append(["ok", safe_codec.dumps(value)])
+            finally:
+                _disarm()
+        except BaseException as exc:  # noqa: BLE001 - per-call verdict, keep going
+            results.append(_failure(exc))
+    return {"results": results}
+
+
 def _fresh_module(name: str) -> dict[str, Any]:
     # A real module registered in sys.modules, so dataclasses/typing in the code work.
     module = types.ModuleType(name)
@@ -118,6 +150,8 @@ def _failure(exc: BaseException) -> list:
         return ["timeout", ""]
     if isinstance(exc, _OutputCap):
         return ["output_overflow", ""]
+    if isinstance(exc, MemoryError):
+        return ["memory", ""]
     return ["error", type(exc).__name__[:100]]
 
 

@@ -351,7 +351,7 @@ def parse_oi(answer: dict, response: str | bytes | None, cfg: RewardConfig) -> O
         return RewardResult(0.0, "oi", False, "no_answer", details)
     block = parse.last_code_block(text)
     body = block if block is not None else text
-    line = next((ln for ln in body.split("\n") if ln.lstrip().startswith("assert")), None)
+    line = parse.first_assert_line(body)
     if line is None:
         return RewardResult(0.0, "oi", False, "no_assert", details)
     if "????" in line:

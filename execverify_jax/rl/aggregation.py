@@ -5,7 +5,8 @@ per-sequence quantities (the sequence's own token count n_i) and *global* mini-b
 (`LossNorm`: total tokens N, non-empty sequences S). A sequence never straddles micro-batches, so
 computing `LossNorm` once on the whole mini-batch and summing the micro-batch losses gives exactly
 the full-batch loss, and therefore exactly its gradient. Averaging per-micro-batch means (what
-verl <= 0.4 and TRL < 0.16 did) is not: it reweights tokens by their micro-batch's size.
+verl 0.3.x and older TRL did; verl PR #906, TRL #3021) is not: it reweights tokens by their
+micro-batch's size.
 
 Modes (verl's names; m_it is the 0/1 mask, C_norm a constant length):
   token-mean               sum_it m l / N

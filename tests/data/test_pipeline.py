@@ -230,6 +230,9 @@ def test_restart_rejects_a_different_config(tmp_path: Path, bench: Path) -> None
         pipeline.run_synth(make_cfg(bench, seed=1), out, stages=FakeStages(), progress=False)
     with pytest.raises(ConfigError, match="num_shards"):
         pipeline.run_synth(make_cfg(bench), out, stages=FakeStages(), num_shards=2, progress=False)
+    # The worker count changes speed only, so a restart may change it.
+    again = pipeline.run_synth(make_cfg(bench, workers=7), out, stages=FakeStages(), progress=False)
+    assert again.chunks_done == 0 and again.finalized
 
 
 def test_shards_are_disjoint_and_cover_the_grid(tmp_path: Path, bench: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from execverify_jax.data import pipeline, records, safe_codec
 
 PROGRAMS = {
@@ -40,9 +42,10 @@ class HandStages(pipeline.RealStages):
         return []
 
 
-def test_real_stages_end_to_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fused", [True, False])
+def test_real_stages_end_to_end(tmp_path: Path, fused: bool) -> None:
     cfg = pipeline.config_lib.from_dict(pipeline.DataConfig, {
-        "levels": [1], "attempts": 1, "workers": 2, "chunk_size": 2,
+        "levels": [1], "attempts": 1, "workers": 2, "chunk_size": 2, "fused_filter_trace": fused,
         "questions": {"layouts": ["io_mixed", "oi"]}, "decontam": {"humaneval": False},
         "split": {"heldout_fraction": 0.0}})
     out = tmp_path / "out"

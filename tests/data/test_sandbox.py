@@ -288,3 +288,30 @@ def test_fallback_without_namespaces_or_uid_drop_still_works():
         # The audit hook still blocks Python-level sockets.
         out = call(p, "import socket\ndef f(): socket.socket()", "f()")
         assert out.status is Status.ERROR and out.error_type == "PermissionError"
+
+
+def test_cpu_limit_of_busy_threads(pool):
+    # Two busy threads burn CPU time faster than wall time; generous wall clock so CPU fires first.
+    code = "import threading\ndef spin():\n    while True:\n        pass\ndef f():\n    threading.Thread(target=spin, daemon=True).start()\n    spin()"
+    out = call(pool, code, "f()", Limits(timeout_s=30.0, cpu_s=1))
+    assert out.status is Status.TIMEOUT and "CPU" in out.error
+
+
+def test_worker_retires_after_an_internal_error():
+    from execverify_jax.data.sandbox import _WorkerProcess
+    from execverify_jax.data.sandbox_protocol import read_frame, write_frame
+
+    w = _WorkerProcess(0, {"index": 0, "preload": [], "uid_base": 61000, "uid_count": 2000})
+    try:
+        write_frame(w.wfd, {"id": 7, "target": RUN_CALL, "payload": {}})  # no "limits": a worker bug
+        reply = read_frame(w.rfd, time.monotonic() + 10)
+        assert reply["id"] == 7 and reply["status"] == "killed" and reply["fatal"]
+        assert w.proc.wait(timeout=10) == 0
+    finally:
+        w.kill()
+
+
+def test_unserializable_payload_is_a_typed_outcome(pool):
+    out = pool.run(RUN_CALL, {"code": "def f(): return 1", "call": "f()", "x": object()})
+    assert out.status is Status.KILLED and "serializable" in out.error
+    assert call(pool, "def f(): return 1", "f()").value == 1

@@ -59,7 +59,8 @@ def test_cpu_limit_catches_signal_ignoring_loop(pool):
         "    signal.alarm(1)\n"
         "    while True:\n        pass"
     )
-    out = attack(pool, code, Limits(timeout_s=3.0, cpu_s=1))
+    # Generous wall clock so that the CPU limit fires first even on a loaded machine.
+    out = attack(pool, code, Limits(timeout_s=30.0, cpu_s=1))
     assert out.status is Status.TIMEOUT and "CPU" in out.error
 
 
@@ -245,3 +246,39 @@ def test_reading_the_checkout_and_home(pool):
     code = "import os\ndef f():\n    return os.path.exists(%r), sorted(os.listdir(%r))" % (str(REPO / "tests"), str(REPO))
     out = attack(pool, code)
     assert out.ok and out.value[0] is False and "tests" not in out.value[1]
+
+
+def test_unprivileged_layout_user_namespace():
+    # The path non-root pools take: no uid drop, namespaces through a user namespace.
+    with SandboxPool(1, limits=FAST, unprivileged=True) as p:
+        caps = p.capabilities
+        assert not caps["uid_drop"]
+        if not caps.get("userns"):
+            pytest.skip(f"user namespaces unavailable: {caps['notes']}")
+        assert caps["netns"] and caps["pidns"], caps
+        assert attack(p, "def f():\n    return 5").value == 5
+        marker = f"sandbox-escape-{uuid.uuid4().hex}"
+        code = (
+            "import subprocess, sys\ndef f():\n"
+            f"    return subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)', '{marker}'], start_new_session=True).pid"
+        )
+        assert attack(p, code).ok
+        assert [q for q in os.listdir("/proc") if q.isdigit() and marker in _cmdline(q)] == []
+        out = attack(p, "import os\ndef f():\n    os.kill(os.getppid(), 9)\n    os.killpg(os.getpgid(os.getppid()), 9)\n    return 'alive'")
+        assert p.restarts == 0
+
+
+def test_other_processes_are_invisible(pool):
+    me = os.getpid()
+    code = "import os\ndef f():\n    return sorted(int(p) for p in os.listdir('/proc') if p.isdigit())"
+    out = attack(pool, code)
+    assert out.ok
+    if pool.capabilities.get("proc_hidepid"):
+        assert me not in out.value and len(out.value) <= 2  # the job itself (plus a thread)
+
+
+def test_chmod_of_work_dir_does_not_leak_to_the_next_job(pool):
+    first = pool.submit(RUN_CALL, {"code": "import os\ndef f():\n    os.chmod('.', 0o777)\n    return os.getcwd()", "call": "f()"}, worker=0).result()
+    code = "import os, stat\ndef f():\n    return os.listdir('.'), stat.S_IMODE(os.stat('.').st_mode)"
+    second = pool.submit(RUN_CALL, {"code": code, "call": "f()"}, worker=0).result()
+    assert first.ok and second.value == ([], 0o700)

@@ -72,7 +72,30 @@ def test_oi_cache_shares_identical_runs(pool, oi_record):
     texts = ["assert f('abc', 2) == 1", "assert f(\"abc\",2) == 2", "assert f('abc', 3) == 1"] * 5
     results = scorer.score_batch([oi_record] * len(texts), [ans(t) for t in texts])
     assert [r.reward for r in results] == [2.0, 2.0, 0.0] * 5
-    assert scorer.oi_jobs == 2 and scorer.oi_cache_hits == 13
+    assert scorer.oi_jobs == 1 and scorer.oi_cache_hits == 13  # both distinct runs in one group job
+    single = Scorer(pool, dataclasses.replace(FAST, oi_group_size=1))
+    assert [r.reward for r in single.score_batch([oi_record] * len(texts), [ans(t) for t in texts])] == \
+        [2.0, 2.0, 0.0] * 5
+    assert single.oi_jobs == 2
+
+
+def test_oi_group_equals_single_jobs_even_when_the_group_dies(pool, oi_record):
+    # f(1) disables the alarm and hangs: the group job dies at its wall limit, and every call
+    # is rerun in its own job, giving exactly what one-job-per-answer scoring gives.
+    oi_record["answer"]["program"]["code"] = (
+        "import signal\ncounter = []\n"
+        "def f(n):\n    counter.append(n)\n    if n == 1:\n"
+        "        signal.signal(signal.SIGALRM, signal.SIG_IGN)\n        while True:\n            pass\n"
+        "    if n == 2:\n        return 1 / 0\n    return len(counter) * 10 + n\n")
+    oi_record["answer"]["output"] = 13
+    texts = [ans(f"assert f({n}) == 0") for n in (3, 1, 2, 3, 4)]
+    cfg = dataclasses.replace(FAST, oi_timeout_s=0.5)
+    grouped = Scorer(pool, cfg).score_batch([oi_record] * 5, texts)
+    single = [Scorer(pool, cfg).score(oi_record, t) for t in texts]
+    assert [r.to_dict() for r in grouped] == [r.to_dict() for r in single]
+    # Fresh program per call: module state (counter) never leaks between calls.
+    assert [r.reward for r in grouped] == [2.0, 0.0, 0.0, 2.0, 0.0]
+    assert [r.reason for r in grouped] == ["", "timeout", "error", "", "wrong_args"]
 
 
 # ----------------------------------------------------------------------------------- codegen

@@ -275,3 +275,12 @@ def test_rewards_package_never_imports_jax():
             "bad = [m for m in ('jax', 'flax', 'optax', 'orbax') if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_code_block_extraction_is_linear_and_takes_the_last_block():
+    assert parse.last_code_block("```python\na\n```\n```py\nb\n```") == "b\n"
+    assert parse.last_code_block("```python\nunterminated") == "unterminated"
+    assert parse.last_code_block("no block") is None
+    hostile = "```python\n" * 20_000  # quadratic for a lazy DOTALL regex
+    assert parse.last_code_block(hostile) == ""
+    assert parse.first_assert_line("assertion: x\n  assert f(1) == 2") == "  assert f(1) == 2"

@@ -36,7 +36,7 @@ class SynthConfig:
     n_inputs: int = 3
     use_z3: bool = True
     solver_timeout_ms: int = 200
-    sample_tries: int = 4
+    sample_tries: int = 6
     python_only_prob: float = 0.1
 
     def __post_init__(self) -> None:
@@ -279,7 +279,6 @@ def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig
     chain = [rng.choice(CF_KINDS) for _ in range(cell.cf_depth)]
     in_loop = any(c in ("for", "while") for c in chain)
     tpl = _pick_template(cell, rng, in_loop, cell.helper)
-    needs_A = "$A" in tpl.src or tpl.needs or "$W" in tpl.src or "$AK" in tpl.src
     _param(ctx, "A")
     entry = names("fn")
 
@@ -298,34 +297,34 @@ def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig
         bind["B"] = _param(ctx, "B")
     if "$N" in tpl.src:
         bind["N"] = _param(ctx, "N")
-    if "$W" in tpl.src:
-        bind["W"] = names("work")
-        prelude.append(f"{bind['W']} = {_CTOR[vtype]}({a_name})")
     for ph in ("P", "Q"):
         if f"${ph}" in tpl.src:
             bind[ph] = names("tmp")
     if "$AK" in tpl.src:
         bind["AK"] = f"list({a_name})[{j}]"
 
-    # --- level >= 2: one other built-in method, transforming a value the template reads
+    # --- level >= 2: one other built-in method, transforming a value the template reads (the
+    # second value, else the main value, else the source of the working copy, else the int).
     if cell.other_methods:
+        reads_a = "$A" in tpl.src.replace("$AK", "") or "$W" in tpl.src or "$AK" in tpl.src
         if "$B" in tpl.src:
             role, otype = "B", vtype
-        elif "$A" in tpl.src and "$W" not in tpl.src:
+        elif reads_a:
             role, otype = "A", vtype
         else:
             role, otype = "N", "int"
-            bind.setdefault("N", _param(ctx, "N"))
         opts = [(m, s) for m, s in OTHER_METHODS[otype] if m != cell.method]
         _m, osrc = rng.choice(opts)
         derived = names("derived")
-        src_name = bind[role]
-        osrc = _string.Template(osrc).substitute(X=src_name, N=_param(ctx, "N") if "$N" in osrc else "",
+        osrc = _string.Template(osrc).substitute(X=bind[role], N=_param(ctx, "N") if "$N" in osrc else "",
                                                  C=c_lit if otype == "float" else "")
         prelude.append(f"{derived} = {osrc}")
         bind[role] = derived
         if role == "A" and "$AK" in tpl.src:
             bind["AK"] = f"list({derived})[{j}]"
+    if "$W" in tpl.src:  # the working copy (of the transformed value at level >= 2)
+        bind["W"] = names("work")
+        prelude.append(f"{bind['W']} = {_CTOR[vtype]}({bind['A']})")
 
     # --- control flow chain, built outside-in
     known: set[str] = set()
@@ -374,7 +373,7 @@ def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig
     for role in ("A", "B", "N", "KEY", "VALS"):
         if role in ctx.params:
             known.add(ctx.params[role].name)
-    known.update(v for k_, v in bind.items() if k_ in ("W", "A", "B") and v.isidentifier())
+    known.update(v for k_, v in bind.items() if k_ in ("W", "A", "B", "N") and v.isidentifier())
     known.add(bind.get("W", a_name))
 
     usage = _string.Template(tpl.src).substitute(bind)
@@ -431,7 +430,6 @@ def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig
     fn_lines = prelude + init + body + [f"return {ret}"]
 
     # --- signature: only the inputs the body reads, in role order
-    text_probe = "\n".join(fn_lines + helper_lines)
     used_names = {n.id for n in ast.walk(ast.parse("def _p():\n" + "\n".join(_indent(fn_lines)))) if isinstance(n, ast.Name)}
     order = [r for r in ("A", "B", "KEY", "N", "VALS") if r in ctx.params and ctx.params[r].name in used_names]
     if not order:
@@ -441,7 +439,6 @@ def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig
     if "math." in src:
         src = "import math\n\n" + src
     code = ast.unparse(ast.parse(src))
-    del text_probe, needs_A
 
     # --- inputs
     params = [ctx.params[r] for r in order]

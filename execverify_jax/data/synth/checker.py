@@ -217,7 +217,8 @@ def cf_chain(fn: ast.FunctionDef) -> tuple[list[str], list[str]]:
     return chain, problems
 
 
-def _no_comments(code: str) -> bool:
+def no_comments(code: str) -> bool:
+    """True when the source has no comment tokens (and tokenizes)."""
     try:
         toks = tokenize.generate_tokens(io.StringIO(code).readline)
         return not any(t.type == tokenize.COMMENT for t in toks)
@@ -237,7 +238,7 @@ def check(code: str, entry: str, constraint: dict) -> list[str]:
     chain_want = list(constraint.get("cf_chain", []))
     helper = bool(constraint.get("helper"))
     other_required = bool(constraint.get("other_methods"))
-    if not _no_comments(code):
+    if not no_comments(code):
         v.append("comments are not allowed")
 
     funcs: list[ast.FunctionDef] = []

@@ -202,38 +202,39 @@ class InputSolver:
         self._z: dict | None = None
 
     # ------------------------------------------------------------------ z3 encoding
-    def _vars(self) -> dict:
-        if self._z is not None:
-            return self._z
-        z: dict = {}
-        s = z3.Solver()
-        s.set("timeout", self.timeout_ms)
-        s.set("random_seed", self.rng.randrange(1 << 30))
-        for name, p in self.params.items():
-            if p.kind == "scalar":
-                x = z3.Int(f"{name}")
-                s.add(x >= 0, x < len(p.elem.values))
-                z[name] = x
-                continue
-            dom = CHAR if p.kind == "str" else (WORD if p.kind == "dict" else p.elem)
-            n = z3.Int(f"{name}_len")
-            es = [z3.Int(f"{name}_{i}") for i in range(LENGTHS[1])]
-            s.add(n >= LENGTHS[0], n <= LENGTHS[1])
-            for e in es:
-                s.add(e >= 0, e < len(dom.values))
-            if p.kind in ("set", "dict"):  # distinct elements / keys
-                for i in range(len(es)):
-                    for j in range(i + 1, len(es)):
-                        s.add(z3.Implies(j < n, es[i] != es[j]))
-            vs = None
-            if p.kind == "dict":
-                vs = [z3.Int(f"{name}_v{i}") for i in range(LENGTHS[1])]
-                for v in vs:
-                    s.add(v >= 0, v < len(p.elem.values))
-            z[name] = (n, es, dom, vs)
-        z["__solver__"] = s
-        self._z = z
-        return z
+    def _solver(self) -> z3.Solver:
+        if self._z is None:
+            s = z3.Solver()
+            s.set("timeout", self.timeout_ms)
+            s.set("random_seed", self.rng.randrange(1 << 30))
+            self._z = {"__solver__": s}
+        return self._z["__solver__"]
+
+    def _var(self, name: str):
+        """z3 variables of one param, created (with domain constraints) on first use only."""
+        s = self._solver()
+        z = self._z
+        if name in z:
+            return z[name]
+        p = self.params[name]
+        if p.kind == "scalar":
+            x = z3.Int(f"{name}")
+            s.add(x >= 0, x < len(p.elem.values))
+            z[name] = x
+            return x
+        dom = CHAR if p.kind == "str" else (WORD if p.kind == "dict" else p.elem)
+        n = z3.Int(f"{name}_len")
+        es = [z3.Int(f"{name}_{i}") for i in range(LENGTHS[1])]
+        s.add(n >= LENGTHS[0], n <= LENGTHS[1])
+        s.add(*[z3.And(e >= 0, e < len(dom.values)) for e in es])
+        if p.kind in ("set", "dict"):  # distinct elements / keys (domains hold >= 15 values)
+            s.add(z3.Distinct(es))
+        vs = None
+        if p.kind == "dict":
+            vs = [z3.Int(f"{name}_v{i}") for i in range(LENGTHS[1])]
+            s.add(*[z3.And(v >= 0, v < len(p.elem.values)) for v in vs])
+        z[name] = (n, es, dom, vs)
+        return z[name]
 
     def _member(self, x, dom: Domain, pred: Callable[[Any], bool]):
         ok = [i for i, v in enumerate(dom.values) if pred(v)]
@@ -242,16 +243,15 @@ class InputSolver:
         return z3.Or([z3.And(x >= a, x <= b) if a != b else x == a for a, b in _intervals(ok)])
 
     def _encode_cond(self, c: Cond, want: bool, elem=None):
-        z = self._vars()
         kind, pname = c.subject[0], c.subject[1]
         p = self.params[pname]
         if kind == "scalar":
-            f = self._member(z[pname], p.elem, c.pred)
+            f = self._member(self._var(pname), p.elem, c.pred)
         elif kind == "len":
-            n = z[pname][0]
+            n = self._var(pname)[0]
             f = z3.Or([n == k for k in range(LENGTHS[0], LENGTHS[1] + 1) if c.pred(k)] or [z3.BoolVal(False)])
         else:
-            f = self._member(elem, z[pname][2], c.pred)
+            f = self._member(elem, self._var(pname)[2], c.pred)
         return f if want else z3.Not(f)
 
     def _encode_goal(self, goal: Goal):
@@ -266,16 +266,18 @@ class InputSolver:
                 parts += [self._encode_cond(c, w) for c, w in items]
                 continue
             pname, lo, hi = c0.subject[1], c0.subject[2], c0.subject[3]
-            n, es, _, _ = self._vars()[pname]
+            n, es, _, _ = self._var(pname)
             hi_ = LENGTHS[1] if hi is None else min(hi, LENGTHS[1])
             parts.append(z3.Or([z3.And(i < n, *[self._encode_cond(c, w, es[i]) for c, w in items])
                                 for i in range(lo, hi_)]))
         return z3.And(parts) if parts else z3.BoolVal(True)
 
     def _anchors(self, sample: dict) -> list:
-        z = self._vars()
+        z = self._z
         out = []
         for name, p in self.params.items():
+            if name not in z:
+                continue
             v = sample[name]
             if p.kind == "scalar":
                 out.append(z[name] == p.elem.values.index(v))
@@ -291,10 +293,12 @@ class InputSolver:
                     out.append(vs[i] == p.elem.values.index(v[x]))
         return out
 
-    def _decode(self, m: z3.ModelRef) -> dict:
-        z = self._vars()
-        out = {}
+    def _decode(self, m: z3.ModelRef, sample: dict) -> dict:
+        z = self._z
+        out = dict(sample)
         for name, p in self.params.items():
+            if name not in z:
+                continue
             if p.kind == "scalar":
                 out[name] = p.elem.values[m.eval(z[name], model_completion=True).as_long()]
                 continue
@@ -341,8 +345,10 @@ class InputSolver:
         cores release only the pins that conflict, so the solved input differs from the random
         draw where the goal requires it and nowhere else (z3's own choices are boring: 'aaaaa').
         """
-        z = self._vars()
-        s: z3.Solver = z["__solver__"]
+        s = self._solver()
+        for g in list(self.needs) + list(targets):  # domain constraints live outside push scopes
+            for c, _ in g:
+                self._var(c.subject[1])
         s.push()
         try:
             for g in self.needs:
@@ -358,7 +364,7 @@ class InputSolver:
                     continue
                 s.pop()
             ok = self._check(s, self._anchors(sample))
-            model = self._decode(s.model()) if ok else None
+            model = self._decode(s.model(), sample) if ok else None
             for _ in range(len(got)):
                 s.pop()
             return model, got if ok else []
@@ -380,6 +386,7 @@ class InputSolver:
         how: dict[int, str] = {}
         inputs: list[dict] = []
         seen: set[str] = set()
+        infeasible: set[int] = set()
         for _ in range(n_inputs * 3):
             if len(inputs) >= n_inputs:
                 break
@@ -395,12 +402,14 @@ class InputSolver:
                 continue
             uncovered = [i for i in range(len(self.goals)) if i not in covered]
             left = [i for i in uncovered if best is None or not goal_holds(self.goals[i], best, self.params)]
-            z3_targets = [i for i in left if all(c.encodable for c, _ in self.goals[i])]
+            z3_targets = [i for i in left if i not in infeasible and all(c.encodable for c, _ in self.goals[i])]
             if self.use_z3 and (z3_targets or best is None):
                 model, got = self._z3_cover(best if best is not None else self._sample(),
                                             [self.goals[i] for i in z3_targets])
                 if model is not None:
                     best = model
+                    hit = {id(g) for g in got}
+                    infeasible.update(i for i in z3_targets if id(self.goals[i]) not in hit)
             if best is None:
                 continue
             key = repr(sorted((k, repr(v)) for k, v in best.items()))

@@ -66,11 +66,11 @@ _STR: dict[str, list[Tpl]] = {
     "[index:]": [Tpl("$A[$J:][$K:]", "str")],
     "[:index2]": [Tpl("$A[:$K6][:$K2]", "str")],
     "len()": [Tpl("len($A[:len($B) - $K])", "int")],
-    "*": [Tpl("$E * 2 * $M", "str"), Tpl("$A[:2] * $M * 2", "str")],
+    "*": [Tpl("$E * 2 * $M + $A[$J]", "str"), Tpl("$A[:2] * $M * 2", "str")],
     "capitalize": [Tpl("($E + $A.capitalize()).capitalize()", "str")],
     "casefold": [Tpl("($B[:$K] + $A.casefold()).casefold()", "str")],
     "center": [Tpl("$A.center($N, '*').center($N + 4, '-')", "str"),
-               Tpl("$E.center($M1, '.').center(9, $C)", "str")],
+               Tpl("($E + $A[:$M]).center(9, '.').center(11, $C)", "str")],
     "count": [Tpl("$A.count($E, $A.count($C))", "int")],
     "encode": [Tpl("$A.encode() + $B[:$K].encode('utf-8')", "bytes")],
     "endswith": [Tpl("$A.endswith($E) or $B.endswith($A[-$M:])", "bool")],
@@ -100,7 +100,7 @@ _STR: dict[str, list[Tpl]] = {
     "splitlines": [Tpl("($A + '\\n' + $B).splitlines()[-1].splitlines()", "list")],
     "startswith": [Tpl("$A.startswith($E) or $B.startswith($A[:$M])", "bool")],
     "translate": [Tpl("$A.translate({101: '3', 97: '4'}).translate({111: '0', 115: '5'})", "str"),
-                  Tpl("$E.translate({105: '!'}).translate({108: '1', 116: '7'})", "str")],
+                  Tpl("($E + $A[$J:]).translate({105: '!'}).translate({108: '1', 116: '7'})", "str")],
     "zfill": [Tpl("$A.zfill($N).zfill($N + $M)", "str")],
 }
 for _m in ("lower", "upper", "swapcase", "title"):

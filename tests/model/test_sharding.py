@@ -1,0 +1,126 @@
+"""Mesh building, the rules table, KV-cache decode == full forward, and 8-device meshes == 1 device."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import PartitionSpec as P
+
+from execverify_jax.model import sharding as shd
+from execverify_jax.model.config import ModelConfig
+from execverify_jax.model.hf_import import load_hf_state
+from execverify_jax.model.kv_cache import KVCache
+from execverify_jax.model.params import abstract_model, create_model, flat_params
+from execverify_jax.model.sampler import Sampler, left_pad
+from execverify_jax.model.sampling import Temperature
+
+MESHES = [dict(data=8), dict(fsdp=4, tensor=2, data=1), dict(data=2, fsdp=2, tensor=2)]
+
+
+def test_make_mesh_sizes_and_errors():
+    assert len(jax.devices()) == 8, "tests/conftest.py should fake 8 CPU devices"
+    assert dict(shd.make_mesh({"data": -1, "tensor": 2}).shape) == {"data": 4, "fsdp": 1, "tensor": 2}
+    assert shd.make_mesh(shd.MeshConfig(1, 1, 1)).size == 1
+    assert shd.parse_mesh_spec("data=2, fsdp=-1") == shd.MeshConfig(2, -1, 1)
+    with pytest.raises(ValueError, match="needs 16 devices"):
+        shd.make_mesh({"data": 16})
+    with pytest.raises(ValueError, match="at most one"):
+        shd.make_mesh({"data": -1, "fsdp": -1})
+    with pytest.raises(ValueError, match="unknown mesh axis 'model'"):
+        shd.make_mesh({"model": 2})
+    with pytest.raises(ValueError, match="bad mesh item"):
+        shd.parse_mesh_spec("model=2")
+
+
+def test_rules_cover_every_parameter_and_sampling_drops_fsdp():
+    cfg = ModelConfig.tiny(num_kv_heads=2)
+    mesh = shd.make_mesh({"data": 1, "fsdp": 4, "tensor": 2})
+    train = flat_params(shd.state_shardings(abstract_model(cfg)[1], mesh, shd.TRAIN_RULES))
+    sample = flat_params(shd.state_shardings(abstract_model(cfg)[1], mesh, shd.SAMPLE_RULES))
+    assert set(train) == set(flat_params(abstract_model(cfg)[1]))
+    assert train["layers.0.attn.wq"].spec == P("fsdp", "tensor", None)
+    assert train["layers.0.mlp.w_down"].spec == P("tensor", "fsdp")
+    assert train["embedding"].spec == P("tensor", "fsdp")
+    assert all("fsdp" not in str(s.spec) for s in sample.values())
+    assert sample["layers.0.attn.wq"].spec == P(None, "tensor", None)
+
+
+def test_logical_to_spec_keeps_indivisible_dims_replicated():
+    mesh = shd.make_mesh({"data": 2, "fsdp": 1, "tensor": 4})
+    # 2 kv heads cannot be split 4 ways: replicated rather than an error.
+    assert shd.logical_to_spec((shd.EMBED, shd.KV_HEADS, shd.HEAD_DIM), (64, 2, 16), mesh, shd.TRAIN_RULES) == P(None, None, None)
+    assert shd.logical_to_spec((shd.BATCH, None), (6, 3), mesh, shd.TRAIN_RULES) == P("data", None)
+    with pytest.raises(KeyError, match="no sharding rule"):
+        shd.logical_to_spec(("nonsense",), (4,), mesh, shd.TRAIN_RULES)
+
+
+def test_cached_decode_equals_full_forward(qwen_jax):
+    """Prefill a left-padded batch, then feed the rest token by token: logits == full forward."""
+    model = qwen_jax
+    rng = np.random.RandomState(0)
+    seqs = [list(rng.randint(0, 512, n)) for n in (7, 12)]
+    P_, extra = 8, 4  # prompts are the first len-4 tokens; the last 4 are decoded one by one
+    prompt_BP, lengths_B = left_pad([s[:-extra] for s in seqs], P_, 0)
+    cache = KVCache.init(2, 2, P_ + extra, 2, 16)
+
+    @nnx.jit
+    def step(m, toks, cache, lengths):
+        return m.decode_step(toks, cache, lengths)
+
+    logits, cache = step(model, jnp.asarray(prompt_BP), cache, jnp.asarray(lengths_B))
+    got = [np.asarray(logits[:, -1])]
+    for t in range(extra - 1):
+        toks = jnp.asarray([[s[len(s) - extra + t]] for s in seqs], jnp.int32)
+        logits, cache = step(model, toks, cache, cache.lengths_B + 1)
+        got.append(np.asarray(logits[:, 0]))
+    for b, s in enumerate(seqs):
+        full = np.asarray(model(jnp.asarray([s])))[0]
+        want = full[len(s) - extra - 1: len(s) - 1]
+        np.testing.assert_allclose(np.stack([g[b] for g in got]), want, atol=2e-5)
+
+
+@pytest.fixture(scope="module")
+def reference(qwen_dir):
+    """One-device greedy + temperature samples and full-forward logits."""
+    rng = np.random.RandomState(4)
+    prompts = [list(rng.randint(0, 512, n)) for n in (3, 9, 14, 5, 6, 11, 2, 8)]
+    cfg, graphdef, params = load_hf_state(qwen_dir, shd.single_device_mesh(), shd.SAMPLE_RULES)
+    sampler = Sampler(cfg, graphdef, mesh=shd.single_device_mesh(), buckets=(16,))
+    out = sampler.generate(params, prompts, 8, Temperature(0.8), seed=1)
+    tokens = np.stack([np.concatenate([np.full(16 - len(p), 0), p]) for p in prompts])
+    mask = tokens != 0
+    mask[:, -1] = True
+    logits = np.asarray(nnx.merge(graphdef, params)(jnp.asarray(tokens), mask_BT=jnp.asarray(mask)))
+    return prompts, out, tokens, mask, logits
+
+
+@pytest.mark.parametrize("mesh_cfg", MESHES, ids=lambda m: ",".join(f"{k}={v}" for k, v in m.items()))
+def test_sharded_equals_one_device(qwen_dir, reference, mesh_cfg):
+    prompts, ref, tokens, mask, ref_logits = reference
+    mesh = shd.make_mesh(mesh_cfg)
+    # Training layout: full forward with activation constraints active.
+    cfg, graphdef, params = load_hf_state(qwen_dir, mesh, shd.TRAIN_RULES)
+    wq = flat_params(params)["layers.0.attn.wq"].get_value()
+    assert len(wq.sharding.device_set) == 8
+    with shd.use_rules(mesh, shd.TRAIN_RULES):
+        logits = jax.jit(lambda p, t, m: nnx.merge(graphdef, p)(t, mask_BT=m))(
+            params, jnp.asarray(tokens), jnp.asarray(mask))
+    np.testing.assert_allclose(np.asarray(logits)[mask], ref_logits[mask], atol=1e-4)
+    # Sampling layout: same samples and log-probs as one device.
+    cfg, graphdef, params = load_hf_state(qwen_dir, mesh, shd.SAMPLE_RULES)
+    sampler = Sampler(cfg, graphdef, mesh=mesh, buckets=(16,))
+    out = sampler.generate(params, prompts, 8, Temperature(0.8), seed=1)
+    np.testing.assert_array_equal(out.tokens_BC, ref.tokens_BC)
+    np.testing.assert_allclose(out.logp_BC, ref.logp_BC, atol=1e-4)
+
+
+def test_create_model_places_params_on_shards():
+    mesh = shd.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+    model = create_model(ModelConfig.tiny(), seed=0, mesh=mesh)
+    wq = model.layers[0].attn.wq.get_value()
+    assert wq.sharding.spec == P("fsdp", "tensor", None)
+    one = create_model(ModelConfig.tiny(), seed=0)
+    np.testing.assert_array_equal(np.asarray(wq), np.asarray(one.layers[0].attn.wq.get_value()))
