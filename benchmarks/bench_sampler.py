@@ -38,7 +38,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--prompt-len", type=int, default=64)
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (XLA uses all cores)")
-    p.add_argument("--repeats", type=int, default=2, help="timed runs per implementation (median)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per implementation (median)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "sampler.json"))
     return p.parse_args()
 
@@ -78,15 +78,6 @@ def bench_model(name: str, args: argparse.Namespace, workdir: Path) -> dict:
     t0 = time.perf_counter()
     first_tokens = ours()
     first_s = time.perf_counter() - t0
-    times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        ours_tokens = ours()
-        times.append(time.perf_counter() - t0)
-    ours_s = statistics.median(times)
-    assert (first_tokens == ours_tokens).all()
-    del params
-    print(f"[{name}] ours: {B * C / ours_s:,.0f} tok/s ({ours_s:.2f}s/run), compile ~{first_s - ours_s:.1f}s")
 
     # ---- transformers ----
     torch.set_num_threads(args.threads)
@@ -101,12 +92,18 @@ def bench_model(name: str, args: argparse.Namespace, workdir: Path) -> dict:
         return out[:, P:].numpy()
 
     theirs(2)  # warm-up (allocations, lazy init)
-    times = []
+    # Interleave the timed runs so both implementations see the same (shared-machine) load.
+    ours_times, hf_times = [], []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
+        ours_tokens = ours()
+        ours_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
         hf_tokens = theirs(C)
-        times.append(time.perf_counter() - t0)
-    hf_s = statistics.median(times)
+        hf_times.append(time.perf_counter() - t0)
+    ours_s, hf_s = statistics.median(ours_times), statistics.median(hf_times)
+    assert (first_tokens == ours_tokens).all()
+    print(f"[{name}] ours: {B * C / ours_s:,.0f} tok/s ({ours_s:.2f}s/run), compile ~{first_s - ours_s:.1f}s")
     print(f"[{name}] transformers: {B * C / hf_s:,.0f} tok/s ({hf_s:.2f}s/run)")
     # Greedy paths agree until a near-tie flips an argmax (fp32 sums in another order).
     same_prefix = [int(np.argmax(np.r_[a != b, True])) for a, b in zip(ours_tokens, hf_tokens)]
@@ -115,6 +112,7 @@ def bench_model(name: str, args: argparse.Namespace, workdir: Path) -> dict:
         "new_tokens": C, "ours_tok_s": round(B * C / ours_s, 1), "ours_run_s": round(ours_s, 3),
         "ours_compile_s": round(first_s - ours_s, 2), "hf_tok_s": round(B * C / hf_s, 1),
         "hf_run_s": round(hf_s, 3), "speedup": round(hf_s / ours_s, 2),
+        "ours_runs_s": [round(t, 3) for t in ours_times], "hf_runs_s": [round(t, 3) for t in hf_times],
         "greedy_tokens_agree_frac": round(float((ours_tokens == hf_tokens).mean()), 4),
         "greedy_identical_prefix_mean": round(float(np.mean(same_prefix)), 1),
         "torch_threads": args.threads, "jax_devices": [str(d) for d in jax.devices()][:1],

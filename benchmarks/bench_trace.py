@@ -12,9 +12,10 @@ programs, with the same number of workers:
   more sandbox job each), all in the `SandboxPool`;
 - ours, fused (on unless `--no-fused`): `trace_filter` (execverify_jax/data/trace_batch.py): the
   trace doubles as the filter run; batches of programs per sandbox job, run twice on two workers
-  (hash seeds) and compared trace-for-trace (the second run sends digests). Two rows: one forked,
-  confined process per program inside the job (default), and programs sharing the job process
-  (`isolate_each=False`; still sandboxed; the second run goes in reverse order).
+  (hash seeds) and compared trace-for-trace (the second run sends digests). One row per
+  `isolation` mode: a forked, confined process per program in both runs (`each`), in the kept
+  run only (`first`, the default), or programs sharing the job process (`none`; still sandboxed;
+  the second run goes in reverse order).
 
 Throughput is reported per core two ways: by wall-clock (programs / (wall s x workers)) and by CPU
 time actually consumed (programs / CPU s of this process and all its children, minus the CPU of
@@ -164,19 +165,21 @@ def bench_ours(rows: list[dict], workers: int) -> dict:
             "ms_per_program_core": 1000 * wall * workers / len(rows)}
 
 
-def bench_fused(rows: list[dict], workers: int, batch: int, isolate_each: bool = True) -> dict:
+def bench_fused(rows: list[dict], workers: int, batch: int, isolation: str) -> dict:
     from execverify_jax.data.sandbox import SandboxPool
     from execverify_jax.data.trace_batch import BATCH_TARGET, trace_filter
 
     with SandboxPool(workers, preload=(BATCH_TARGET,)) as pool:
         cpu0, t0 = _cpu_s(), time.perf_counter()
         results = trace_filter(pool, [(r["code"], "f", r["input"]) for r in rows], batch_size=batch,
-                               isolate_each=isolate_each)
+                               isolation=isolation)
         wall = time.perf_counter() - t0
     cpu = _cpu_s() - cpu0 - pool_lifecycle_cpu(workers, (BATCH_TARGET,))
     kept = sum(r.kept for r in results)
-    how = "one confined process per program" if isolate_each else "programs share the job process"
-    return {"pipeline": f"ours fused (2 runs/program, batches of {batch}, {how})",
+    how = {"each": "a process per program, both runs",
+           "first": "a process per program for the kept run",
+           "none": "programs share the job process"}[isolation]
+    return {"pipeline": f"ours fused, batches of {batch}, {how}", "isolation": isolation,
             "programs": len(rows), "kept": kept, "traced": kept, "wall_s": wall, "cpu_s": cpu,
             "per_core_wall": len(rows) / (wall * workers), "per_core_cpu": len(rows) / cpu,
             "ms_per_program_core": 1000 * wall * workers / len(rows)}
@@ -200,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         res.append(bench_original(rows, args.workers, ("-I", "-S")))
     res.append(bench_ours(rows, args.workers))
     if not args.no_fused:
-        res.append(bench_fused(rows, args.workers, args.batch))
-        res.append(bench_fused(rows, args.workers, args.batch, isolate_each=False))
+        for isolation in ("each", "first", "none"):
+            res.append(bench_fused(rows, args.workers, args.batch, isolation))
     base = res[0]
     lean = res[1] if not args.no_lean else base
     print(f"{'pipeline':<64} {'kept':>5} {'wall s':>7} {'prog/s/core':>12} {'(cpu)':>7} "

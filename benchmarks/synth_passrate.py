@@ -35,7 +35,9 @@ def main() -> None:
     t1 = time.perf_counter()
     check_bad = [c for c in cands if checker.check(c["code"], c["entry"], c["constraint"])]
     check_s = time.perf_counter() - t1
-    res = exec_check.passes(cands)
+    res3 = exec_check.passes_with_coverage(cands)
+    res = [(ok, why) for ok, why, _ in res3]
+    cov = [c for _, _, c in res3]
     by_level, by_group, reasons = collections.defaultdict(list), collections.defaultdict(list), collections.Counter()
     for c, (ok, why) in zip(cands, res):
         by_level[c["level"]].append(ok)
@@ -51,6 +53,9 @@ def main() -> None:
         "pass_rate_by_level": {k: sum(v) / len(v) for k, v in sorted(by_level.items())},
         "pass_rate_by_group": {k: sum(v) / len(v) for k, v in sorted(by_group.items())},
         "fail_reasons": dict(reasons.most_common()),
+        "stmt_coverage_mean": sum(cov) / max(1, len(cov)),
+        "programs_fully_covered": sum(1 for c in cov if c >= 1.0) / max(1, len(cov)),
+        "synth_s_total": synth_s,
         "branch_goals": {"total": stats.goals, "covered_by_random_draw": stats.by_random,
                          "covered_by_z3": stats.by_z3, "uncovered": stats.uncovered,
                          "python_only_goals": stats.python_only_goals, "z3_checks": stats.z3_calls},

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     results = []
     try:
         scorer = Scorer(pool, cfg)
-        futures = [scorer.submit(q, r["response"]) for r, q in jobs]
+        futures = scorer.submit_batch([q for _, q in jobs], [r["response"] for r, _ in jobs])
         with open(args.out, "w", encoding="utf-8") as out:
             for (r, _), fut in tqdm(zip(jobs, futures), total=len(jobs), desc="scoring", unit="resp",
                                     disable=args.no_progress, file=sys.stderr):

@@ -95,8 +95,11 @@ def _static_reason(c: Candidate) -> str | None:
     if not entries or not c.entry.isidentifier():
         return "no_entry"
     try:
-        ast.parse(f"_({c.args})", mode="eval")
+        call = ast.parse(f"_({c.args})", mode="eval").body
     except (SyntaxError, ValueError):
+        return "bad_args"
+    # The text must be exactly one argument list: "1), g(2" parses too, as a tuple of calls.
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "_"):
         return "bad_args"
     return None
 

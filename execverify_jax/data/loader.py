@@ -13,7 +13,9 @@ Each batch is a dict of numpy arrays:
 The iterator state's "skipped" entry is the running total, including prompts dropped after the
 last full batch of the data (single-process iteration; with workers it is per worker).
 
-P is one of `buckets`, so a jitted consumer compiles at most len(buckets) shapes.
+P is one of `buckets`, so a jitted consumer compiles at most len(buckets) shapes. With
+`group_by_length` (default) a batch holds prompts of one bucket only (one buffer per bucket),
+which cuts padding several-fold when short (oi) and long (io_mixed) prompts are mixed.
 The iterator is a grain `DatasetIterator`: `get_state()` / `set_state()` resume exactly.
 
 Only this module imports grain (which imports jax); synthesis, tracing and questions never do.
@@ -24,6 +26,7 @@ Process sharding takes plain ints (`process_index`, `process_count`), e.g. from
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -47,6 +50,7 @@ class LoaderConfig:
     batch_size: int = 8
     buckets: tuple[int, ...] = (256, 512, 1024, 2048)
     pad_side: str = "left"  # left padding keeps every prompt's last token at column P-1 for decoding
+    group_by_length: bool = True  # batch prompts of the same bucket together (less padding)
     seed: int = 0
     shuffle: bool = True
     num_epochs: int | None = 1  # None repeats forever
@@ -107,13 +111,35 @@ def _decode_with_index(n: int):
     return fn
 
 
+_WARM_LOCK = threading.Lock()
+
+
 class _Tokenize:
-    """Applies the chat template; malformed records become `ids=None` (skipped and counted)."""
+    """Applies the chat template; malformed records become `ids=None` (skipped and counted).
+
+    grain maps in a thread pool (in every worker process), and lazily loaded tokenizers import
+    their backend on first use, which is not thread-safe (transformers raised ImportError from
+    concurrent first calls). So the first call in each process runs under a lock.
+    """
 
     def __init__(self, tokenizer: ChatTokenizer) -> None:
         self.tokenizer = tokenizer
+        self._ready = False
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_ready"] = False  # a new process must warm up again
+        return state
+
+    def _warm_up(self) -> None:
+        with _WARM_LOCK:
+            if not self._ready:
+                self.tokenizer.apply_chat([{"role": "user", "content": "x"}])
+                self._ready = True
 
     def __call__(self, item: dict) -> dict:
+        if not self._ready:
+            self._warm_up()
         rec = item["record"]
         ids = None
         qid = ""
@@ -149,39 +175,64 @@ def _pad_batch(items: Sequence[dict], buckets: tuple[int, ...], pad_id: int, pad
     }
 
 
-def _bucket_batch_dataset(parent, batch_size: int, buckets: tuple[int, ...], pad_id: int, pad_side: str):
-    """An IterDataset that drops over-long/malformed items (counting them) and pads batches."""
+def _bucket_of(n: int, buckets: tuple[int, ...]) -> int:
+    return next(k for k, b in enumerate(buckets) if b >= n)
+
+
+def _bucket_batch_dataset(parent, batch_size: int, buckets: tuple[int, ...], pad_id: int, pad_side: str,
+                          group_by_length: bool):
+    """An IterDataset that drops over-long/malformed items (counting them) and pads batches.
+
+    With `group_by_length`, items wait in one buffer per bucket and a batch is emitted as soon
+    as a bucket holds `batch_size` items, so short prompts are not padded to a long neighbour's
+    bucket. The buffered items are part of the iterator state (JSON-able), so resume is exact.
+    At the end of the data, partially filled buffers are dropped (drop_remainder).
+    """
     import grain
 
     class _Iterator(grain.DatasetIterator):
         def __init__(self, parent_it) -> None:
             super().__init__(parent_it)
             self._skipped = 0  # cumulative, also counts skips after the last full batch
+            self._buffers: list[list[dict]] = [[] for _ in buckets]
 
         def __next__(self) -> dict:
             items: list[dict] = []
             skipped = 0
-            while len(items) < batch_size:
+            while True:
                 try:
                     item = next(self._parent)
-                except StopIteration:  # end of data: the partial batch is dropped (drop_remainder)
+                except StopIteration:  # end of data: partial batches are dropped (drop_remainder)
                     self._skipped += skipped
                     raise
                 ids = item["ids"]
                 if ids is None or len(ids) == 0 or len(ids) > buckets[-1]:
                     skipped += 1
                     continue
-                items.append(item)
+                if not group_by_length:
+                    items.append(item)
+                    if len(items) == batch_size:
+                        break
+                    continue
+                buf = self._buffers[_bucket_of(len(ids), buckets)]
+                buf.append(item)
+                if len(buf) == batch_size:
+                    items = list(buf)
+                    buf.clear()
+                    break
             self._skipped += skipped
             return _pad_batch(items, buckets, pad_id, pad_side, skipped)
 
-        # A batch is always cut at a parent boundary, so parent state + counter is the whole state.
         def get_state(self) -> dict[str, Any]:
-            return {"parent": self._parent.get_state(), "skipped": self._skipped}
+            return {"parent": self._parent.get_state(), "skipped": self._skipped,
+                    "buffers": [[{"index": int(it["index"]), "id": it["id"], "ids": [int(t) for t in it["ids"]]}
+                                 for it in buf] for buf in self._buffers]}
 
         def set_state(self, state: dict[str, Any]) -> None:
             self._parent.set_state(state["parent"])
             self._skipped = int(state["skipped"])
+            self._buffers = [[{"index": it["index"], "id": it["id"], "ids": np.asarray(it["ids"], dtype=np.int32)}
+                              for it in buf] for buf in state.get("buffers", [[] for _ in buckets])]
 
     class _Dataset(grain.IterDataset):
         def __init__(self, parent_ds) -> None:
@@ -224,7 +275,8 @@ def build_dataset(source: Sequence[Any] | Sequence[str], tokenizer: ChatTokenize
     ds = ds.map(_Tokenize(tokenizer))
     it_ds = ds.to_iter_dataset()
     pad_id = int(getattr(tokenizer, "pad_id"))
-    it_ds = _bucket_batch_dataset(it_ds, cfg.batch_size, tuple(cfg.buckets), pad_id, cfg.pad_side)
+    it_ds = _bucket_batch_dataset(it_ds, cfg.batch_size, tuple(cfg.buckets), pad_id, cfg.pad_side,
+                                  cfg.group_by_length)
     if cfg.worker_count > 0:
         mark_absl_flags_parsed()
         it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=cfg.worker_count))

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
 import json
 import random
+import tokenize
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,9 +98,31 @@ class _Ctx:
     lines: list[str]
     run_k: list[int | None]  # per step: global occurrence over def frames (None: not asked about)
     nested: set[int]  # lines with an execution nested inside another one of the same line
+    no_comment: dict[int, str]  # lines with a trailing comment -> the line without it
 
     def text(self, line: int) -> str:
         return self.lines[line - 1]
+
+    def answers(self, line: int) -> list[str]:
+        """Acceptable spellings of a line: verbatim, and without its trailing comment (the prompt
+        asks for no comments)."""
+        return [self.text(line)] + ([self.no_comment[line]] if line in self.no_comment else [])
+
+
+def _comment_free(code: str) -> dict[int, str]:
+    """Line -> the line without its trailing comment, for lines that have one (via tokenize)."""
+    out: dict[int, str] = {}
+    lines = code.split("\n")
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+            if tok.type == tokenize.COMMENT:
+                row, col = tok.start
+                text = lines[row - 1][:col].rstrip()
+                if text.strip():
+                    out[row] = text
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass
+    return out
 
 
 def _context(trace: dict) -> _Ctx:
@@ -111,7 +135,8 @@ def _context(trace: dict) -> _Ctx:
             run_k.append(counts[s["line"]])
         else:
             run_k.append(None)
-    return _Ctx(trace, analyze(trace["code"]), trace["code"].split("\n"), run_k, _nested_lines(trace))
+    return _Ctx(trace, analyze(trace["code"]), trace["code"].split("\n"), run_k, _nested_lines(trace),
+                _comment_free(trace["code"]))
 
 
 def _nested_lines(trace: dict) -> set[int]:
@@ -141,7 +166,7 @@ def _continuation(ctx: _Ctx, step: dict, depth: int = 0) -> list[str] | None:
     if depth > 50:
         return None
     if step["end"] == "next" and "yielded" not in step:
-        return [ctx.text(steps[step["next"]]["line"])]
+        return ctx.answers(steps[step["next"]]["line"])
     if step["end"] != "return":
         return None  # raised out of its frame, or open (suspended/truncated)
     frame = frames[step["frame"]]
@@ -155,7 +180,7 @@ def _continuation(ctx: _Ctx, step: dict, depth: int = 0) -> list[str] | None:
     rest = _continuation(ctx, caller, depth + 1)
     if rest is None:
         return None
-    accept = [ctx.text(caller["line"])]
+    accept = ctx.answers(caller["line"])
     return accept + [a for a in rest if a not in accept]
 
 

@@ -117,6 +117,9 @@ class SandboxPool:
         uid_count: int = 2000,
         unprivileged: bool = False,
     ) -> None:
+        if not sys.platform.startswith("linux"):
+            raise RuntimeError(f"the sandbox needs Linux (pidfd, namespaces, prctl); this is {sys.platform}")
+        self._owner_pid = os.getpid()
         n = num_workers if num_workers is not None else (os.cpu_count() or 1)
         if n < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers!r}")
@@ -165,6 +168,9 @@ class SandboxPool:
         `worker` pins the job to worker `worker % num_workers` (each worker has its own hash seed;
         the execution filter uses this to run a program twice under different seeds).
         """
+        if os.getpid() != self._owner_pid:
+            # A forked copy of the pool has no driver threads: its jobs would wait forever.
+            raise RuntimeError("this SandboxPool belongs to another process (it was forked); create one per process")
         if not isinstance(target, str) or ":" not in target:
             raise ValueError(f"target must be 'module:function', got {target!r}")
         lim = limits or self.default_limits
@@ -194,6 +200,8 @@ class SandboxPool:
 
     def close(self) -> None:
         """Stops the workers; queued jobs that did not start get a `killed` outcome."""
+        if os.getpid() != getattr(self, "_owner_pid", os.getpid()):
+            return  # a forked copy: the workers are not ours to stop
         with self._cond:
             if self._closed:
                 return

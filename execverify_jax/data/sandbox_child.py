@@ -25,6 +25,9 @@ EXIT_RESULT_FAILED = 71
 EXIT_CPU_LIMIT = 72
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _BLOCKED_EVENTS = ("socket.", "_socket.")
+# No fd of the worker can be above its soft RLIMIT_NOFILE. (A bound, not 2**31: without the
+# close_range syscall Python closes fds one by one.)
+_MAX_FD = max(int(os.sysconf("SC_OPEN_MAX")), 256)
 
 
 class ResultEncodeError(Exception):
@@ -110,7 +113,7 @@ def run_child(
         os.dup2(fds["out"], 1)
         os.dup2(fds["err"], 2)
         os.dup2(fds["res"], RESULT_FD)
-        os.closerange(RESULT_FD + 1, 1 << 16)
+        os.closerange(RESULT_FD + 1, _MAX_FD)
         os.chdir(workdir)
         _set_limits(limits)
         os.environ.clear()  # nothing of the parent's environment reaches the job

@@ -18,7 +18,6 @@ import importlib
 import json
 import os
 import select
-import shutil
 import signal
 import sys
 import time
@@ -30,9 +29,13 @@ from execverify_jax.data.sandbox_protocol import read_frame, write_frame
 
 UID_LOCK_DIR = "/tmp/execverify-sandbox-uids"
 PRIVATE_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+# The only device nodes a job gets (no GPU/TPU/kvm/fuse/tty devices: a job must not grab the
+# trainer's accelerator memory); /dev becomes a small tmpfs with these bound in.
+DEV_NODES = ("null", "zero", "full", "random", "urandom")
+DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"}
 # Hidden from jobs behind empty read-only tmpfs (home dirs, checkouts, data sets: a job must not
 # read expected answers or keys off disk). What the interpreter needs is bound back read-only.
-HIDDEN_DIRS = ("/root", "/home", "/work", "/mnt", "/srv", "/media", "/data", "/scratch")
+HIDDEN_DIRS = ("/root", "/home", "/work", "/mnt", "/srv", "/media", "/data", "/scratch", "/run")
 HEAVY_MODULES = ("numpy", "jax", "torch", "tensorflow", "scipy", "pandas")
 STRAGGLER_GRACE_S = 0.5  # without a PID namespace: how long escaped processes may hold our pipes
 
@@ -83,8 +86,10 @@ class Worker:
         caps["private_tmp"] = caps["mountns"]
         caps["hidden_dirs"] = []
         caps["proc_hidepid"] = False
+        caps["minimal_dev"] = False
         if caps["mountns"]:
             self._try(True, "hidden_dirs", self._hide_dirs)
+            caps["minimal_dev"] = self._try(True, "minimal_dev", self._minimal_dev)
             if root:
                 caps["proc_hidepid"] = self._try(True, "proc_hidepid", self._private_proc)
         if caps["userns"]:
@@ -133,6 +138,23 @@ class Worker:
                 # mode 0755 root: the job may write only inside its own work dir.
                 sandbox_os.mount("tmpfs", path, "tmpfs", sandbox_os.MS_NOSUID | sandbox_os.MS_NODEV, f"size={size}m,nr_inodes=16k,mode=0755")
 
+    def _minimal_dev(self) -> None:
+        # Build the new /dev aside (inside our private /tmp), then move it over /dev at once.
+        stage = "/tmp/.dev"
+        os.mkdir(stage, 0o755)
+        sandbox_os.mount("tmpfs", stage, "tmpfs", sandbox_os.MS_NOSUID, "size=64k,nr_inodes=64,mode=0755")
+        for name in DEV_NODES:
+            if os.path.exists(f"/dev/{name}"):
+                open(os.path.join(stage, name), "w").close()
+                sandbox_os.mount(f"/dev/{name}", os.path.join(stage, name), None, sandbox_os.MS_BIND)
+        for name, target in DEV_LINKS.items():
+            os.symlink(target, os.path.join(stage, name))
+        os.mkdir(os.path.join(stage, "shm"), 0o755)
+        size = int(self.config.get("tmpfs_mb", 64))
+        sandbox_os.mount("tmpfs", os.path.join(stage, "shm"), "tmpfs", sandbox_os.MS_NOSUID | sandbox_os.MS_NODEV, f"size={size}m,nr_inodes=16k,mode=0755")
+        sandbox_os.mount(stage, "/dev", None, sandbox_os.MS_MOVE)
+        os.rmdir(stage)
+
     def _private_proc(self) -> None:
         # A procfs of our own with hidepid=2: the job uid sees only its own processes, not the
         # command lines and states of everything else on the host. Root (the worker) sees all.
@@ -166,7 +188,10 @@ class Worker:
             for stage, path in staged:
                 os.makedirs(path, mode=0o755, exist_ok=True)
                 sandbox_os.mount(stage, path, None, sandbox_os.MS_MOVE)
-                sandbox_os.mount("none", path, None, sandbox_os.MS_BIND | sandbox_os.MS_REMOUNT | sandbox_os.MS_RDONLY)
+                # Keep the source's nosuid/nodev/noexec: in a user namespace they are locked,
+                # and a remount that drops them fails with EPERM.
+                kept = os.statvfs(path).f_flag & (os.ST_NOSUID | os.ST_NODEV | os.ST_NOEXEC)
+                sandbox_os.mount("none", path, None, sandbox_os.MS_BIND | sandbox_os.MS_REMOUNT | sandbox_os.MS_RDONLY | kept)
                 os.rmdir(stage)
             sandbox_os.mount("none", hidden, None, sandbox_os.MS_REMOUNT | sandbox_os.MS_RDONLY | sandbox_os.MS_NOSUID | sandbox_os.MS_NODEV)
             self.caps["hidden_dirs"].append(hidden)
@@ -239,7 +264,7 @@ class Worker:
                 return
         except OSError:
             pass
-        shutil.rmtree(workdir, ignore_errors=True)
+        _rmtree(workdir)
 
     def _fork_and_wait(self, fn: Callable[[Any], Any], payload: Any, limits: dict[str, Any], workdir: str) -> dict[str, Any]:
         out_r, out_w = os.pipe()
@@ -306,8 +331,8 @@ class Worker:
             self._kill_group(pid)
             _, status, rusage = os.wait4(pid, 0)
             os.close(pidfd)
-            if self.pidns_fd is None and self.uid is not None:
-                self._sweep_uid()
+            if self.pidns_fd is None and self.uid is not None and not exited:
+                self._sweep_uid()  # (already done on exit; here for timeouts and overflows)
         duration = time.monotonic() - t0
         cpu = rusage.ru_utime + rusage.ru_stime
         reply: dict[str, Any] = {
@@ -362,6 +387,27 @@ class Worker:
                 pass
             os._exit(0)
         os.waitpid(helper, 0)
+
+
+def _rmtree(path: str) -> None:
+    """Removes a job's directory tree, ignoring errors (shutil would add ~0.5 MB of imports to
+    the worker, and every fork pays for the worker's size). Never follows symlinks."""
+    try:
+        for root, dirs, files in os.walk(path, topdown=False):
+            for name in files:
+                _ignore(os.unlink, os.path.join(root, name))
+            for name in dirs:
+                p = os.path.join(root, name)
+                _ignore(os.unlink if os.path.islink(p) else os.rmdir, p)
+    finally:
+        _ignore(os.rmdir, path)
+
+
+def _ignore(fn: Callable[[str], None], path: str) -> None:
+    try:
+        fn(path)
+    except OSError:
+        pass
 
 
 def _vm_size_mb() -> float:
@@ -431,7 +477,7 @@ def main(argv: list[str]) -> int:
         write_frame(wfd, reply)
         if reply.get("fatal"):
             break
-    shutil.rmtree(worker.base, ignore_errors=True)
+    _rmtree(worker.base)
     return 0
 
 

@@ -160,12 +160,20 @@ class Tokenizer:
         ids = [int(i) for i in ids]
         if self.kind == "hf":
             return self.impl.decode(ids, skip_special_tokens=skip_special_tokens)
-        if skip_special_tokens:
-            special = {self.token_to_id(t) for t in SPECIAL_TOKENS} - {None}
-            ids = [i for i in ids if i not in special and not self.impl.IsControl(i)]
-            return self.impl.DecodeIds(ids)
-        return "".join(self.impl.DecodeIds([i]) if not self.impl.IsControl(i) else self.impl.IdToPiece(i)
-                       for i in ids) if ids else ""
+        special = {self.token_to_id(t) for t in SPECIAL_TOKENS} - {None}
+        # Decode runs of ordinary ids together: byte-fallback pieces of one character must meet.
+        parts: list[str] = []
+        run: list[int] = []
+        for i in ids:
+            if i in special or self.impl.IsControl(i):
+                parts.append(self.impl.DecodeIds(run))
+                run = []
+                if not skip_special_tokens:
+                    parts.append(self.impl.IdToPiece(i))
+            else:
+                run.append(i)
+        parts.append(self.impl.DecodeIds(run))
+        return "".join(parts)
 
     def render_chat(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
         """The chat-formatted text (HF chat template; ChatML for sentencepiece)."""

@@ -123,7 +123,10 @@ def _same(a: Any, b: Any) -> bool:
 
 def encode_value(obj: Any) -> dict:
     """The trace's value record: `{"type": type(v).__name__, "value": encoding, "literal": bool}`."""
-    enc = safe_codec.to_jsonable(obj)
+    try:
+        enc = safe_codec.to_jsonable(obj)
+    except Exception:  # noqa: BLE001 - e.g. a set of objects whose __lt__ raises while sorting
+        enc = {"__t": "opaque", "type": type(obj).__name__, "repr": "<encoding failed>"}
     return {"type": type(obj).__name__, "value": enc, "literal": _scan(enc)}
 
 
@@ -253,6 +256,7 @@ class _Tracer:
             "parent": pst.fid if pst else None,
             "call_step": pst.pending if pst else None,
             "depth": (self.frames[pst.fid]["depth"] + 1) if pst else 0,
+            "path": (self.frames[pst.fid]["path"] + [fid]) if pst else [fid],
             "args": {},
             "resumes": 0,
             "end": "open",
@@ -351,6 +355,7 @@ class _Tracer:
 
 
 def _line_table(code: str, steps: list[dict]) -> tuple[list[str], list[int]]:
+    """Source lines and the number of steps on each (all frames)."""
     lines = code.split("\n")
     counts = [0] * len(lines)
     for s in steps:
@@ -359,7 +364,8 @@ def _line_table(code: str, steps: list[dict]) -> tuple[list[str], list[int]]:
     return lines, counts
 
 
-def _base(code: str, entry: str, args_src: str, limits: dict) -> dict:
+def base_trace(code: str, entry: str, args_src: str, limits: dict) -> dict:
+    """An empty trace dict with status ok (callers fill it in, or set a failure status)."""
     lines = code.split("\n")
     return {"format": TRACE_FORMAT, "code": code, "entry": entry, "args": args_src,
             "status": "ok", "truncated": False, "truncated_reason": None,
@@ -382,7 +388,7 @@ def trace_program(code: str, entry: str, args_src: str, *, max_steps: int = DEFA
     """
     limits = {"max_steps": max_steps, "max_value_chars": max_value_chars,
               "max_trace_chars": max_trace_chars, "max_seconds": max_seconds}
-    out = _base(code, entry, args_src, limits)
+    out = base_trace(code, entry, args_src, limits)
     try:
         structure = analyze(code)
         compiled = compile(code, SENTINEL, "exec")
@@ -390,7 +396,7 @@ def trace_program(code: str, entry: str, args_src: str, *, max_steps: int = DEFA
     except (SyntaxError, ValueError) as exc:
         out.update(status="setup_error", error={"type": type(exc).__name__, "message": str(exc)})
         return out
-    stdout = io.StringIO()
+    stdout = _CappedText(MAX_STDOUT_CHARS)
     # A real module registered in sys.modules, so dataclasses/typing inside the program work.
     module = types.ModuleType(PROGRAM_MODULE)
     module.__dict__["__builtins__"] = __builtins__
@@ -406,6 +412,22 @@ def trace_program(code: str, entry: str, args_src: str, *, max_steps: int = DEFA
         else:
             sys.modules[PROGRAM_MODULE] = saved_module
     return out
+
+
+class _CappedText(io.StringIO):
+    """Captured program output: keeps the first `cap` characters, drops the rest (the memory
+    limit of the sandbox, not this buffer, bounds a program that prints forever)."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self.cap, self.size = cap, 0
+
+    def write(self, s: str) -> int:
+        room = self.cap - self.size
+        self.size += len(s)
+        if room > 0:
+            super().write(s[:room])
+        return len(s)
 
 
 def _run(out: dict, tracer_args: tuple, compiled: Any, call_code: Any, ns: dict, entry: str,
@@ -473,7 +495,7 @@ def trace_payload(code: str, entry: str, args_src: str, **opts: Any) -> dict:
     return {"code": code, "entry": entry, "args": args_src, **opts}
 
 
-def _from_outcome(outcome: Any, payload: dict) -> dict:
+def trace_from_outcome(outcome: Any, payload: dict) -> dict:
     """Turns a sandbox Outcome into a trace dict (typed failure statuses, never raises)."""
     status = getattr(outcome.status, "value", outcome.status)
     if status == "ok" and isinstance(outcome.value, str):
@@ -483,7 +505,7 @@ def _from_outcome(outcome: Any, payload: dict) -> dict:
             pass
     limits = {k: payload.get(k) for k in ("max_steps", "max_value_chars", "max_trace_chars",
                                           "max_seconds")}
-    out = _base(payload["code"], payload["entry"], payload["args"], limits)
+    out = base_trace(payload["code"], payload["entry"], payload["args"], limits)
     out.update(status="sandbox_" + str(status), truncated=False,
                error={"type": outcome.error_type or str(status), "message": outcome.error or ""})
     return out
@@ -493,15 +515,20 @@ def trace_in_sandbox(pool: Any, code: str, entry: str, args_src: str, *, limits:
                      **opts: Any) -> dict:
     """Traces one call inside `pool` (a `SandboxPool`); sandbox failures give `sandbox_<status>`."""
     payload = trace_payload(code, entry, args_src, **opts)
-    return _from_outcome(pool.submit(TARGET, payload, limits=limits).result(), payload)
+    return trace_from_outcome(pool.submit(TARGET, payload, limits=limits).result(), payload)
 
 
 def trace_many_in_sandbox(pool: Any, items: list[tuple[str, str, str]], *, limits: Any = None,
-                          **opts: Any) -> list[dict]:
-    """Traces many `(code, entry, args_src)` calls through `pool.map`, in input order."""
+                          progress: bool = False, **opts: Any) -> list[dict]:
+    """Traces many `(code, entry, args_src)` calls in the pool (all queued at once), in input order."""
     payloads = [trace_payload(c, e, a, **opts) for c, e, a in items]
-    outcomes = pool.map(TARGET, payloads, limits=limits)
-    return [_from_outcome(o, p) for o, p in zip(outcomes, payloads)]
+    futures = [pool.submit(TARGET, p, limits=limits) for p in payloads]
+    it: Any = zip(futures, payloads)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, total=len(futures), desc="trace", unit="call")
+    return [trace_from_outcome(f.result(), p) for f, p in it]
 
 
 def usable(trace: dict) -> bool:

@@ -8,12 +8,13 @@ comparing return values. The kept value must also pass the execution filter's li
 (except that this one also rejects programs whose trace hits a limit, and ones whose intermediate
 states differ between the two runs).
 
-Batching: one sandbox job traces `batch_size` programs, each in its own process forked inside the
-job (own process group, killed on its per-program deadline). Every program still runs under all
-of the sandbox's layers (namespaces, uid drop, rlimits, audit hook, which the forked process
-inherits) and in its own address space; programs of one batch share the job's private working
-directory. If a whole batch job fails (e.g. a program flooded the job's stdout), its programs are
-retried one job each, so one bad program cannot reject its batch-mates.
+Batching: one sandbox job traces `batch_size` programs. With isolation (`trace_filter`'s
+`isolation`, default: the kept run) each program runs in its own process forked inside the job
+(own process group, killed on its per-program deadline), under all of the sandbox's layers
+(namespaces, uid drop, rlimits, audit hook, inherited) and in its own address space; programs of
+one batch share the job's private working directory. If a whole batch job fails (e.g. a program
+flooded the job's stdout or hung in C code), its programs are retried one job each, so one bad
+program cannot reject its batch-mates.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from execverify_jax.data import safe_codec
-from execverify_jax.data.trace import TARGET, _base, _from_outcome, trace_payload, trace_target, usable
+from execverify_jax.data.trace import TARGET, base_trace, trace_from_outcome, trace_payload, trace_target, usable
 
 BATCH_TARGET = "execverify_jax.data.trace_batch:trace_batch_target"
 DEFAULT_ITEM_TIMEOUT_S = 2.0
@@ -37,7 +38,7 @@ ITEM_RESULT_CAP = 8 * 1024 * 1024
 
 
 def _failure(item: dict, status: str, message: str) -> str:
-    out = _base(item["code"], item["entry"], item["args"], {})
+    out = base_trace(item["code"], item["entry"], item["args"], {})
     out.update(status=status, error={"type": status, "message": message})
     return json.dumps(out)
 
@@ -100,8 +101,9 @@ def _run_isolated(item: dict, timeout_s: float, as_digest: bool) -> str:
 
 
 def _run_shared(item: dict, timeout_s: float, as_digest: bool) -> str:
-    """Traces one item in the job's own process (`isolate: false`): Python-level time limit only."""
-    text = trace_target({**item, "max_seconds": item.get("max_seconds") or timeout_s})
+    """Traces one item in the job's own process (`isolate: false`): the tracer's Python-level
+    time limit is the only per-item limit (a C-level hang times the whole batch out)."""
+    text = trace_target(item)
     return digest(text) if as_digest else text
 
 
@@ -114,14 +116,19 @@ def trace_batch_target(payload: dict) -> list[str]:
     timeout_s = float(payload.get("item_timeout_s", DEFAULT_ITEM_TIMEOUT_S))
     as_digest = bool(payload.get("digest", False))
     isolate = bool(payload.get("isolate", True))
-    items = list(payload["items"])
+    # Both modes give the tracer the same time limit, so isolated and shared runs of one item
+    # produce identical traces (the digest comparison depends on it); the forked process gets a
+    # little longer so the tracer's own limit usually fires first.
+    items = [{**item, "max_seconds": item.get("max_seconds") or timeout_s} for item in payload["items"]]
     order = list(range(len(items)))[:: -1 if payload.get("reverse") else 1]
     if isolate:
         gc.freeze()  # keep the collector from touching (and so copying) inherited pages in each fork
-    run = _run_isolated if isolate else _run_shared
     out: list[str] = [""] * len(items)
     for i in order:
-        out[i] = run(items[i], timeout_s, as_digest)
+        if isolate:
+            out[i] = _run_isolated(items[i], timeout_s + 0.5, as_digest)
+        else:
+            out[i] = _run_shared(items[i], timeout_s, as_digest)
     return out
 
 
@@ -175,17 +182,28 @@ def judge(code: str, entry: str, args: str, first: dict, second: dict | str,
     return TracedProgram(code, entry, args, True, None, trace=first, value=value)
 
 
+ISOLATION_MODES = ("each", "first", "none")
+
+
 def trace_filter(pool: Any, items: Sequence[tuple[str, str, str]], *, batch_size: int = 32,
-                 isolate_each: bool = True, limits: Any = None,
+                 isolation: str = "first", limits: Any = None,
                  item_timeout_s: float = DEFAULT_ITEM_TIMEOUT_S, progress: bool = False,
                  **trace_opts: Any) -> list[TracedProgram]:
     """Filters and traces `(code, entry, args)` items (input order); see the module docstring.
 
-    `isolate_each=False` runs the programs of a batch one after another in the job's process
-    (still inside the sandbox, each in a fresh module; the digest run goes in reverse order):
-    faster, but a program could tamper with a later one of its batch in ways the reversed run
-    does not expose, so use it only for trusted-enough candidates.
+    `isolation` says which of the two runs fork one process per program inside the batch job:
+    - `"each"`: both runs;
+    - `"first"` (default): the first run, whose trace is kept; the second, digest-only run
+      executes the batch in the job's process in reverse order. Kept traces are as clean as
+      with "each": a batch-mate can only make the digest differ (a false rejection), never
+      make a wrong trace pass;
+    - `"none"`: both runs share the job's process (the second in reverse order, so
+      order-dependent leakage shows up as a mismatch), fastest, but a program could tamper with
+      a later batch-mate in both runs alike; only for trusted-enough candidates.
+    Every mode runs everything inside the sandbox.
     """
+    if isolation not in ISOLATION_MODES:
+        raise ValueError(f"isolation must be one of {ISOLATION_MODES}, got {isolation!r}")
     from execverify_jax.data.exec_filter import Candidate, _static_reason
     from execverify_jax.data.sandbox import Limits
 
@@ -202,10 +220,11 @@ def trace_filter(pool: Any, items: Sequence[tuple[str, str, str]], *, batch_size
     for b, idx in enumerate(batches):
         batch = [payloads[i] for i in idx]
         # The second run (another worker, so another hash seed) only sends digests back.
-        common = {"items": batch, "item_timeout_s": item_timeout_s, "isolate": isolate_each}
-        futures.append((idx, pool.submit(BATCH_TARGET, common, batch_limits, worker=2 * b),
-                        pool.submit(BATCH_TARGET, {**common, "digest": True, "reverse": not isolate_each},
-                                    batch_limits, worker=2 * b + 1)))
+        first = {"items": batch, "item_timeout_s": item_timeout_s, "isolate": isolation != "none"}
+        second = {"items": batch, "item_timeout_s": item_timeout_s, "isolate": isolation == "each",
+                  "digest": True, "reverse": isolation != "each"}
+        futures.append((idx, pool.submit(BATCH_TARGET, first, batch_limits, worker=2 * b),
+                        pool.submit(BATCH_TARGET, second, batch_limits, worker=2 * b + 1)))
     verdicts: dict[int, TracedProgram] = {}
     it: Any = futures
     if progress:
@@ -223,8 +242,8 @@ def trace_filter(pool: Any, items: Sequence[tuple[str, str, str]], *, batch_size
         singles = [(i, pool.submit(TARGET, payloads[i], base, worker=2 * i),
                     pool.submit(TARGET, payloads[i], base, worker=2 * i + 1)) for i in idx]
         for i, f1, f2 in singles:
-            verdicts[i] = judge(*items[i], _from_outcome(f1.result(), payloads[i]),
-                                _from_outcome(f2.result(), payloads[i]))
+            verdicts[i] = judge(*items[i], trace_from_outcome(f1.result(), payloads[i]),
+                                trace_from_outcome(f2.result(), payloads[i]))
     results = []
     for i, (code, entry, args) in enumerate(items):
         if static[i] is not None:

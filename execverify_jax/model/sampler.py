@@ -167,11 +167,6 @@ class Sampler:
         graphdef, params = nnx.split(model)
         return cls(model.cfg, graphdef, **kw), params
 
-    def _batch_sharding(self, ndim: int):
-        if self.mesh is None:
-            return None
-        return shd.named_sharding((shd.BATCH,) + (None,) * (ndim - 1), None, self.mesh, self.rules)
-
     def generate_device(self, params: nnx.State, prompt_BP: np.ndarray, lengths_B: np.ndarray,
                         max_new_tokens: int, strategy: Strategy = Greedy(),
                         stop_ids: Sequence[int] = (), seed: int | jax.Array = 0) -> SamplingState:
@@ -185,8 +180,7 @@ class Sampler:
         key = jax.random.key(seed) if isinstance(seed, int) else seed
         prompt_BP = jnp.asarray(prompt_BP, jnp.int32)
         lengths_B = jnp.asarray(lengths_B, jnp.int32)
-        sh = self._batch_sharding(2)
-        if sh is not None:
+        if self.mesh is not None:
             # Shard the batch only when it divides; tiny batches stay replicated.
             prompt_BP = jax.device_put(prompt_BP, shd.named_sharding(
                 (shd.BATCH, None), prompt_BP.shape, self.mesh, self.rules))
@@ -208,14 +202,16 @@ class Sampler:
             raise ValueError(f"n must be >= 1, got {n!r}")
         if len(prompts) == 0:
             raise ValueError("no prompts given")
-        for i, p in enumerate(prompts):
-            bad = [t for t in p if not 0 <= int(t) < self.cfg.vocab_size]
-            if bad:
-                raise ValueError(f"prompt {i} has token id {bad[0]!r} outside the vocab [0, {self.cfg.vocab_size})")
         index_B = np.repeat(np.arange(len(prompts)), n)
         rows = [prompts[i] for i in index_B]
         P = bucket_for(max(len(p) for p in rows), self.buckets)
         prompt_BP, lengths_B = left_pad(rows, P, self.pad_id)
+        real_BP = np.arange(P)[None, :] >= (P - lengths_B)[:, None]
+        bad_BP = real_BP & ((prompt_BP < 0) | (prompt_BP >= self.cfg.vocab_size))
+        if bad_BP.any():
+            b, t = np.argwhere(bad_BP)[0]
+            raise ValueError(f"prompt {index_B[b]} has token id {int(prompt_BP[b, t])!r} outside the "
+                             f"vocab [0, {self.cfg.vocab_size})")
         state = self.generate_device(params, prompt_BP, lengths_B, max_new_tokens, strategy,
                                      stop_ids, seed)
         tokens, lengths, logp, done = jax.device_get(

@@ -37,6 +37,7 @@ from typing import Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
+from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -169,8 +170,6 @@ def named_sharding(logical_axes: Sequence[str | None], shape: Sequence[int] | No
 
 def state_shardings(abstract_state, mesh: Mesh, rules: Rules):
     """Shardings pytree for an (abstract) nnx.State whose Variables carry `logical_axes`."""
-    from flax import nnx  # local: keeps this module importable without flax for pure helpers
-
     def one(var):
         axes = var.get_metadata().get("logical_axes")
         if axes is None:

@@ -102,13 +102,14 @@ class Attention(nnx.Module):
         return y
 
     def __call__(self, x_BTD: jax.Array, positions_BT: jax.Array, mask_BTS: jax.Array,
-                 kv: tuple[jax.Array, jax.Array, jax.Array] | None = None
+                 kv: tuple[jax.Array, jax.Array, int, jax.Array] | None = None
                  ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
         """Self-attention. Without `kv`, keys are this call's tokens (S = T).
 
-        With `kv = (k_BSKH, v_BSKH, end)`, this call's keys/values are first written into the
-        cache at slots [end, end + T) and the queries attend over all S cache slots; the updated
-        (k_BSKH, v_BSKH) are returned.
+        With `kv = (k_LBSKH, v_LBSKH, layer, end)`, this call's keys/values are first written into
+        layer `layer` of the cache at slots [end, end + T) and the queries attend over all S slots;
+        the updated (k_LBSKH, v_LBSKH) are returned. Writing into the stacked arrays (rather than
+        slicing a layer out and stacking it back) lets XLA update the donated cache in place.
         """
         cfg = self.cfg
         B, T, _ = x_BTD.shape
@@ -120,11 +121,12 @@ class Attention(nnx.Module):
         v_BTKH = self._proj(x_BTD, "v")
         new_kv = None
         if kv is not None:
-            k_BSKH, v_BSKH, end = kv
-            k_BSKH = jax.lax.dynamic_update_slice(k_BSKH, k_BTKH.astype(k_BSKH.dtype), (0, end, 0, 0))
-            v_BSKH = jax.lax.dynamic_update_slice(v_BSKH, v_BTKH.astype(v_BSKH.dtype), (0, end, 0, 0))
-            new_kv = (k_BSKH, v_BSKH)
-            k_BTKH, v_BTKH = k_BSKH.astype(x_BTD.dtype), v_BSKH.astype(x_BTD.dtype)
+            k_LBSKH, v_LBSKH, layer, end = kv
+            at = (layer, 0, end, 0, 0)
+            k_LBSKH = jax.lax.dynamic_update_slice(k_LBSKH, k_BTKH.astype(k_LBSKH.dtype)[None], at)
+            v_LBSKH = jax.lax.dynamic_update_slice(v_LBSKH, v_BTKH.astype(v_LBSKH.dtype)[None], at)
+            new_kv = (k_LBSKH, v_LBSKH)
+            k_BTKH, v_BTKH = k_LBSKH[layer].astype(x_BTD.dtype), v_LBSKH[layer].astype(x_BTD.dtype)
         q_BTKRH = q_BTNH.reshape(B, T, K, R, H)
         # Scores in fp32 whatever the compute dtype (bf16 logits of a long row lose the argmax).
         s_BKRTS = jnp.einsum("btkrh,bskh->bkrts", q_BTKRH, k_BTKH,
@@ -165,14 +167,17 @@ class Block(nnx.Module):
         self.mlp_norm = RMSNorm(cfg, rngs)
         self.mlp = MLP(cfg, rngs)
 
-    def __call__(self, x_BTD, positions_BT, mask_BTS, kv=None):
+    def __call__(self, x_BTD: jax.Array, positions_BT: jax.Array, mask_BTS: jax.Array,
+                 kv: tuple | None = None) -> tuple[jax.Array, tuple | None]:
+        """One block; `kv` as in Attention (cache arrays in, updated cache arrays out)."""
         h_BTD, new_kv = self.attn(self.attn_norm(x_BTD), positions_BT, mask_BTS, kv)
         x_BTD = shd.shard(x_BTD + h_BTD, (shd.BATCH, shd.LENGTH, shd.ACT_EMBED))
         x_BTD = shd.shard(x_BTD + self.mlp(self.mlp_norm(x_BTD)), (shd.BATCH, shd.LENGTH, shd.ACT_EMBED))
         return x_BTD, new_kv
 
 
-def _block_no_cache(block: Block, x_BTD, positions_BT, mask_BTS):
+def _block_no_cache(block: Block, x_BTD: jax.Array, positions_BT: jax.Array, mask_BTS: jax.Array) -> jax.Array:
+    """A block without cache (the function nnx.remat wraps)."""
     return block(x_BTD, positions_BT, mask_BTS)[0]
 
 
@@ -263,10 +268,8 @@ class Transformer(nnx.Module):
         x_BTD = self.embed(tokens_BT)
         k_LBSKH, v_LBSKH = cache.k_LBSKH, cache.v_LBSKH
         for i, block in enumerate(self.layers):
-            x_BTD, (k_BSKH, v_BSKH) = block(x_BTD, positions_BT, mask_BTS,
-                                           (k_LBSKH[i], v_LBSKH[i], cache.end))
-            k_LBSKH = k_LBSKH.at[i].set(k_BSKH)
-            v_LBSKH = v_LBSKH.at[i].set(v_BSKH)
+            x_BTD, (k_LBSKH, v_LBSKH) = block(x_BTD, positions_BT, mask_BTS,
+                                             (k_LBSKH, v_LBSKH, i, cache.end))
         if last_only:
             x_BTD = x_BTD[:, -1:]
         logits_BTV = self.logits(self.final_norm(x_BTD))

@@ -20,10 +20,10 @@ from execverify_jax.rewards import codegen, whitebox
 from execverify_jax.rewards.config import RewardConfig
 from execverify_jax.rewards.result import RewardResult
 from execverify_jax.data import safe_codec
-from execverify_jax.rewards.targets import GROUND_TRUTH_MANY_TARGET, GROUND_TRUTH_TARGET, TESTS_TARGET
+from execverify_jax.rewards.targets import GROUND_TRUTH_MANY_TARGET, TESTS_TARGET
 from execverify_jax.rewards.whitebox import RecordError
 
-PRELOAD = (GROUND_TRUTH_TARGET, GROUND_TRUTH_MANY_TARGET, TESTS_TARGET)  # pass to SandboxPool(preload=...) to skip first-use imports
+PRELOAD = (GROUND_TRUTH_MANY_TARGET, TESTS_TARGET)  # pass to SandboxPool(preload=...) to skip first-use imports
 LAYOUTS = ("io_mixed", "oi", "codegen")
 
 
@@ -74,7 +74,7 @@ class Scorer:
         self.cfg = cfg or RewardConfig()
         self._lock = threading.Lock()
         self._oi_cache: collections.OrderedDict[tuple, Future] = collections.OrderedDict()
-        self.oi_jobs = 0  # sandbox jobs actually submitted for oi (cache misses)
+        self.oi_jobs = 0  # sandbox jobs submitted for oi (cache misses; a group job counts once)
         self.oi_cache_hits = 0
         self.codegen_jobs = 0
         self._limits_cache: dict[float, Any] = {}
@@ -98,29 +98,28 @@ class Scorer:
                      responses: Sequence[str | bytes | None]) -> "list[Future[RewardResult]]":
         """Queues many responses; input predictions of the same program share sandbox jobs.
 
-        Ground-truth runs of one program (e.g. a GRPO group) are packed up to `oi_group_size`
-        per job, each call with a fresh program and its own alarm; a group job that dies
-        falls back to one job per call, so results equal those of `submit`. Raises RecordError
-        (before queueing anything) for a malformed question record.
+        Distinct ground-truth runs are packed up to `oi_group_size` per sandbox job, each call
+        in its own forked process inside the job (no shared state, its own timeout); a job that
+        dies falls back to one job per call, so results equal those of `submit`. Raises
+        RecordError (before queueing anything) for a malformed question record.
         """
         if len(questions) != len(responses):
             raise ValueError(f"{len(questions)} questions but {len(responses)} responses")
         answers = [validate(q) for q in questions]
         out: list[Future | None] = [None] * len(answers)
-        pending: dict[tuple, list[tuple[int, whitebox.OiRequest]]] = collections.defaultdict(list)
+        oi: list[tuple[int, whitebox.OiRequest]] = []
         for i, (answer, response) in enumerate(zip(answers, responses)):
-            if answer["layout"] != "oi" or self.cfg.oi_group_size <= 1:
+            if answer["layout"] != "oi":
                 out[i] = self.submit(answer, response)
                 continue
             req = whitebox.parse_oi(answer, response, self.cfg)
             if isinstance(req, RewardResult):
                 out[i] = _done(req)
             else:
-                pending[(req.code, req.entry)].append((i, req))
-        for group in pending.values():
-            calls = self._oi_futures([req for _, req in group])
-            for (i, req), call in zip(group, calls):
-                out[i] = self._grade_later(answers[i], req, call)
+                oi.append((i, req))
+        calls = self._oi_futures([req for _, req in oi])
+        for (i, req), call in zip(oi, calls):
+            out[i] = self._grade_later(answers[i], req, call)
         return out  # type: ignore[return-value]
 
     def score_batch(self, questions: Sequence[dict], responses: Sequence[str | bytes | None]) -> list[RewardResult]:
@@ -147,25 +146,8 @@ class Scorer:
             self._limits_cache[timeout_s] = lim
         return lim
 
-    def _run_oi(self, req: whitebox.OiRequest) -> Future:
-        key = req.key(self.cfg.prelude)
-        with self._lock:
-            fut = self._oi_cache.get(key)
-            if fut is not None:
-                self._oi_cache.move_to_end(key)
-                self.oi_cache_hits += 1
-                return fut
-            fut = self._need_pool().submit(GROUND_TRUTH_TARGET, req.payload(self.cfg.prelude),
-                                           self._limits(self.cfg.oi_timeout_s))
-            self.oi_jobs += 1
-            if self.cfg.oi_cache_size > 0:
-                self._oi_cache[key] = fut
-                while len(self._oi_cache) > self.cfg.oi_cache_size:
-                    self._oi_cache.popitem(last=False)
-        return fut
-
     def _oi_futures(self, reqs: list[whitebox.OiRequest]) -> list[Future]:
-        # Cached or new per-call futures; the new ones (same program) are packed into group jobs.
+        # Cached or new per-call futures; the new ones are packed `oi_group_size` per job.
         prelude = self.cfg.prelude
         futures: list[Future] = []
         fresh: list[tuple[whitebox.OiRequest, Future]] = []
@@ -193,18 +175,10 @@ class Scorer:
                 self._oi_cache.popitem(last=False)
 
     def _submit_oi_group(self, chunk: list[tuple[whitebox.OiRequest, Future]]) -> None:
-        if len(chunk) == 1:  # a single call: the plain target, same as `submit`
-            req, fut = chunk[0]
-            job = self._need_pool().submit(GROUND_TRUTH_TARGET, req.payload(self.cfg.prelude),
-                                           self._limits(self.cfg.oi_timeout_s))
-            with self._lock:
-                self.oi_jobs += 1
-            job.add_done_callback(lambda j: _relay(j, fut))
-            return
-        first = chunk[0][0]
-        payload = {"prelude": self.cfg.prelude, "code": first.code, "entry": first.entry,
-                   "calls": [[list(r.args), [list(kv) for kv in r.kwargs]] for r, _ in chunk],
-                   "timeout_s": self.cfg.oi_timeout_s}
+        # One job for the chunk (targets:run_ground_truth_many); calls are independent inside it.
+        payload = {"prelude": self.cfg.prelude, "timeout_s": self.cfg.oi_timeout_s,
+                   "fork": self.cfg.oi_fork_per_call,
+                   "calls": [req.call() for req, _ in chunk]}
         wall = self.cfg.oi_timeout_s * len(chunk) + 1.0
         with self._lock:
             self.oi_jobs += 1
@@ -212,15 +186,19 @@ class Scorer:
         def done(job: Future) -> None:
             try:
                 outcome = job.result()
-                rows = outcome.value.get("results") if outcome.ok and isinstance(outcome.value, dict) else None
-                if not isinstance(rows, list) or len(rows) != len(chunk):
-                    raise ValueError("group job died")
+            except BaseException as exc:  # noqa: BLE001 - infrastructure failure: surface it
+                for _, fut in chunk:
+                    fut.set_exception(exc)
+                return
+            rows = outcome.value.get("results") if outcome.ok and isinstance(outcome.value, dict) else None
+            if isinstance(rows, list) and len(rows) == len(chunk):
                 for (_, fut), row in zip(chunk, rows):
                     fut.set_result(_call_outcome(row))
-            except BaseException:  # noqa: BLE001 - the job died: one job per call instead
-                for req, fut in chunk:
-                    if not fut.done():
-                        self._submit_oi_group([(req, fut)])
+            elif len(chunk) == 1:  # the job itself died (limits, fork failure): that is the verdict
+                chunk[0][1].set_result(CallOutcome(str(outcome.status), error_type=outcome.error_type))
+            else:  # rerun one job per call, so a failure stays with the call that caused it
+                for pair in chunk:
+                    self._submit_oi_group([pair])
 
         self._need_pool().submit(GROUND_TRUTH_MANY_TARGET, payload, self._limits(wall)).add_done_callback(done)
 
@@ -240,16 +218,7 @@ class Scorer:
         req = whitebox.parse_oi(answer, response, self.cfg)
         if isinstance(req, RewardResult):
             return _done(req)
-        out: Future = Future()
-
-        def finish(job: Future) -> None:
-            try:
-                out.set_result(whitebox.grade_oi(answer, req, job.result(), self.cfg))
-            except BaseException as exc:  # noqa: BLE001 - infrastructure failure: surface it
-                out.set_exception(exc)
-
-        self._run_oi(req).add_done_callback(finish)
-        return out
+        return self._grade_later(answer, req, self._oi_futures([req])[0])
 
     def _submit_codegen(self, answer: dict, response: str | bytes | None) -> "Future[RewardResult]":
         tests = codegen.load_tests(answer)
@@ -307,13 +276,6 @@ class Scorer:
         for k, i in enumerate(idx):
             payload = codegen.tests_payload(code, tests, [i], cfg.codegen_single_timeout_s, cfg)
             self.pool.submit(TESTS_TARGET, payload, lim).add_done_callback(lambda j, k=k: one(k, j))
-
-
-def _relay(job: Future, fut: Future) -> None:
-    try:
-        fut.set_result(job.result())
-    except BaseException as exc:  # noqa: BLE001
-        fut.set_exception(exc)
 
 
 def _call_outcome(row: Any) -> CallOutcome:

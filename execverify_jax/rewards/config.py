@@ -48,7 +48,8 @@ class RewardConfig:
 
     # ---- input prediction / sandbox ----
     oi_timeout_s: float = 2.0  # wall time of one ground-truth run (paper: 0.5 s, flaky under load)
-    oi_group_size: int = 16  # submit_batch packs up to this many runs of one program per job
+    oi_group_size: int = 16  # submit_batch packs up to this many ground-truth runs per sandbox job
+    oi_fork_per_call: bool = False  # each packed run in its own fork (full isolation, ~1-3 ms more)
     oi_cache_size: int = 65_536  # identical (program, args) runs within a Scorer share one job
     prelude: str = ""  # source run before the ground-truth program (e.g. CRUXEval's typing imports)
 

@@ -1,7 +1,7 @@
 """Sandbox targets of the rewards (trusted code that runs *inside* a sandbox child).
 
-`run_ground_truth` runs the ground-truth program of an input-prediction question on the model's
-literal arguments and returns the value. `run_tests` runs a code-generation solution on test
+`run_ground_truth_many` runs the ground-truth program of input-prediction questions on the
+model's literal arguments (one forked process per call) and returns the values. `run_tests` runs a code-generation solution on test
 inputs (call-based or stdin/stdout) and returns, per test, what it produced. Neither ever sees an
 expected output: the parent compares. So whatever the untrusted code does to this process
 (patching builtins, forging results on fd 3, exiting early), the only way to make an output match
@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import builtins
 import io
+import os
+import select
 import signal
 import sys
+import time
 import types
 from typing import Any
 
@@ -41,7 +44,6 @@ from execverify_jax.data import safe_codec
 from execverify_jax.rewards import parse
 from execverify_jax.rewards.config import RewardConfig
 
-GROUND_TRUTH_TARGET = "execverify_jax.rewards.targets:run_ground_truth"
 GROUND_TRUTH_MANY_TARGET = "execverify_jax.rewards.targets:run_ground_truth_many"
 TESTS_TARGET = "execverify_jax.rewards.targets:run_tests"
 
@@ -70,50 +72,110 @@ class _CappedBytes(io.BytesIO):
         return super().write(b)
 
 
-def run_ground_truth(payload: dict) -> Any:
-    """Runs `entry(*args, **kwargs)` of the ground-truth program; args are literal source texts.
-
-    Payload: {prelude, code, entry, args: [src], kwargs: [[name, src]]}. The arguments are
-    re-parsed here with the same literal evaluator as the parent (never `eval`).
-    """
-    args = [parse.literal_value(a, _PARSE_CFG) for a in payload["args"]]
-    kwargs = {k: parse.literal_value(v, _PARSE_CFG) for k, v in payload["kwargs"]}
-    source = (payload.get("prelude") or "") + "\n" + payload["code"]
-    ns = _fresh_module("__program__")  # as the question generator ran it (data/sandbox_targets)
-    exec(compile(source, "<program>", "exec"), ns)  # trusted ground-truth program (sandboxed anyway)
-    fn = ns[payload["entry"]]
-    return fn(*args, **kwargs)
-
-
 def run_ground_truth_many(payload: dict) -> dict:
-    """Several calls of one ground-truth program; returns {"results": [[status, data], ...]}.
+    """Ground-truth calls of input-prediction answers; returns {"results": [[status, data]]}.
 
-    Payload: {prelude, code, entry, calls: [[args, kwargs], ...], timeout_s}. Each call gets a
-    freshly executed program (so calls cannot see each other's module state), pristine builtins
-    and its own alarm; status is ok (data: `safe_codec.dumps` of the value, encoded at once) |
-    error (data: exception type name) | timeout. Used to score a GRPO group's input predictions
-    for one question in one job; the parent falls back to one job per call if this job dies.
+    Payload: {prelude, timeout_s, fork, calls: [{code, entry, args: [src], kwargs: [[name, src]]}]}.
+    Every call executes its program afresh in a new module, from pristine builtins, with its own
+    `timeout_s`. With `fork`, each call also runs in its own forked process (no shared memory or
+    module state at all; a hard hang or crash costs only that call); without it, calls run in
+    this process under SIGALRM (~100x cheaper; they share imported stdlib modules). status: ok
+    (data: `safe_codec.dumps` of the value) | error (data: exception type) | timeout | memory |
+    killed. Prints are discarded: only the returned value is graded.
     """
-    source = (payload.get("prelude") or "") + "\n" + payload["code"]
-    compiled = compile(source, "<program>", "exec")
+    prelude = payload.get("prelude") or ""
     timeout_s = float(payload["timeout_s"])
-    results = []
-    for args_src, kwargs_src in payload["calls"]:
-        _restore_builtins()
+    run = _forked if payload.get("fork") else _in_process
+    return {"results": [run(lambda c=call: _one_ground_truth_call(prelude, c), timeout_s)
+                        for call in payload["calls"]]}
+
+
+def _one_ground_truth_call(prelude: str, call: dict) -> str:
+    args = [parse.literal_value(a, _PARSE_CFG) for a in call["args"]]
+    kwargs = {k: parse.literal_value(v, _PARSE_CFG) for k, v in call["kwargs"]}
+    ns = _fresh_module("__program__")
+    exec(compile(prelude + "\n" + call["code"], "<program>", "exec"), ns)
+    return safe_codec.dumps(ns[call["entry"]](*args, **kwargs))
+
+
+_RECURSION_LIMIT = sys.getrecursionlimit()
+
+
+def _in_process(fn: Any, timeout_s: float) -> list:
+    """Runs `fn()` here under an alarm, from pristine builtins/recursion limit, prints discarded.
+
+    Cheap (microseconds) but calls share this process's imported modules; `_forked` is the
+    fully isolated alternative (option `oi_fork_per_call`).
+    """
+    _restore_builtins()
+    sys.setrecursionlimit(_RECURSION_LIMIT)
+    saved = sys.stdout
+    sys.stdout = io.StringIO()  # prints are irrelevant to the value (and must not flood the job)
+    try:
+        _arm(timeout_s)
         try:
-            _arm(timeout_s)
+            return ["ok", fn()]
+        finally:
+            _disarm()
+    except BaseException as exc:  # noqa: BLE001 - per-call verdict, keep going
+        return _failure(exc)
+    finally:
+        sys.stdout = saved
+
+
+_RESULT_CAP = 16 * 1024 * 1024
+
+
+def _forked(fn: Any, timeout_s: float) -> list:
+    """Runs `fn()` (returning a str) in a forked child; [status, data] from its pipe."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the per-call process: run, report, _exit (never return into the job)
+        try:
+            os.close(r)
+            sys.stdout = io.StringIO()
             try:
-                args = [parse.literal_value(a, _PARSE_CFG) for a in args_src]
-                kwargs = {k: parse.literal_value(v, _PARSE_CFG) for k, v in kwargs_src}
-                ns = _fresh_module("__program__")
-                exec(compiled, ns)
-                value = ns[payload["entry"]](*args, **kwargs)
-                results.append(["ok", safe_codec.dumps(value)])
-            finally:
-                _disarm()
-        except BaseException as exc:  # noqa: BLE001 - per-call verdict, keep going
-            results.append(_failure(exc))
-    return {"results": results}
+                row = ["ok", fn()]
+            except BaseException as exc:  # noqa: BLE001 - every failure is a verdict
+                row = _failure(exc)
+            data = json.dumps(row, ensure_ascii=False).encode("utf-8", "replace")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(w, view):]
+        finally:
+            os._exit(0)
+    os.close(w)
+    deadline = time.monotonic() + timeout_s
+    chunks, size, status = [], 0, None
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                status = "timeout"
+                break
+            chunk = os.read(r, 1 << 16)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > _RESULT_CAP:
+                status = "output_overflow"
+                break
+            chunks.append(chunk)
+    finally:
+        if status is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        os.waitpid(pid, 0)
+        os.close(r)
+    if status is not None:
+        return [status, ""]
+    try:
+        row = json.loads(b"".join(chunks))
+    except ValueError:
+        return ["killed", ""]  # died (os._exit, signal) before reporting
+    return row if isinstance(row, list) and len(row) == 2 else ["killed", ""]
 
 
 def _fresh_module(name: str) -> dict[str, Any]:

@@ -318,9 +318,9 @@ class OiRequest:
     kwargs: tuple[tuple[str, str], ...]
     format_ok: bool
 
-    def payload(self, prelude: str) -> dict:
-        """The JSON-able payload of `targets:run_ground_truth` (never holds the expected output)."""
-        return {"prelude": prelude, "code": self.code, "entry": self.entry,
+    def call(self) -> dict:
+        """One call of `targets:run_ground_truth_many` (never holds the expected output)."""
+        return {"code": self.code, "entry": self.entry,
                 "args": list(self.args), "kwargs": [list(kv) for kv in self.kwargs]}
 
     def key(self, prelude: str) -> tuple:

@@ -32,6 +32,8 @@ CASES = [
     (c("def f(:\n    pass"), "syntax_error", None),
     (c("def g():\n    return 1"), "no_entry", None),
     (c("def f(x):\n    return x", "1,,"), "bad_args", None),
+    (c("def f(x):\n    return x", "1), print(2"), "bad_args", None),  # an injected second call
+    (c("def f(x):\n    return x", "1)(2"), "bad_args", None),
     (c("def f():\n    return 1 / 0"), "error:ZeroDivisionError", None),
     (c("def f():\n    while True:\n        pass"), "timeout", None),
     (c("def f():\n    return bytearray(10 ** 10)"), "memory", None),

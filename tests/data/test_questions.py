@@ -220,3 +220,80 @@ def test_cruxeval_questions_are_consistent_with_traces(cruxeval_path):
                     assert type(v).__name__ == q["accept"][0]["type"]
             assert len(answer_lines(rec)) == 1 + len(rec["answer"]["subquestions"])
     assert n_io > 100
+
+
+def test_helper_called_in_a_loop_counts_across_calls():
+    code = textwrap.dedent("""\
+        def sq(x):
+            y = x * x
+            return y
+
+        def f(n):
+            t = 0
+            for i in range(n):
+                t += sq(i)
+            return t""")
+    t = trace_program(code, "f", "3")
+    s = states(t)
+    # "line 2 executed for the 3rd time" is line 2 in the 3rd call of sq (x = 2)
+    assert s[(2, 1, "y")] == (0, "int") and s[(2, 2, "y")] == (1, "int") and s[(2, 3, "y")] == (4, "int")
+    q = {(c["line"], c["occurrence"]): c for c in _path_candidates(_context(t))}
+    assert q[(3, 3)]["frame"] == 3 and q[(3, 3)]["frame_occurrence"] == 1
+    # returning from the 3rd call: the calling line, or the loop header that runs next
+    assert q[(3, 3)]["accept"] == ["        t += sq(i)", "    for i in range(n):"]
+    assert s[(8, 3, "t")] == (5, "int")
+
+
+def test_generator_steps_are_asked_only_where_well_defined():
+    code = textwrap.dedent("""\
+        def gen(n):
+            for i in range(n):
+                yield i * 10
+
+        def f(n):
+            total = 0
+            for v in gen(n):
+                total += v
+            return total""")
+    t = trace_program(code, "f", "2")
+    p = paths(t)
+    assert (3, 1) not in p  # a yield hands control to the consumer: not asked
+    assert (2, 3) not in p  # generator exhaustion returns to next(): not asked
+    assert p[(2, 1)] == ["        yield i * 10"]
+    assert p[(8, 2)] == ["    for v in gen(n):"]
+    assert states(t)[(8, 2, "total")] == (10, "int")
+
+
+def test_reference_answers_get_full_reward(cruxeval_path):
+    """Contract with rewards/: the ground truth written as a response scores the maximum."""
+    whitebox = pytest.importorskip("execverify_jax.rewards.whitebox")
+    config = pytest.importorskip("execverify_jax.rewards.config")
+    rows = [json.loads(line) for line in cruxeval_path.read_text().splitlines()[:120]]
+    rng = random.Random(0)
+    cfg = QuestionConfig(coverage_questions=1, nil_fraction=0.5, unreached_path_fraction=0.5)
+    scored = 0
+    for row in rows:
+        t = trace_program(row["code"], "f", row["input"])
+        for rec in make_questions({"id": row["id"], "code": row["code"]}, t, cfg, rng):
+            response = "<reasoning>r</reasoning>\n<answer>\n" + "\n".join(answer_lines(rec)) + "\n</answer>"
+            result = whitebox.score_io_mixed(rec["answer"], response, config.RewardConfig())
+            assert result.reward == pytest.approx(2.0), (row["id"], result)
+            scored += 1
+    assert scored > 50
+
+
+def test_trailing_comments_are_optional_in_next_statement_answers():
+    code = "def f(x):\n    if x:  # branch\n        x = 1  # set it\n    return x  # done\n"
+    t = trace_program(code, "f", "1")
+    p = paths(t)
+    assert p[(2, 1)] == ["        x = 1  # set it", "        x = 1"]
+    assert p[(4, 1)] == ["-1"]
+
+
+def test_config_loads_from_yaml_dicts():
+    from execverify_jax import config
+
+    cfg = config.from_dict(QuestionConfig, {"layouts": ["io_mixed", "oi"], "strict_indent": True})
+    assert cfg.layouts == ("io_mixed", "oi") and cfg.strict_indent
+    with pytest.raises(config.ConfigError, match="bogus"):
+        config.from_dict(QuestionConfig, {"bogus": 1})

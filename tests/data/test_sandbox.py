@@ -315,3 +315,18 @@ def test_unserializable_payload_is_a_typed_outcome(pool):
     out = pool.run(RUN_CALL, {"code": "def f(): return 1", "call": "f()", "x": object()})
     assert out.status is Status.KILLED and "serializable" in out.error
     assert call(pool, "def f(): return 1", "f()").value == 1
+
+
+def test_forked_copy_of_the_pool_refuses_jobs(pool):
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            pool.submit(RUN_CALL, {"code": "", "call": "1"})
+        except RuntimeError:
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert call(pool, "def f(): return 4", "f()").value == 4

@@ -282,3 +282,57 @@ def test_chmod_of_work_dir_does_not_leak_to_the_next_job(pool):
     code = "import os, stat\ndef f():\n    return os.listdir('.'), stat.S_IMODE(os.stat('.').st_mode)"
     second = pool.submit(RUN_CALL, {"code": code, "call": "f()"}, worker=0).result()
     assert first.ok and second.value == ([], 0o700)
+
+
+def test_work_dir_cleanup_does_not_follow_symlinks(tmp_path):
+    # The worker removes the job's tree (as root on the root path): links must be unlinked,
+    # never followed. Without namespaces the worker sees this test's tmp_path.
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious")
+    code = (
+        "import os\ndef f():\n    os.makedirs('a/b/c')\n    open('a/b/c/x', 'w').write('1')\n"
+        f"    os.symlink({str(victim)!r}, 'a/link_dir')\n    os.symlink({str(victim / 'keep.txt')!r}, 'link_file')\n"
+        "    return sorted(os.listdir('.'))"
+    )
+    with SandboxPool(1, limits=FAST, namespaces=False) as p:
+        out = attack(p, code)
+        assert out.ok and out.value == ["a", "link_file"]
+    assert (victim / "keep.txt").read_text() == "precious"
+
+
+def test_device_nodes_are_minimal(pool):
+    if not pool.capabilities.get("minimal_dev"):
+        pytest.skip("no mount namespace")
+    code = (
+        "import os\ndef f():\n    names = sorted(os.listdir('/dev'))\n    try:\n        open('/dev/kvm', 'rb')\n"
+        "        kvm = 'opened'\n    except OSError as e:\n        kvm = type(e).__name__\n    return names, kvm, len(open('/dev/urandom', 'rb').read(8))"
+    )
+    out = attack(pool, code)
+    names, kvm, n = out.value
+    assert set(names) <= {"null", "zero", "full", "random", "urandom", "fd", "stdin", "stdout", "stderr", "shm"}
+    assert kvm == "FileNotFoundError" and n == 8
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the uid sweep needs root")
+def test_uid_sweep_kills_escaped_process_without_pid_namespace():
+    # Fallback path (no namespaces): a setsid'd grandchild escapes killpg; the per-job uid sweep
+    # (kill(-1) as the job uid) must still end it.
+    # The job waits for the grandchild's setsid, so the escape is complete before it returns.
+    code = (
+        "import os, time\ndef f():\n    r, w = os.pipe()\n    pid = os.fork()\n    if pid == 0:\n        os.setsid()\n"
+        "        os.write(w, b'1')\n        time.sleep(30)\n        os._exit(0)\n    os.read(r, 1)\n    return pid"
+    )
+    with SandboxPool(1, limits=FAST, namespaces=False) as p:
+        out = attack(p, code)
+        assert out.ok
+        state = _proc_state(out.value)
+        assert state in (None, "Z"), f"escaped process still {state}"
+
+
+def _proc_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None

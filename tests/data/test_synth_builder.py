@@ -60,9 +60,31 @@ def test_candidates_execute_deterministically():
     """A sample over all groups and levels runs, deterministically, with literal outputs."""
     cells = grid.build_grid()[::9]
     cands = [builder.synthesize(c, 5, 3) for c in cells]
-    res = exec_check.passes(cands)
-    fails = [(c["group"], c["method"], c["level"], why) for c, (ok, why) in zip(cands, res) if not ok]
+    res = exec_check.passes_with_coverage(cands)
+    fails = [(c["group"], c["method"], c["level"], why) for c, (ok, why, _) in zip(cands, res) if not ok]
     assert len(fails) <= 0.05 * len(cands), fails
+    assert sum(cov for _, _, cov in res) / len(res) > 0.8  # branches are reached, not dead
+
+
+def test_locals_stay_literal_values():
+    """No local holds an iterator, view or range (the tracer labels values by literal type)."""
+    cands = [builder.synthesize(c, 2, 2) for c in grid.build_grid(groups=["filter", "zip", "enumerate",
+                                                                          "reverse", "range", "dict"])]
+    res = exec_check.run_batch(cands, 0)
+    odd = [(c["method"], r["nonliteral_locals"]) for c, r in zip(cands, res) if r["nonliteral_locals"]]
+    assert odd == []
+
+
+def test_exec_check_detects_failures():
+    """The measurement harness itself can fail: errors, hash-order dependence, non-literals."""
+    bad = [{"code": "def f(x):\n    return x[10]\n", "entry": "f", "inputs": ["[1]"]},
+           {"code": "def f(x):\n    return ''.join(set(x))\n", "entry": "f", "inputs": ["'abcdefghijklmnop'"]},
+           {"code": "def f(x):\n    return range(x)\n", "entry": "f", "inputs": ["3"]},
+           {"code": "def f(x):\n    y = reversed(x)\n    return list(y)\n", "entry": "f", "inputs": ["[1]"]}]
+    res = exec_check.passes(bad)
+    assert [ok for ok, _ in res] == [False, False, False, True]
+    assert "IndexError" in res[0][1] and res[1][1] == "nondeterministic" and res[2][1] == "non-literal output"
+    assert exec_check.run_batch(bad[3:], 0)[0]["nonliteral_locals"] == ["list_reverseiterator"]
 
 
 def test_inputs_respect_domains():

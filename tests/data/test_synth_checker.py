@@ -55,12 +55,20 @@ def test_control_flow_chain_exact():
 
 
 def test_if_else_is_plain_if_and_elif_else_is_if_elif():
-    base = "def f(x):\n    if x > 1:\n        x = x + 1 + 2\n    {tail}\n    return x\n"
+    base = "def f(x):\n    if x > 1:\n        x = x + 1 + 2\n    {tail}\n    return abs(x)\n"
     plain = base.format(tail="else:\n        x = x + 2 + 3")
-    assert checker.check(plain, "f", C("+", "float", 3, ("if",))) == [] or \
-        all("other" in v for v in checker.check(plain, "f", C("+", "float", 3, ("if",))))
+    assert checker.check(plain, "f", C("+", "float", 3, ("if",), other=True)) == []
+    assert any("chain" in v for v in checker.check(plain, "f", C("+", "float", 3, ("if-elif",), other=True)))
     elif_ = base.format(tail="elif x > 0:\n        x = x + 3 + 4")
-    assert not any("chain" in v for v in checker.check(elif_, "f", C("+", "float", 3, ("if-elif",))))
+    assert checker.check(elif_, "f", C("+", "float", 3, ("if-elif",), other=True)) == []
+    assert any("chain" in v for v in checker.check(elif_, "f", C("+", "float", 3, ("if",), other=True)))
+
+
+def test_nesting_through_loop_target():
+    code = "def f(n):\n    out = []\n    for i in range(n):\n        out += list(range(i))\n    return out\n"
+    assert not any("nested" in v for v in checker.check(code, "f", C("range", "range", 3, ("for",), other=True)))
+    flat = "def f(n):\n    return list(range(n)) + list(range(3))\n"
+    assert any("not nested" in v for v in checker.check(flat, "f", C("range", "range")))
 
 
 def test_nesting_through_local_variable_and_repeat_only_entries():

@@ -94,6 +94,7 @@ def test_recursion_per_frame_counts():
     assert [(fr["func"], fr["parent"], fr["depth"], fr["call_no"]) for fr in frames] == [
         ("fact", None, 0, 1), ("fact", 0, 1, 2), ("fact", 1, 2, 3)]
     assert [fr["args"]["n"]["value"] for fr in frames] == [3, 2, 1]
+    assert [fr["path"] for fr in frames] == [[0], [0, 1], [0, 1, 2]]
     assert [fr["return"]["value"] for fr in frames] == [6, 2, 1]
     # every frame executes line 2 once: k is per frame, not global
     assert seq(t, 0) == [(2, 1), (4, 1)]
@@ -271,6 +272,28 @@ def test_type_labels_and_opaque_values():
     assert ch["fs"]["type"] == "frozenset"
     assert ch["fn"]["type"] == "builtin_function_or_method" and not ch["fn"]["literal"]
     assert t["return"]["type"] == "list"
+
+
+def test_hostile_objects_do_not_break_the_tracer():
+    t = run("""
+        class Bad:
+            def __repr__(self):
+                raise RuntimeError("no repr")
+            def __lt__(self, other):
+                raise ValueError("no order")
+            def __eq__(self, other):
+                raise ValueError("no eq")
+            __hash__ = object.__hash__
+
+        def f():
+            s = {Bad(), Bad()}
+            b = Bad()
+            return 1
+    """, "f", "")
+    assert usable(t) and t["return"]["value"] == 1
+    ch = {k: v for s in t["steps"] for k, v in s["changed"].items()}
+    assert ch["s"]["type"] == "set" and not ch["s"]["literal"]
+    assert ch["b"]["type"] == "Bad" and ch["b"]["value"]["repr"].startswith("<repr failed")
 
 
 def test_changes_are_typed_not_repr_or_eq():

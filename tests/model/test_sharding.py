@@ -76,8 +76,9 @@ def test_cached_decode_equals_full_forward(qwen_jax):
         toks = jnp.asarray([[s[len(s) - extra + t]] for s in seqs], jnp.int32)
         logits, cache = step(model, toks, cache, cache.lengths_B + 1)
         got.append(np.asarray(logits[:, 0]))
+    forward = nnx.jit(lambda m, t: m(t))
     for b, s in enumerate(seqs):
-        full = np.asarray(model(jnp.asarray([s])))[0]
+        full = np.asarray(forward(model, jnp.asarray([s])))[0]
         want = full[len(s) - extra - 1: len(s) - 1]
         np.testing.assert_allclose(np.stack([g[b] for g in got]), want, atol=2e-5)
 
@@ -124,3 +125,14 @@ def test_create_model_places_params_on_shards():
     assert wq.sharding.spec == P("fsdp", "tensor", None)
     one = create_model(ModelConfig.tiny(), seed=0)
     np.testing.assert_array_equal(np.asarray(wq), np.asarray(one.layers[0].attn.wq.get_value()))
+
+
+def test_reshard_train_to_sample_layout():
+    from execverify_jax.model.params import reshard
+    mesh = shd.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+    train = create_model(ModelConfig.tiny(), seed=1, mesh=mesh)
+    sample = reshard(train, mesh, shd.SAMPLE_RULES, dtype="bfloat16")
+    wq = sample.layers[0].attn.wq.get_value()
+    assert wq.sharding.spec == P(None, "tensor", None) and wq.dtype == jnp.bfloat16
+    assert sample.cfg.dtype == "bfloat16"
+    np.testing.assert_array_equal(np.asarray(wq), np.asarray(train.layers[0].attn.wq.get_value().astype(jnp.bfloat16)))

@@ -36,6 +36,8 @@ def test_round_trip_chat_and_special_ids(which, request, bpe_dir, sp_model):
     no_gen = tok.apply_chat(MESSAGES, add_generation_prompt=False)
     assert chat[: len(no_gen)] == no_gen and len(chat) > len(no_gen)
     assert IM_START not in tok.decode(chat)  # skipped by default
+    wrapped = [tok.token_to_id(IM_START)] + ids + [tok.eos_id]
+    assert tok.decode(wrapped, skip_special_tokens=False) == IM_START + TEXT + IM_END
 
 
 def test_pickle_carries_only_the_path(bpe_dir):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -79,9 +80,11 @@ def test_oi_cache_shares_identical_runs(pool, oi_record):
     assert single.oi_jobs == 2
 
 
-def test_oi_group_equals_single_jobs_even_when_the_group_dies(pool, oi_record):
-    # f(1) disables the alarm and hangs: the group job dies at its wall limit, and every call
-    # is rerun in its own job, giving exactly what one-job-per-answer scoring gives.
+@pytest.mark.parametrize("fork", [False, True])
+def test_oi_group_equals_single_jobs_even_when_the_group_dies(pool, oi_record, fork):
+    # f(1) disables the alarm and hangs. In-process: the group job dies at its wall limit and
+    # every call is rerun in its own job; fork per call: only that call's process is killed.
+    # Either way the results are exactly those of one job per answer.
     oi_record["answer"]["program"]["code"] = (
         "import signal\ncounter = []\n"
         "def f(n):\n    counter.append(n)\n    if n == 1:\n"
@@ -89,7 +92,7 @@ def test_oi_group_equals_single_jobs_even_when_the_group_dies(pool, oi_record):
         "    if n == 2:\n        return 1 / 0\n    return len(counter) * 10 + n\n")
     oi_record["answer"]["output"] = 13
     texts = [ans(f"assert f({n}) == 0") for n in (3, 1, 2, 3, 4)]
-    cfg = dataclasses.replace(FAST, oi_timeout_s=0.5)
+    cfg = dataclasses.replace(FAST, oi_timeout_s=0.5, oi_fork_per_call=fork)
     grouped = Scorer(pool, cfg).score_batch([oi_record] * 5, texts)
     single = [Scorer(pool, cfg).score(oi_record, t) for t in texts]
     assert [r.to_dict() for r in grouped] == [r.to_dict() for r in single]
@@ -212,3 +215,57 @@ def test_results_do_not_depend_on_pool_size(pool, oi_record, io_record, correct_
     b = [r.to_dict() for r in Scorer(pool, FAST).score_batch(qs, rs)]
     assert a == b
     assert [x["reward"] for x in a] == [2.0, 2.0, 1.05, 0.8, 0.0, 1.0, 0.05 + 0.25, 0.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_hostile_batch_never_reaches_the_sandbox(pool, oi_record, io_record, correct_lines, respond):
+    hostile = [
+        "x" * 2_000_000,
+        ans("assert f(" + "[" * 3000 + "]" * 3000 + ", 2) == 1"),
+        ans("assert f('" + "a" * 100_000 + "', 2) == 1"),
+        ans("\n".join(["assert f('abc', 2) == 1"] * 5000)),
+        ans("assert f(__import__('os').system('touch /tmp/pwned'), 2) == 1"),
+        ans("assert f(*[1] * 10**9) == 1"),
+        b"\xff\xfe<answer>assert f('\xff', 2) == 1</answer>",
+        ans("assert f('abc', 2) == ????"),
+    ]
+    scorer = Scorer(pool, FAST)
+    qs = [oi_record] * len(hostile) + [io_record] * len(hostile) + [oi_record, io_record]
+    rs = hostile + hostile + [ans("assert f('abc', 2) == 0"), respond(correct_lines)]
+    results = scorer.score_batch(qs, rs)
+    assert [r.reward for r in results] == [0.0] * (2 * len(hostile)) + [2.0, 2.0]
+    # One sandbox job: the two well-formed input predictions (the bytes answer decodes to a valid,
+    # wrong, literal) packed together; nothing hostile was ever submitted.
+    assert scorer.oi_jobs == 1
+
+
+class _RecordingPool:
+    """Wraps the real pool and keeps every payload sent into the sandbox."""
+
+    def __init__(self, pool):
+        self.pool, self.payloads = pool, []
+        self.default_limits = pool.default_limits
+
+    def submit(self, target, payload, limits=None):
+        self.payloads.append(json.dumps(payload))
+        return self.pool.submit(target, payload, limits)
+
+
+def test_expected_answers_never_enter_the_sandbox(pool, oi_record):
+    secret_out = "EXPECTED-7f3a9"
+    rec = _RecordingPool(pool)
+    scorer = Scorer(rec, FAST)
+    codegen_q = {"answer": {"layout": "codegen", "fn_name": None,
+                            "tests": {"inputs": ["1\n"], "outputs": [secret_out]}}}
+    call_q = {"answer": {"layout": "codegen", "fn_name": "g",
+                         "tests": {"inputs": [[1]], "outputs": [secret_out]}}}
+    oi_record["answer"]["output"] = secret_out
+    oi_record["answer"]["program"]["code"] = "def f(x):\n    return x\n"
+    scorer.score(codegen_q, block("print('hello')"))
+    scorer.score(codegen_q, block("while True: pass"))  # the per-test fallback too
+    scorer.score(call_q, block("def g(x):\n    return x"))
+    assert scorer.score(oi_record, ans(f"assert f('{secret_out}') == 0")).reward == 2.0
+    assert scorer.score(oi_record, ans("assert f('other') == 0")).reward == 0.0
+    assert len(rec.payloads) >= 5
+    # The only payload holding the string is the one where the *model* wrote it as an argument.
+    holders = [p for p in rec.payloads if secret_out in p]
+    assert len(holders) == 1 and '"args": ["' in holders[0]

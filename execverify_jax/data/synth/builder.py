@@ -75,6 +75,7 @@ _POOLS: dict[str, tuple[str, ...]] = {
     "alt": ("misses", "skipped", "rest_count"),
     "ctr": ("i", "remaining", "left", "rounds", "fuel"),
     "tmp": ("tmp", "part", "piece", "head", "pair", "spare"),
+    "stage": ("first", "inner", "partial", "mid", "stage", "step_val", "piece_val"),
     "derived": ("cleaned", "prepared", "base_val", "ordered", "adjusted", "norm"),
     "fn": ("process", "transform", "compute", "analyze", "build_result", "evaluate", "summarize",
            "crunch", "inspect", "reshape"),
@@ -129,6 +130,8 @@ class _Ctx:
     loops: list[tuple[str, tuple]]  # (loop var, subject prefix) of enclosing `for`s, outer first
     goals: list
     python_only_prob: float
+    in_while: bool = False  # conditions on the while's int input would be (near-)decided
+    cond_srcs: set = dataclasses.field(default_factory=set)  # no condition twice on one path
 
 
 def _param(ctx: _Ctx, role: str) -> str:
@@ -152,6 +155,16 @@ def _param(ctx: _Ctx, role: str) -> str:
 
 
 def _make_cond(ctx: _Ctx) -> tuple[str, iz.Cond]:
+    """A fresh branch condition (never one already used in this program)."""
+    for _ in range(20):
+        src, cond = _draw_cond(ctx)
+        if src not in ctx.cond_srcs:
+            break
+    ctx.cond_srcs.add(src)
+    return src, cond
+
+
+def _draw_cond(ctx: _Ctx) -> tuple[str, iz.Cond]:
     """A branch condition on the innermost loop variable (mostly) or on a scalar input."""
     rng = ctx.rng
     if ctx.loops and rng.random() < 0.8:
@@ -171,11 +184,11 @@ def _make_cond(ctx: _Ctx) -> tuple[str, iz.Cond]:
         return src.format(x=var), iz.Cond(subject, pred=pred)
     vt = ctx.vtype
     choice = rng.random()
-    if vt == "float" and choice < 0.5:
+    if vt == "float" and (choice < 0.5 or ctx.in_while):
         a = _param(ctx, "A")
         src, pred = rng.choice(_conds_for(iz.FLOAT, rng))
         return src.format(x=a), iz.Cond(("scalar", a), pred=pred)
-    if vt in ("str", "list", "tuple", "set", "dict") and choice < 0.5:
+    if vt in ("str", "list", "tuple", "set", "dict") and (choice < 0.5 or (ctx.in_while and vt != "dict")):
         a = _param(ctx, "A")
         if vt == "str" and rng.random() < 0.4:
             src, pred = rng.choice(_conds_for(iz.CHAR, rng))
@@ -184,7 +197,7 @@ def _make_cond(ctx: _Ctx) -> tuple[str, iz.Cond]:
         if rng.random() < 0.5:
             return f"len({a}) > {t}", iz.Cond(("len", a), pred=lambda v: v > t)
         return f"len({a}) % 2 == 0", iz.Cond(("len", a), pred=lambda v: v % 2 == 0)
-    if vt == "dict" and choice < 0.7:
+    if vt == "dict" and (choice < 0.7 or ctx.in_while):
         a, key = _param(ctx, "A"), _param(ctx, "KEY")
         return f"{key} in {a}", iz.Cond(("scalar", key), py=lambda inp, v, n=a: v in inp[n])
     n = _param(ctx, "N")
@@ -257,6 +270,59 @@ def _pick_template(cell: Cell, rng: random.Random, in_loop: bool, level6: bool) 
     if not ok:
         raise LookupError(f"no template for {cell.group}.{cell.method} at level {cell.level}")
     return rng.choice(ok)
+
+
+_LAZY_FUNCS = {"filter", "zip", "enumerate", "reversed", "map", "iter", "range"}
+_VIEW_METHODS = {"items", "keys", "values"}
+
+
+def _lazy(node: ast.AST) -> bool:
+    """Would a local bound to this expression hold an iterator/view (not a literal value)?"""
+    if not isinstance(node, ast.Call):
+        return False
+    f = node.func
+    return (isinstance(f, ast.Name) and f.id in _LAZY_FUNCS) or (isinstance(f, ast.Attribute) and f.attr in _VIEW_METHODS)
+
+
+def _hoist(expr: str, rng: random.Random, name: str) -> tuple[str, str] | None:
+    """Move one compound sub-expression of `expr` into a local: (`name = sub`, new expr).
+
+    Gives the same computation a different data flow (`a = s.replace(x, y)` then
+    `a.replace(...)`). Never hoists an iterator or dict view (locals stay literal values for
+    the tracer's state questions), never out of a lambda (its parameter would be unbound) or a
+    conditional operand of `and`/`or` beyond the first (that would change what is evaluated).
+    """
+    tree = ast.parse(expr, mode="eval")
+    cands: list[ast.AST] = []
+
+    def walk(node: ast.AST, top: bool) -> None:
+        if isinstance(node, ast.Lambda):
+            return
+        if not top and isinstance(node, (ast.Call, ast.BinOp, ast.Subscript, ast.Compare)):
+            cands.append(node)
+        if isinstance(node, ast.BoolOp):
+            walk(node.values[0], False)
+            return
+        for child in ast.iter_child_nodes(node):
+            walk(child, False)
+
+    walk(tree.body, True)
+    cands = [c for c in cands if not _lazy(c) and (
+        isinstance(c, (ast.Call, ast.Compare))
+        or any(isinstance(n, (ast.Call, ast.BinOp, ast.Subscript)) for n in ast.walk(c) if n is not c))]
+    if not cands:
+        return None
+    pick = rng.choice(cands)
+
+    class _Sub(ast.NodeTransformer):
+        def generic_visit(self, node):
+            if node is pick:
+                return ast.copy_location(ast.Name(id=name, ctx=ast.Load()), node)
+            return super().generic_visit(node)
+
+    sub_src = ast.unparse(pick)
+    new = _Sub().visit(tree)
+    return f"{name} = {sub_src}", ast.unparse(new)
 
 
 def _outer_names(code: str, known: set[str]) -> list[str]:
@@ -351,6 +417,7 @@ def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig
             out_lines += _indent([f"{ctr} = {n}", f"while {ctr} > {t}:"], depth)
             tail_by_depth[depth + 1] = [f"{ctr} -= {step}"]
             known.add(ctr)
+            ctx.in_while = True
         elif item == "if":
             src, cond = _make_cond(ctx)
             ctx.goals += [tuple(path) + ((cond, True),), tuple(path) + ((cond, False),)]
@@ -359,8 +426,6 @@ def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig
         else:  # if-elif: nested chain continues in the `if` branch; the `elif` counts into alt
             src1, c1 = _make_cond(ctx)
             src2, c2 = _make_cond(ctx)
-            while src2 == src1:
-                src2, c2 = _make_cond(ctx)
             ctx.goals += [tuple(path) + ((c1, True),), tuple(path) + ((c1, False), (c2, True)),
                           tuple(path) + ((c1, False), (c2, False))]
             alt_name = alt_name or names("alt")
@@ -378,6 +443,11 @@ def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig
 
     usage = _string.Template(tpl.src).substitute(bind)
     kind = tpl.kind
+    pre_usage: list[str] = []
+    if kind != "stmt" and rng.random() < 0.5:
+        h = _hoist(usage, rng, names("stage"))
+        if h is not None:
+            pre_usage, usage = [h[0]], h[1]
     helper_name = None
     helper_lines: list[str] = []
     if cell.helper:
@@ -388,12 +458,19 @@ def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig
             helper_lines = [f"def {helper_name}({', '.join(args)}):"] + _indent(usage.splitlines() + [f"return {bind['W']}"])
             usage = f"{bind['W']} = {helper_name}({', '.join(args)})"
         else:
-            helper_lines = [f"def {helper_name}({', '.join(args)}):"] + _indent([f"return {usage}"])
+            args = [n for n in _outer_names("\n".join(pre_usage + [usage]), known) if n not in temps] or [a_name]
+            helper_lines = [f"def {helper_name}({', '.join(args)}):"] + _indent(pre_usage + [f"return {usage}"])
             usage = f"{helper_name}({', '.join(args)})"
+            pre_usage = []
 
     # --- innermost body, accumulator, return
     init: list[str] = []
-    if not chain:
+    if not chain and pre_usage:
+        r = names("last")
+        inner, ret = pre_usage + [f"{r} = {usage}"], r
+        if rng.random() < 0.5:
+            inner, ret = pre_usage, usage
+    elif not chain:
         if kind == "stmt":
             inner, ret = usage.splitlines(), bind["W"]
         elif rng.random() < 0.5:
@@ -415,6 +492,8 @@ def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig
         last, size = names("last"), names("size")
         init += [f"{last} = {_EMPTY[kind]}", f"{size} = 0"]
         inner, ret = [f"{last} = {usage}", f"{size} += len({last})"], f"{size}, {last}"
+    if chain and pre_usage:
+        inner = pre_usage + inner
     if alt_name:
         init.append(f"{alt_name} = 0")
         ret = f"{ret}, {alt_name}"

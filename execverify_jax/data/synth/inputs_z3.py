@@ -14,11 +14,11 @@ apply to the value directly. Conditions with no tabular encoding (relations betw
 arguments, like ``s.count(ch) > 1``, or order-dependent subjects like ``sorted(b)[:3]``) are
 "python-only": they are checked concretely, and only seeded random resampling can cover them.
 
-Algorithm per program: draw a seeded random sample (paper-like distributions); if it already
-covers the wanted goals, keep it (no z3 call). Otherwise ask z3 for a model that covers as many
-uncovered goals as possible, anchored to the random sample (most elements pinned to their
-random values, as assumptions; dropped if unsatisfiable), so solved inputs stay diverse and
-natural-looking. Statistics say how many goals were covered by the random draw, by z3, or not
+Algorithm per program (see `InputSolver.solve`): inputs are first chosen greedily from seeded
+random draws (paper-like distributions), which is cheap and covers most goals; z3 is called only
+for the goals still uncovered, re-solving one input at a time anchored to its random value
+(every element pinned by an assumption literal; unsat cores release only the conflicting pins),
+so solved inputs stay diverse and natural-looking. Statistics say how many goals were covered by the random draw, by z3, or not
 at all (infeasible, or python-only and missed).
 """
 
@@ -36,9 +36,9 @@ FLOAT_VALUES: tuple[float, ...] = tuple(q / 4 for q in range(20, 81))
 # Printable, quote-free alphabet: letters, digits and a few punctuation/space characters.
 ALPHABET: tuple[str, ...] = tuple(string.ascii_letters + string.digits + " -_.!#")
 WORDS: tuple[str, ...] = (
-    "apple", "banana", "cherry", "delta", "echo", "falcon", "garden", "harbor", "island", "jungle",
+    "apple", "banana", "cherry", "delta", "eclipse", "falcon", "garden", "harbor", "island", "jungle",
     "kernel", "lemon", "mango", "nectar", "orbit", "pepper", "quartz", "river", "salmon", "tiger",
-    "umbra", "violet", "walnut", "xenon", "yellow", "zebra", "amber", "basil", "cobalt", "dune",
+    "umbra", "violet", "walnut", "xenon", "yellow", "zebra", "amber", "basil", "cobalt", "dunes",
 )
 
 
@@ -338,7 +338,7 @@ class InputSolver:
         self.stats.z3_calls += 1
         return s.check() == z3.sat
 
-    def _z3_cover(self, sample: dict, targets: list[Goal]) -> tuple[dict | None, list[Goal]]:
+    def _z3_cover(self, sample: dict, targets: list[Goal]) -> tuple[dict | None, list[Goal], list[Goal]]:
         """A model satisfying the needs and as many `targets` as possible, near `sample`.
 
         Every scalar/element of the random sample is pinned by an assumption literal; unsat
@@ -355,6 +355,7 @@ class InputSolver:
                 s.add(self._encode_goal(g))
             goal_f = [self._encode_goal(g) for g in targets]
             got: list[Goal] = []
+            dead: list[Goal] = []  # unsatisfiable on their own (given the needs): never retry
             for g, f in zip(targets, goal_f):
                 s.push()
                 s.add(f)
@@ -363,11 +364,13 @@ class InputSolver:
                     got.append(g)
                     continue
                 s.pop()
+                if not got:
+                    dead.append(g)
             ok = self._check(s, self._anchors(sample))
             model = self._decode(s.model(), sample) if ok else None
             for _ in range(len(got)):
                 s.pop()
-            return model, got if ok else []
+            return model, (got if ok else []), dead
         finally:
             s.pop()
 
@@ -378,51 +381,72 @@ class InputSolver:
     def _ok_needs(self, x: dict) -> bool:
         return all(goal_holds(g, x, self.params) for g in self.needs)
 
+    def _covers(self, x: dict) -> set[int]:
+        return {i for i, g in enumerate(self.goals) if goal_holds(g, x, self.params)}
+
+    def _key(self, x: dict) -> str:
+        return repr(sorted((k, repr(v)) for k, v in x.items()))
+
     def solve(self, n_inputs: int) -> list[dict]:
-        """`n_inputs` distinct inputs (fewer only if the domain cannot provide them)."""
+        """`n_inputs` distinct inputs (fewer only if the domain cannot provide them).
+
+        Phase 1 (cheap): each input is the best of `max_tries` seeded random draws, greedily
+        maximising newly covered goals. Phase 2 (z3, only when needed): goals still uncovered
+        and encodable are solved into the inputs, last slot first, each re-solve anchored to
+        the slot's current value and required to keep the goals only that slot covers.
+        """
         self.stats.goals = len(self.goals)
         self.stats.python_only_goals = sum(1 for g in self.goals if not all(c.encodable for c, _ in g))
-        covered: set[int] = set()
-        how: dict[int, str] = {}
         inputs: list[dict] = []
         seen: set[str] = set()
-        infeasible: set[int] = set()
-        for _ in range(n_inputs * 3):
+        covered: set[int] = set()
+        for _ in range(n_inputs * 4):
             if len(inputs) >= n_inputs:
                 break
-            best, best_score = None, -1
+            best, best_cov = None, set()
             for _t in range(self.max_tries):
                 x = self._sample()
-                if not self._ok_needs(x):
+                if not self._ok_needs(x) or self._key(x) in seen:
                     continue
-                score = sum(1 for i, g in enumerate(self.goals) if i not in covered and goal_holds(g, x, self.params))
-                if score > best_score:
-                    best, best_score = x, score
-            if best is None and not self.use_z3:
-                continue
-            uncovered = [i for i in range(len(self.goals)) if i not in covered]
-            left = [i for i in uncovered if best is None or not goal_holds(self.goals[i], best, self.params)]
-            z3_targets = [i for i in left if i not in infeasible and all(c.encodable for c, _ in self.goals[i])]
-            if self.use_z3 and (z3_targets or best is None):
-                model, got = self._z3_cover(best if best is not None else self._sample(),
-                                            [self.goals[i] for i in z3_targets])
-                if model is not None:
-                    best = model
-                    hit = {id(g) for g in got}
-                    infeasible.update(i for i in z3_targets if id(self.goals[i]) not in hit)
+                cov = self._covers(x) - covered
+                if best is None or len(cov) > len(best_cov):
+                    best, best_cov = x, cov
+            if best is None and self.needs and self.use_z3:  # preconditions random draws missed
+                best, _, _ = self._z3_cover(self._sample(), [])
+                if best is not None and self._key(best) in seen:
+                    best = None
             if best is None:
                 continue
-            key = repr(sorted((k, repr(v)) for k, v in best.items()))
-            if key in seen:
-                continue
-            seen.add(key)
-            random_hit = {i for i in uncovered if i not in left}
-            for i in uncovered:
-                if goal_holds(self.goals[i], best, self.params):
-                    covered.add(i)
-                    how[i] = "random" if i in random_hit else "z3"
+            seen.add(self._key(best))
+            covered |= self._covers(best)
             inputs.append(best)
-        self.stats.by_random = sum(1 for v in how.values() if v == "random")
-        self.stats.by_z3 = sum(1 for v in how.values() if v == "z3")
+        by_random = set(covered)
+        if self.use_z3 and inputs:
+            infeasible: set[int] = set()
+            for slot in reversed(range(len(inputs))):
+                remaining = [i for i in range(len(self.goals)) if i not in covered and i not in infeasible
+                             and all(c.encodable for c, _ in self.goals[i])]
+                if not remaining:
+                    break
+                others: set[int] = set()
+                for j, x in enumerate(inputs):
+                    if j != slot:
+                        others |= self._covers(x)
+                unique = sorted(self._covers(inputs[slot]) - others)
+                self.rng.shuffle(remaining)
+                keep = [self.goals[i] for i in unique if all(c.encodable for c, _ in self.goals[i])]
+                model, got, dead = self._z3_cover(inputs[slot], keep + [self.goals[i] for i in remaining])
+                dead_ids = {id(g) for g in dead}
+                infeasible.update(i for i in remaining if id(self.goals[i]) in dead_ids)
+                if model is None or self._key(model) in seen:
+                    continue
+                new_cov = others | self._covers(model)
+                if len(new_cov) > len(covered):
+                    seen.discard(self._key(inputs[slot]))
+                    seen.add(self._key(model))
+                    inputs[slot] = model
+                    covered = new_cov
+        self.stats.by_random = len(by_random & covered)
+        self.stats.by_z3 = len(covered - by_random)
         self.stats.uncovered = len(self.goals) - len(covered)
         return inputs

@@ -1,0 +1,83 @@
+"""Batched generation with the project's KV-cache sampler (the model side; imported lazily).
+
+Only `execverify eval --model` imports this module, so scoring saved responses never loads jax.
+Prompts are sorted by token length before batching (less left padding), and the completions are
+returned in the items' order: `responses[i]` holds the `n` samples of `items[i]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from tqdm import tqdm
+
+from execverify_jax.eval.items import EvalItem
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Decoding options of `execverify eval`.
+
+    n: samples per prompt (pass@k); temperature 0 means greedy (the paper's setting).
+    raw_prompts: encode an item's `raw_prompt` as-is (completion style) instead of the chat template.
+    """
+
+    max_new_tokens: int = 1024
+    batch_size: int = 16
+    n: int = 1
+    temperature: float = 0.0
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int = 0
+    raw_prompts: bool = False
+    dtype: str = "auto"
+    mesh: str = "data=-1"
+
+
+def load_model(model: str, tokenizer: str | None, gen: GenerationConfig):
+    """(sampler, params, tokenizer) for a checkpoint or HF directory; checks the vocab sizes match."""
+    import jax
+
+    from execverify_jax.data.tokenizer import Tokenizer
+    from execverify_jax.model import sharding as shd
+    from execverify_jax.model.checkpoint import load_any
+    from execverify_jax.model.sampler import Sampler
+
+    tok = Tokenizer(tokenizer or model)
+    dtype = gen.dtype if gen.dtype != "auto" else ("float32" if jax.default_backend() == "cpu" else "bfloat16")
+    shd.maybe_initialize_distributed()
+    mesh = shd.make_mesh(shd.parse_mesh_spec(gen.mesh))
+    cfg, graphdef, params = load_any(model, mesh, shd.SAMPLE_RULES, param_dtype=dtype, dtype=dtype)
+    src = Path(model) / ("config.json" if (Path(model) / "config.json").is_file() else "model_config.json")
+    tok.check_model_vocab(cfg.vocab_size, str(src))
+    return Sampler(cfg, graphdef, mesh=mesh, pad_id=tok.pad_id), params, tok
+
+
+def generate(items: Sequence[EvalItem], model: str, tokenizer: str | None, gen: GenerationConfig) -> list[list[str]]:
+    """Completions for every item (n each), decoded without special tokens."""
+    from execverify_jax.model.sampling import make_strategy
+
+    sampler, params, tok = load_model(model, tokenizer, gen)
+    greedy = gen.temperature <= 0.0
+    strategy = make_strategy(greedy, gen.temperature if not greedy else 1.0, gen.top_k, gen.top_p)
+    prompts = []
+    for it in items:
+        if gen.raw_prompts and it.raw_prompt is not None:
+            prompts.append(tok.encode(it.raw_prompt))
+        else:
+            prompts.append(tok.apply_chat(it.messages))
+    order = sorted(range(len(items)), key=lambda i: len(prompts[i]))
+    out: list[list[str]] = [[] for _ in items]
+    bar = tqdm(total=len(items), desc="generating", unit="prompt")
+    for b, start in enumerate(range(0, len(order), gen.batch_size)):
+        idx = order[start:start + gen.batch_size]
+        res = sampler.generate(params, [prompts[i] for i in idx], gen.max_new_tokens, strategy,
+                               stop_ids=tok.stop_ids, n=gen.n, seed=gen.seed + b)
+        for row in range(len(res.lengths_B)):
+            i = idx[int(res.prompt_index_B[row])]
+            out[i].append(tok.decode(res.tokens_BC[row, : res.lengths_B[row]]))
+        bar.update(len(idx))
+    bar.close()
+    return out

@@ -1,0 +1,626 @@
+"""REval (DREval): coverage, path, state, output and the incremental-consistency (IC) score.
+
+Data: `DREval_data.jsonl` (programs) and `DREval_tasks.jsonl` (questions), schema in the
+reference section 7.3. Ground truth is not stored: it is recomputed here, per (program, input),
+by the project tracer in the sandbox pool (`targets.reval_ground_truth`). HumanEval-derived items
+trace `entry(*input)`; ClassEval-derived items trace the class code while the item's unittest
+method runs after `setUp` (the traced lines are those of the class code, as in REval).
+
+Grading follows REval's definitions (docs/EVAL.md lists where and why we differ):
+- coverage: predicted YES iff "YES" is in the uppercased answer; accuracy, precision, recall, F1;
+- path: "-1" -> -1, empty -> -2, else every line whose stripped text equals the answer;
+  correct iff any of them is in the ground-truth set of next lines;
+- state: `value; type` split at the last `;` with REval's type-name mapping; the value is a
+  literal (parsed, never evaluated); floats within 1e-6; Nil when the line is not executed;
+- output: the answer must be the test snippet with every `??` replaced by a literal (compared as
+  ASTs); the filled snippet then runs in the sandbox (class items inside their TestCase);
+- IC: REval's +1 / +0.5 / +0.25 / +0.125 chain per (program, input, question).
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from execverify_jax.data import safe_codec
+from execverify_jax.eval import extract, metrics, reval_prompts
+from execverify_jax.eval.base import GradeContext
+from execverify_jax.eval.items import EvalItem, LoadReport, Verdict
+from execverify_jax.eval.targets import REVAL_TARGET, SNIPPET_TARGET
+from execverify_jax.rewards import parse
+from execverify_jax.rewards.config import RewardConfig
+from execverify_jax.rewards.whitebox import python_equal
+
+TASKS = ("coverage", "path", "state", "output")
+DATA_FILE, TASKS_FILE = "DREval_data.jsonl", "DREval_tasks.jsonl"
+_HOLE = re.compile(r"\?\?")
+_HOLE_NAME = "__dreval_hole_{}__"
+_HOLE_RE = re.compile(r"^__dreval_hole_(\d+)__$")
+_CFG = RewardConfig()
+_BUILTIN_TYPES: dict[str, type] = {
+    "int": int, "float": float, "str": str, "bool": bool, "list": list, "tuple": tuple, "dict": dict,
+    "set": set, "frozenset": frozenset, "complex": complex, "bytes": bytes, "NoneType": type(None),
+    "range": range, "type": type,
+}
+_TYPE_ALIASES = {"string": "str", "integer": "int", "none": "NoneType", "nonetype": "NoneType"}
+NIL = "Nil"
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+def data_paths(data: Path) -> tuple[Path, Path]:
+    """(programs file, tasks file) from the folder holding both (or one of the two files)."""
+    folder = data if data.is_dir() else data.parent
+    return folder / DATA_FILE, folder / TASKS_FILE
+
+
+def _read_jsonl(path: Path, report: LoadReport) -> list[dict]:
+    out = []
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                report.bad_lines += 1
+                continue
+            if not isinstance(rec, dict):
+                report.bad_lines += 1
+                continue
+            out.append(rec)
+    return out
+
+
+def class_tests(program: dict) -> list[dict] | None:
+    """The ClassEval test classes of a program in definition order, REval-style: classes named
+    `{entry}Test...` deriving from TestCase, each with its first `test*` method and its `setUp`
+    body. None when the test code does not parse."""
+    try:
+        tree = ast.parse(program["test"])
+    except SyntaxError:
+        return None
+    lines = program["test"].split("\n")
+    out = []
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef) or not re.match(f"{re.escape(program['entry_point'])}Test", node.name):
+            continue
+        bases = [ast.unparse(b) for b in node.bases]
+        if not any(b.endswith("TestCase") for b in bases):
+            continue
+        methods = [n for n in node.body if isinstance(n, ast.FunctionDef)]
+        tests = [n for n in methods if n.name.startswith("test")]
+        if not tests:
+            continue
+        setup = next((n for n in methods if n.name == "setUp"), None)
+        setup_body = lines[setup.lineno:setup.end_lineno] if setup is not None else []
+        out.append({"test_class": node.name, "test_method": tests[0].name, "setup": setup_body})
+    return out
+
+
+def invocation(program: dict, input_idx: int, tests: list[dict] | None) -> tuple[str, str]:
+    """(invocation text, its short name) as REval shows them under the code."""
+    raw = program["inputs"][input_idx]
+    if not program.get("test"):
+        call = f"{program['entry_point']}{raw[:-2]})" if raw.endswith(",)") else f"{program['entry_point']}{raw}"
+        return call, call
+    return _setup_comment(tests[input_idx]) + "\n" + raw.rstrip(), "the above test code"  # type: ignore[index]
+
+
+def _setup_comment(test: dict) -> str:
+    # REval prints the setUp body as comments under "# setup code executed previously".
+    if not test["setup"]:
+        return ""
+    return "\n# setup code executed previously\n# " + "\n# ".join(test["setup"])
+
+
+class REval:
+    """The REval benchmark; `tasks` selects coverage/path/state/output (all four for IC)."""
+
+    def __init__(self, tasks: tuple[str, ...], name: str) -> None:
+        self.tasks = tasks
+        self.name = name
+        self.programs: dict[int, dict] = {}
+        self.tests: dict[int, list[dict] | None] = {}
+        self._gt: dict[tuple[int, int], dict] = {}
+        self._questions: dict[tuple[int, int], list] = {}
+
+    # ---------------------------------------------------------------------------- loading
+    def load(self, data: Path, style: str, limit: int | None) -> LoadReport:
+        """Items of the selected tasks; `limit` caps the number of (program, input) pairs."""
+        report = LoadReport(items=[])
+        prog_path, task_path = data_paths(data)
+        for p in (prog_path, task_path):
+            if not p.is_file():
+                raise FileNotFoundError(f"REval needs {DATA_FILE} and {TASKS_FILE} in one folder; missing {p}")
+        for rec in _read_jsonl(prog_path, report):
+            tid = rec.get("task_id")
+            if not (isinstance(tid, str) and tid.startswith("DREval/") and isinstance(rec.get("code"), str)
+                    and isinstance(rec.get("inputs"), list) and isinstance(rec.get("entry_point"), str)):
+                report.skip("bad_program", str(rec)[:120])
+                continue
+            idx = int(tid.split("/")[1])
+            self.programs[idx] = rec
+            self.tests[idx] = class_tests(rec) if rec.get("test") else None
+        pairs = 0
+        for rec in _read_jsonl(task_path, report):
+            idx = rec.get("idx")
+            prog = self.programs.get(idx) if isinstance(idx, int) else None
+            if prog is None or not isinstance(rec.get("tasks"), list):
+                report.skip("task_without_program", str(rec)[:120])
+                continue
+            for pair in rec["tasks"]:
+                if limit is not None and pairs >= limit:
+                    break
+                made = self._pair_items(idx, prog, pair, style, report)
+                if made:
+                    pairs += 1
+                    report.items.extend(made)
+        return report
+
+    def _pair_items(self, idx: int, prog: dict, pair: Any, style: str, report: LoadReport) -> list[EvalItem]:
+        try:
+            k = int(pair["input_idx"])
+            questions = [(int(q["lineno"]), str(q["var"])) for q in pair["task"]]
+            output_pred = str(pair["output_pred"])
+            prog["inputs"][k]
+        except (KeyError, TypeError, ValueError, IndexError):
+            report.skip("bad_task_pair", str(pair)[:120])
+            return []
+        tests = self.tests.get(idx)
+        if prog.get("test") and (tests is None or k >= len(tests)):
+            report.skip("no_test_class", f"{prog['task_id']} input {k}")
+            return []
+        code = prog["code"]
+        codelines = code.split("\n")
+        inv, abbr = invocation(prog, k, tests)
+        base = {"pid": idx, "input_idx": k}
+        system = [{"role": "system", "content": reval_prompts.EXECVERIFY_SYSTEM}] if style == "execverify" else []
+        items = []
+        for q, (line, var) in enumerate(questions):
+            if not 1 <= line <= len(codelines):
+                report.skip("line_out_of_range", f"{prog['task_id']} line {line}")
+                continue
+            for task in ("coverage", "path", "state"):
+                if task not in self.tasks:
+                    continue
+                shown = code if task != "path" else "".join(f"{i + 1}\t{c}\n" for i, c in enumerate(codelines))
+                text = reval_prompts.render(style, task, code=shown, invocation=inv, invocation_abbr=abbr,
+                                            line=line, codeline=codelines[line - 1], var=var)
+                items.append(EvalItem(id=f"{prog['task_id']}:{k}:{q}:{task}", task=f"reval-{task}",
+                                      messages=system + [{"role": "user", "content": text}],
+                                      meta={**base, "q": q, "line": line, "var": var},
+                                      raw_prompt=text if style == "official" else None))
+        if "output" in self.tasks:
+            if prog.get("test"):
+                prelude = "\n# Test code starts here. Only write the completed test code in your answer.\n"
+                out_inv = _setup_comment(tests[k]) + prelude + output_pred  # type: ignore[index]
+            else:
+                out_inv = "\n" + output_pred
+            text = reval_prompts.render(style, "output", code=code, invocation=out_inv)
+            items.append(EvalItem(id=f"{prog['task_id']}:{k}:output", task="reval-output",
+                                  messages=system + [{"role": "user", "content": text}],
+                                  meta={**base, "n_questions": len(questions), "template": output_pred},
+                                  raw_prompt=text if style == "official" else None))
+        return items
+
+    # ---------------------------------------------------------------------------- ground truth
+    def _payload(self, idx: int, k: int) -> dict:
+        prog = self.programs[idx]
+        payload: dict[str, Any] = {"code": prog["code"], "questions": self._questions.get((idx, k), [])}
+        if prog.get("test"):
+            t = self.tests[idx][k]  # type: ignore[index]
+            payload.update(kind="class", test_code=prog["test"], test_class=t["test_class"],
+                           test_method=t["test_method"])
+        else:
+            payload.update(kind="function", entry=prog["entry_point"], args=prog["inputs"][k])
+        return payload
+
+    def ground_truth(self, items: list[EvalItem], ctx: GradeContext) -> dict[tuple[int, int], dict]:
+        """Traces every (program, input) pair the items need (cached); returns the GT records."""
+        need: dict[tuple[int, int], dict[int, tuple[int, str]]] = {}
+        for it in items:
+            key = (it.meta["pid"], it.meta["input_idx"])
+            qs = need.setdefault(key, {})
+            if "q" in it.meta:
+                qs[it.meta["q"]] = (it.meta["line"], it.meta["var"])
+        todo = []
+        for key, qs in need.items():
+            if key in self._gt:
+                continue
+            n = max(qs) + 1 if qs else 0
+            self._questions[key] = [list(qs.get(i, (1, "_"))) for i in range(n)]
+            todo.append(key)
+        if todo:
+            pool = ctx.pool()
+            limits = ctx.limits(ctx.trace_timeout_s, memory_mb=2048)
+            payloads = [self._payload(*key) for key in todo]
+            futures = [pool.submit(REVAL_TARGET, p, limits) for p in payloads]
+            for key, fut in tqdm(list(zip(todo, futures)), desc="REval ground truth", unit="pair", leave=False):
+                out = fut.result()
+                status = getattr(out.status, "value", out.status)
+                gt: dict = {"status": f"sandbox_{status}", "questions": []}
+                if status == "ok" and isinstance(out.value, str):
+                    try:
+                        gt = json.loads(out.value)
+                    except ValueError:
+                        gt = {"status": "bad_json", "questions": []}
+                elif out.error:
+                    gt["error"] = f"{out.error_type}: {out.error}"[:300]
+                self._gt[key] = gt
+        return {key: self._gt[key] for key in need}
+
+    # ---------------------------------------------------------------------------- grading
+    def grade(self, items: list[EvalItem], responses: list[list[str]], ctx: GradeContext) -> list[list[Verdict]]:
+        """Verdicts per response; output-task snippets run in the sandbox in one batch."""
+        gts = self.ground_truth(items, ctx)
+        out: list[list[Verdict]] = []
+        snippet_jobs: list[tuple[int, int, dict]] = []
+        for i, (it, resps) in enumerate(zip(items, responses)):
+            gt = gts[(it.meta["pid"], it.meta["input_idx"])]
+            row: list[Verdict] = []
+            for j, resp in enumerate(resps):
+                if gt.get("status") != "ok":
+                    row.append(Verdict(False, None, "ground_truth_failed", 0.0, {"gt_status": gt.get("status")}))
+                    continue
+                task = it.task.split("-", 1)[1]
+                if task == "output":
+                    verdict, payload = self._grade_output(it, resp)
+                    if payload is not None:
+                        snippet_jobs.append((i, j, payload))
+                    row.append(verdict)
+                else:
+                    qgt = gt["questions"][it.meta["q"]]
+                    row.append({"coverage": grade_coverage, "path": self._grade_path,
+                                "state": grade_state}[task](it, resp, qgt))  # type: ignore[operator]
+            out.append(row)
+        if snippet_jobs:
+            pool = ctx.pool()
+            futs = [pool.submit(SNIPPET_TARGET, p, ctx.limits()) for _, _, p in snippet_jobs]
+            for (i, j, _), fut in zip(snippet_jobs, futs):
+                o = fut.result()
+                ok = getattr(o.status, "value", o.status) == "ok" and o.value is True
+                v = out[i][j]
+                reason = "" if ok else (o.error_type or str(getattr(o.status, "value", o.status)))
+                out[i][j] = Verdict(ok, v.parsed, reason, 1.0 if ok else 0.0, v.details)
+        return out
+
+    def _grade_path(self, it: EvalItem, resp: str, qgt: dict) -> Verdict:
+        codelines = self.programs[it.meta["pid"]]["code"].split("\n")
+        return grade_path(resp, qgt, codelines)
+
+    def _grade_output(self, it: EvalItem, resp: str) -> tuple[Verdict, dict | None]:
+        span, _ = extract.answer_span(resp, _CFG)
+        if span is None:
+            return Verdict(False, None, "no_answer"), None
+        filled, reason = fill_template(it.meta["template"], span)
+        if filled is None:
+            return Verdict(False, None, reason), None
+        prog = self.programs[it.meta["pid"]]
+        payload: dict[str, Any] = {"code": prog["code"], "snippet": filled}
+        if prog.get("test"):
+            t = self.tests[it.meta["pid"]][it.meta["input_idx"]]  # type: ignore[index]
+            payload.update(kind="class", test_code=prog["test"], test_class=t["test_class"],
+                           test_method=t["test_method"])
+        else:
+            payload["kind"] = "function"
+        return Verdict(False, filled, "pending"), payload
+
+    # ---------------------------------------------------------------------------- metrics
+    def summarize(self, items: list[EvalItem], verdicts: list[list[Verdict]]) -> dict[str, Any]:
+        """Per-task REval metrics (first sample of each item) and, with all four tasks, IC."""
+        out: dict[str, Any] = {}
+        by_task: dict[str, list[tuple[EvalItem, Verdict]]] = {}
+        gt_failed = 0
+        for it, vs in zip(items, verdicts):
+            if not vs:
+                continue
+            if vs[0].reason == "ground_truth_failed":
+                gt_failed += 1
+                continue
+            by_task.setdefault(it.task, []).append((it, vs[0]))
+        if "reval-coverage" in by_task:
+            rows = by_task["reval-coverage"]
+            out["reval-coverage"] = metrics.binary_scores([v.details.get("pred", False) for _, v in rows],
+                                                          [v.details.get("gold", False) for _, v in rows])
+        for task in ("reval-path", "reval-state", "reval-output"):
+            if task in by_task:
+                out[task] = {"acc": metrics.accuracy(v.correct for _, v in by_task[task])}
+        if all(f"reval-{t}" in by_task for t in TASKS):
+            out["reval-ic"] = {"ic_score": self.ic(items, verdicts)}
+        out["ground_truth_failed_items"] = gt_failed
+        unans = sum(1 for it, vs in zip(items, verdicts) if vs and vs[0].details.get("unanswerable"))
+        if unans:
+            out["literal_unanswerable_items"] = unans
+        return out
+
+    @staticmethod
+    def ic(items: list[EvalItem], verdicts: list[list[Verdict]]) -> float:
+        """IC score over the (program, input, question) items that have all three question tasks;
+        the output verdict of their (program, input) pair completes each row."""
+        qv: dict[tuple, dict[str, bool]] = {}
+        ov: dict[tuple, bool] = {}
+        for it, vs in zip(items, verdicts):
+            if not vs or vs[0].reason == "ground_truth_failed":
+                continue
+            key = (it.meta["pid"], it.meta["input_idx"])
+            task = it.task.split("-", 1)[1]
+            if task == "output":
+                ov[key] = vs[0].correct
+            else:
+                qv.setdefault((*key, it.meta["q"]), {})[task] = vs[0].correct
+        rows = [(d["coverage"], d["state"], d["path"], ov[k[:2]]) for k, d in qv.items()
+                if len(d) == 3 and k[:2] in ov]
+        return metrics.ic_score(rows)
+
+    # ---------------------------------------------------------------------------- oracle
+    def oracle(self, items: list[EvalItem], ctx: GradeContext) -> list[str | None]:
+        """Correct responses from the ground truth (None where no literal answer exists)."""
+        gts = self.ground_truth(items, ctx)
+        out: list[str | None] = []
+        fills: list[tuple[int, dict]] = []
+        for i, it in enumerate(items):
+            gt = gts[(it.meta["pid"], it.meta["input_idx"])]
+            if gt.get("status") != "ok":
+                out.append(None)
+                continue
+            task = it.task.split("-", 1)[1]
+            if task == "coverage":
+                out.append(_wrap("YES" if gt["questions"][it.meta["q"]]["covered"] else "NO"))
+            elif task == "path":
+                nxt = gt["questions"][it.meta["q"]]["next"][0]
+                lines = self.programs[it.meta["pid"]]["code"].split("\n")
+                out.append(_wrap("-1" if nxt == -1 else lines[nxt - 1].strip()))
+            elif task == "state":
+                out.append(_oracle_state(gt["questions"][it.meta["q"]]["state"]))
+            else:
+                out.append(None)
+                job = self._oracle_output_job(it, gt)
+                if job is not None and job["kind"] == "direct":
+                    out[i] = _wrap(job["filled"])
+                elif job is not None:
+                    fills.append((i, job))
+        if fills:
+            pool = ctx.pool()
+            futs = [pool.submit(SNIPPET_TARGET, job, ctx.limits()) for _, job in fills]
+            for (i, job), fut in zip(fills, futs):
+                o = fut.result()
+                if getattr(o.status, "value", o.status) == "ok" and isinstance(o.value, dict):
+                    out[i] = _oracle_fill(items[i].meta["template"], o.value)
+        return out
+
+    def _oracle_output_job(self, it: EvalItem, gt: dict) -> dict | None:
+        prog = self.programs[it.meta["pid"]]
+        template = it.meta["template"]
+        if not prog.get("test"):
+            ret = gt.get("return")
+            if ret is None or not ret.get("literal"):
+                return None
+            value = safe_codec.from_jsonable(ret["value"])
+            filled = _HOLE.sub(lambda m: repr(value), template, count=1)
+            return {"kind": "direct", "filled": filled}
+        # Class items: take the expression the template replaced by `??` from the original test
+        # snippet and record its value while the snippet runs in its TestCase.
+        source = prog["inputs"][it.meta["input_idx"]]
+        probe = record_holes(template, source)
+        if probe is None:
+            return None
+        t = self.tests[it.meta["pid"]][it.meta["input_idx"]]  # type: ignore[index]
+        return {"kind": "class", "code": prog["code"], "test_code": prog["test"], "test_class": t["test_class"],
+                "test_method": t["test_method"], "snippet": probe, "record": True}
+
+
+def _wrap(answer: str) -> str:
+    return f"<reasoning>\noracle\n</reasoning>\n<answer>\n{answer}\n</answer>"
+
+
+# --------------------------------------------------------------------------------------------
+# Coverage / path / state graders (pure)
+
+
+def grade_coverage(it: EvalItem, resp: str, qgt: dict) -> Verdict:
+    """REval: predicted executed iff "YES" is in the uppercased answer."""
+    span, _ = extract.answer_span(resp, _CFG)
+    text = (span or "").upper()
+    pred = "YES" in text
+    gold = bool(qgt["covered"])
+    parsed = None if span is None or ("YES" not in text and "NO" not in text) else ("YES" if pred else "NO")
+    return Verdict(pred == gold, parsed, "" if pred == gold else "wrong_coverage", float(pred == gold),
+                   {"pred": pred, "gold": gold})
+
+
+def grade_path(resp: str, qgt: dict, codelines: list[str]) -> Verdict:
+    """REval: the answer maps to -1, -2 (empty / no such line) or the matching line numbers."""
+    span, _ = extract.answer_span(resp, _CFG)
+    if span is None:
+        return Verdict(False, None, "no_answer")
+    ans = "\n".join(parse.answer_lines(span)).strip()
+    if ans == "-1":
+        mapped = [-1]
+    elif not ans:
+        mapped = [-2]
+    else:
+        mapped = [i + 1 for i, c in enumerate(codelines) if c.strip() == ans] or [-2]
+    ok = any(m in qgt["next"] for m in mapped)
+    return Verdict(ok, ans, "" if ok else "wrong_path", float(ok), {"mapped": mapped[:10]})
+
+
+def parse_state_answer(text: str) -> tuple[str, Any, str] | None:
+    """REval's `value; type` parsing on a literal value: (`nil`|`value`, value, type name) or None.
+
+    Type names: `<class 'x'>` -> x, `x[...]` -> x, string/integer/none aliases, anything with a
+    comma or "tuple" -> tuple. The value goes through the bounded literal parser (never eval);
+    `type` answers accept a builtin type name as the value (e.g. `str; type`).
+    """
+    resp = text.strip()
+    if resp.capitalize() == NIL or resp == "[Nil]":
+        return ("nil", None, "")
+    semi = resp.rfind(";")
+    if semi < 0:
+        return None
+    val_str, type_str = resp[:semi].strip(), resp[semi + 1:].strip().lower().rstrip(".")
+    if val_str.capitalize() == NIL:
+        return ("nil", None, "")
+    m = re.match(r"<class '(.*)'>", type_str)
+    if m:
+        type_str = m.group(1)
+    m = re.match(r"(.*)\[.*\]", type_str)
+    if m:
+        type_str = m.group(1)
+    type_str = _TYPE_ALIASES.get(type_str, type_str)
+    if "," in type_str or "tuple" in type_str:
+        type_str = "tuple"
+    if val_str == "None" or type_str == "NoneType":
+        return ("value", None, "NoneType")
+    if type_str not in _BUILTIN_TYPES:
+        return None
+    if type_str == "type":
+        m = re.match(r"^<class '(\w+)'>$", val_str)
+        name = m.group(1) if m else val_str
+        return ("value", f"<class '{name}'>", "type") if name in _BUILTIN_TYPES else None
+    try:
+        return ("value", parse.literal_value(val_str, _CFG), type_str)
+    except parse.LiteralError:
+        return None
+
+
+def state_matches(ans: tuple[str, Any, str], state: dict) -> bool:
+    """REval's state equality of a parsed answer against the ground-truth value list."""
+    if ans[0] == "nil" or state["nil"]:
+        return ans[0] == "nil" and bool(state["nil"])
+    _, val, tname = ans
+    actual = [(v["type"], safe_codec.from_jsonable(v["value"])) for v in state["values"]]
+    if tname == "type":  # builtin type objects travel as opaque values with their repr
+        return any(t == "type" and isinstance(a, safe_codec.Opaque) and a.repr == val for t, a in actual)
+    want = _BUILTIN_TYPES[tname]
+    # REval requires some ground-truth value to be an instance of the answered type (it skips
+    # None values there, so a None label could never be matched: we let NoneType match None).
+    if not any(isinstance(a, want) for _, a in actual):
+        return False
+    if type(val) is not want:
+        return False
+    if want is float:
+        return any(type(a) is float and (abs(val - a) < 1e-6 or (math.isnan(val) and math.isnan(a)))
+                   for _, a in actual)
+    return any(python_equal(val, a) for _, a in actual)
+
+
+def grade_state(it: EvalItem, resp: str, qgt: dict) -> Verdict:
+    """A state answer against the traced values of the question's expression."""
+    state = qgt["state"]
+    unanswerable = not state["nil"] and not any(
+        safe_codec.is_literal(safe_codec.from_jsonable(v["value"])) or v["type"] == "type" for v in state["values"])
+    details = {"unanswerable": True} if unanswerable else {}
+    span, _ = extract.answer_span(resp, _CFG)
+    if span is None:
+        return Verdict(False, None, "no_answer", 0.0, details)
+    text = "\n".join(parse.answer_lines(span)).strip()
+    ans = parse_state_answer(text)
+    if ans is None:
+        return Verdict(False, None, "unparsable_state", 0.0, details)
+    ok = state_matches(ans, state)
+    return Verdict(ok, text, "" if ok else "wrong_state", float(ok), details)
+
+
+def _oracle_state(state: dict) -> str | None:
+    if state["nil"]:
+        return _wrap(NIL)
+    for v in state["values"]:
+        value = safe_codec.from_jsonable(v["value"])
+        if v["type"] == "type" and isinstance(value, safe_codec.Opaque):
+            return _wrap(f"{value.repr.split(chr(39))[1]}; type")
+        if safe_codec.is_literal(value):
+            return _wrap(f"{value!r}; {v['type']}")
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Output task: `??` templates
+
+
+def _hole_source(template: str) -> str:
+    counter = itertools.count()
+    return _HOLE.sub(lambda m: _HOLE_NAME.format(next(counter)), template)
+
+
+def _match(t: Any, a: Any, holes: dict[int, ast.expr], literal_holes: bool) -> bool:
+    if isinstance(t, ast.Name) and _HOLE_RE.match(t.id):
+        if not isinstance(a, ast.expr):
+            return False
+        if literal_holes:
+            try:
+                parse.literal_from_node(a, _CFG)
+            except parse.LiteralError:
+                return False
+        holes[int(_HOLE_RE.match(t.id).group(1))] = a  # type: ignore[union-attr]
+        return True
+    if isinstance(t, list):
+        return isinstance(a, list) and len(t) == len(a) and all(_match(x, y, holes, literal_holes) for x, y in zip(t, a))
+    if isinstance(t, ast.AST):
+        if type(t) is not type(a):
+            return False
+        for f in t._fields:
+            if f in ("ctx", "type_comment", "kind"):
+                continue
+            if not _match(getattr(t, f, None), getattr(a, f, None), holes, literal_holes):
+                return False
+        return True
+    return type(t) is type(a) and t == a
+
+
+def fill_template(template: str, span: str) -> tuple[str | None, str]:
+    """(filled snippet, reason): the answer must be the template with each `??` replaced by a
+    literal. Answers shorter than the template are right-aligned onto it (REval); `self.assert`
+    is read as `assert` (REval writes the snippet without `self.`)."""
+    body = extract.code_body(span).replace("self.assert", "assert")
+    in_lines, res_lines = template.strip().split("\n"), body.strip().split("\n")
+    if len(res_lines) < len(in_lines):
+        body = "\n".join(in_lines[:len(in_lines) - len(res_lines)] + res_lines)
+    try:
+        t_tree = ast.parse(_hole_source(template.strip()))
+        a_tree = ast.parse(body.strip())
+    except parse.PARSE_ERRORS:
+        return None, "answer_not_python"
+    holes: dict[int, ast.expr] = {}
+    if not _match(t_tree.body, a_tree.body, holes, literal_holes=True):
+        return None, "answer_differs_from_template"
+    return ast.unparse(a_tree), ""
+
+
+def record_holes(template: str, source: str) -> str | None:
+    """The template with each `??` replaced by `__rec__(k, <the expression the original test
+    snippet has there>)` (for the oracle), or None when the two do not align."""
+    try:
+        t_tree = ast.parse(_hole_source(template.strip()))
+        s_tree = ast.parse(source.replace("self.assert", "assert").strip())
+    except SyntaxError:
+        return None
+    holes: dict[int, ast.expr] = {}
+    if not _match(t_tree.body, s_tree.body, holes, literal_holes=False):
+        return None
+    src = _hole_source(template.strip())
+    for k, node in holes.items():
+        src = src.replace(_HOLE_NAME.format(k), f"__rec__({k}, {ast.unparse(node)})", 1)
+    return src
+
+
+def _oracle_fill(template: str, recorded: dict) -> str | None:
+    values = recorded.get("values", {})
+    src = _hole_source(template.strip())
+    for k in range(len(_HOLE.findall(template))):
+        if str(k) not in values:
+            return None
+        value = safe_codec.from_jsonable(values[str(k)])
+        if not safe_codec.is_literal(value):
+            return None
+        src = src.replace(_HOLE_NAME.format(k), repr(value), 1)
+    return _wrap(src)
