@@ -100,6 +100,7 @@ class SandboxPool:
     drop_privileges: when root, run jobs as a per-worker uid (uid_base + k, locked machine-wide).
     namespaces:      use network/mount/PID namespaces when available.
     tmpfs_mb:        size of each worker's private /tmp (and of its job work dirs).
+    seccomp:         install the seccomp deny-list in every job (x86_64/aarch64).
     unprivileged:    behave as a non-root pool even as root (no uid drop; namespaces through a
                      user namespace). For testing that path; real non-root pools do it anyway.
     """
@@ -116,6 +117,7 @@ class SandboxPool:
         uid_base: int = 61000,
         uid_count: int = 2000,
         unprivileged: bool = False,
+        seccomp: bool = True,
     ) -> None:
         if not sys.platform.startswith("linux"):
             raise RuntimeError(f"the sandbox needs Linux (pidfd, namespaces, prctl); this is {sys.platform}")
@@ -133,6 +135,7 @@ class SandboxPool:
             "uid_base": int(uid_base),
             "uid_count": int(uid_count),
             "unprivileged": bool(unprivileged),
+            "seccomp": bool(seccomp),
         }
         self._cond = threading.Condition()
         self._shared: collections.deque[_Job] = collections.deque()

@@ -103,6 +103,7 @@ def run_child(
     fds: dict[str, int],
     workdir: str,
     uid: int | None,
+    seccomp: Any = None,
 ) -> None:
     """Confines this process, runs `fn(payload)` and exits. Never returns."""
     try:
@@ -126,6 +127,8 @@ def run_child(
         sandbox_os.set_parent_death_signal()
         signal.signal(signal.SIGXCPU, _on_cpu_limit)
         sys.addaudithook(_audit_hook)
+        if seccomp is not None:
+            seccomp.install()  # last: after it, no namespace/mount/ptrace calls work
         if "random" in sys.modules:  # the worker's seeded state would repeat in every job
             sys.modules["random"].seed()
         max_result = int(limits["result_bytes"])

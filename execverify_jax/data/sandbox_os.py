@@ -13,6 +13,7 @@ import os
 import signal
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
@@ -70,6 +71,11 @@ def mount(source: str, target: str, fstype: str | None, flags: int, data: str | 
 def prctl(option: int, arg: int) -> None:
     """prctl(2) with one argument."""
     _check(_libc.prctl(option, arg, 0, 0, 0), "prctl")
+
+
+def prctl_args(option: int, arg2: int, arg3: int) -> None:
+    """prctl(2) with two arguments."""
+    _check(_libc.prctl(option, arg2, arg3, 0, 0), "prctl")
 
 
 def set_no_new_privs() -> None:

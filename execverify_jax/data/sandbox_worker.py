@@ -17,13 +17,14 @@ import gc
 import importlib
 import json
 import os
+import platform
 import select
 import signal
 import sys
 import time
 from typing import Any, Callable
 
-from execverify_jax.data import sandbox_os
+from execverify_jax.data import sandbox_os, sandbox_seccomp
 from execverify_jax.data.sandbox_child import EXIT_CPU_LIMIT, EXIT_RESULT_FAILED, EXIT_SETUP_FAILED, run_child
 from execverify_jax.data.sandbox_protocol import read_frame, write_frame
 
@@ -53,6 +54,7 @@ class Worker:
         self.devnull = os.open(os.devnull, os.O_RDWR)
         self.jobs = 0
         self._spare_workdir: str | None = None
+        self.seccomp: sandbox_seccomp.Filter | None = None
 
     # ----------------------------------------------------------------- one-time isolation set-up
     def setup(self) -> None:
@@ -96,6 +98,7 @@ class Worker:
             # setns() back to the host's PID namespace needs privileges there; instead become
             # the init of a PID namespace of our own, under which per-job ones can nest.
             self._try(True, "pidns", self._become_pid_namespace_init)
+        caps["seccomp"] = self._try(bool(self.config.get("seccomp", True)), "seccomp", self._load_seccomp)
         caps["pidns"] = self._try(use_ns, "pidns", self._check_pidns)
         if not caps["pidns"] and self.uid is None:
             notes.append("no PID namespace and no uid drop: processes that leave the job's process group survive it")
@@ -103,7 +106,6 @@ class Worker:
         caps["no_new_privs"] = True
         caps["rlimits"] = ["CPU", "AS", "NPROC", "NOFILE", "FSIZE", "CORE=0"]
         caps["cgroup"] = False
-        caps["seccomp"] = False
         if self.uid is not None and not caps["mountns"]:
             for path in self._exposed_paths():
                 if not _world_traversable(path):
@@ -206,6 +208,34 @@ class Worker:
             os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
         sandbox_os.set_parent_death_signal()
 
+    def _load_seccomp(self) -> None:
+        program = sandbox_seccomp.build_filter()
+        if program is None:
+            raise OSError(f"no syscall table for {platform.machine()}")
+        filt = sandbox_seccomp.Filter(program)
+        # Probe in a throwaway child: the filter must load, deny what it should, allow fork.
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                sandbox_os.set_no_new_privs()
+                filt.install()
+                try:
+                    sandbox_os.unshare(sandbox_os.CLONE_NEWUTS)
+                except PermissionError:
+                    inner = os.fork()
+                    if inner == 0:
+                        os._exit(0)
+                    code = 0 if os.waitpid(inner, 0)[1] == 0 else 3
+                else:
+                    code = 2
+            finally:
+                os._exit(code)
+        status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        if status != 0:
+            raise OSError(f"the seccomp filter failed its probe (exit {status})")
+        self.seccomp = filt
+
     def _check_pidns(self) -> None:
         self.pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -278,7 +308,7 @@ class Worker:
         pid = os.fork()
         if pid == 0:  # the job; never returns
             fds = {"out": out_w, "err": err_w, "res": res_w, "devnull": self.devnull}
-            run_child(fn, payload, limits, fds, workdir, self.uid)
+            run_child(fn, payload, limits, fds, workdir, self.uid, self.seccomp)
         for fd in (out_w, err_w, res_w):
             os.close(fd)
         try:

@@ -439,7 +439,7 @@ def _run(out: dict, tracer_args: tuple, compiled: Any, call_code: Any, ns: dict,
             exec(compiled, ns)  # noqa: S102 - untrusted by design; callers sandbox this process
             fn = ns[entry]
             args, kwargs = eval(call_code, ns, {"__execverify_args__": lambda *a, **k: (a, k)})  # noqa: S307
-        except Exception as exc:  # noqa: BLE001 - any program fault is a recorded outcome
+        except BaseException as exc:  # noqa: BLE001 - any program fault (SystemExit too) is an outcome
             out.update(status="setup_error", error={"type": type(exc).__name__, "message": _message(exc)})
             out["stdout"] = stdout.getvalue()[:MAX_STDOUT_CHARS]
             return

@@ -148,6 +148,8 @@ class Scorer:
 
     def _oi_futures(self, reqs: list[whitebox.OiRequest]) -> list[Future]:
         # Cached or new per-call futures; the new ones are packed `oi_group_size` per job.
+        if reqs:
+            self._need_pool()  # before any future is cached: none may be left unresolved
         prelude = self.cfg.prelude
         futures: list[Future] = []
         fresh: list[tuple[whitebox.OiRequest, Future]] = []
@@ -200,7 +202,14 @@ class Scorer:
                 for pair in chunk:
                     self._submit_oi_group([pair])
 
-        self._need_pool().submit(GROUND_TRUTH_MANY_TARGET, payload, self._limits(wall)).add_done_callback(done)
+        try:
+            job = self._need_pool().submit(GROUND_TRUTH_MANY_TARGET, payload, self._limits(wall))
+        except BaseException as exc:  # noqa: BLE001 - e.g. the pool was closed: never leave a future pending
+            for _, fut in chunk:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        job.add_done_callback(done)
 
     def _grade_later(self, answer: dict, req: whitebox.OiRequest, call: Future) -> "Future[RewardResult]":
         out: Future = Future()
@@ -273,9 +282,14 @@ class Scorer:
 
         lim = self._limits(cfg.codegen_single_wall_s)
         self._count_codegen(len(idx))
-        for k, i in enumerate(idx):
-            payload = codegen.tests_payload(code, tests, [i], cfg.codegen_single_timeout_s, cfg)
-            self.pool.submit(TESTS_TARGET, payload, lim).add_done_callback(lambda j, k=k: one(k, j))
+        try:
+            jobs = [self._need_pool().submit(TESTS_TARGET, codegen.tests_payload(
+                code, tests, [i], cfg.codegen_single_timeout_s, cfg), lim) for i in idx]
+        except BaseException as exc:  # noqa: BLE001 - e.g. the pool was closed
+            out.set_exception(exc)
+            return
+        for k, job in enumerate(jobs):
+            job.add_done_callback(lambda j, k=k: one(k, j))
 
 
 def _call_outcome(row: Any) -> CallOutcome:

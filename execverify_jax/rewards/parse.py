@@ -46,15 +46,24 @@ def to_text(response: str | bytes | None) -> str:
     return response
 
 
+def _tail_text(response: str | bytes | None, max_chars: int) -> str:
+    # Bytes: only the part from the last b"<answer>" on is decoded, so a megabyte of garbage
+    # costs no more than a well-formed response (a UTF-8 character is at most 4 bytes).
+    if isinstance(response, (bytes, bytearray)):
+        start = bytes(response).rfind(ANSWER_OPEN.encode(), max(0, len(response) - 4 * max_chars))
+        response = b"" if start < 0 else bytes(response[start:])
+    text = to_text(response)
+    return text[-max_chars:] if len(text) > max_chars else text
+
+
+
 def extract_answer(response: str | bytes | None, cfg: RewardConfig) -> str | None:
     """The stripped text of the last `<answer>...</answer>` span, or None when there is none.
 
     Only the last `cfg.max_response_chars` characters are searched (the span is at the end of a
     well-formed response). A span longer than `cfg.max_answer_chars` is treated as absent.
     """
-    text = to_text(response)
-    if len(text) > cfg.max_response_chars:
-        text = text[-cfg.max_response_chars:]
+    text = _tail_text(response, cfg.max_response_chars)
     start = text.rfind(ANSWER_OPEN)
     if start < 0:
         return None

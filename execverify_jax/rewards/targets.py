@@ -19,6 +19,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 import types
 from typing import Any
@@ -287,13 +288,20 @@ def _run_stdio(code: str, prelude: str, inputs: list, timeout_s: float, cap: int
         sys.stdin = io.TextIOWrapper(io.BytesIO(text_in.encode("utf-8", "replace")), encoding="utf-8")
         sys.stdout = out
         status = "ok"
+        before = set(threading.enumerate())
         try:
             _arm(timeout_s)
             try:
-                exec(compiled, _fresh_module("__main__"))
-            except SystemExit as exc:  # exit()/sys.exit(0) ends the program normally
-                if exc.code not in (None, 0):
-                    status = "error"
+                try:
+                    exec(compiled, _fresh_module("__main__"))
+                except SystemExit as exc:  # exit()/sys.exit(0) ends the program normally
+                    if exc.code not in (None, 0):
+                        status = "error"
+                # Competitive-programming solutions often run main() in a big-stack thread:
+                # its output belongs to this test, so wait for it (still under the alarm).
+                for t in threading.enumerate():
+                    if t not in before:
+                        t.join()
             finally:
                 _disarm()
             out.flush()

@@ -236,6 +236,8 @@ def score_io_mixed(answer: dict, response: str | bytes | None, cfg: RewardConfig
     text = parse.extract_answer(response, cfg)
     if text is None:
         return RewardResult(0.0, "io_mixed", False, "no_answer", base)
+    if text.count("\n") > 16 * cfg.max_answer_lines:  # cheap reject before splitting
+        return RewardResult(0.0, "io_mixed", False, "too_many_lines", base)
     lines = parse.answer_lines(text)
     if not lines:
         return RewardResult(0.0, "io_mixed", False, "empty_answer", base)

@@ -338,3 +338,16 @@ def test_cli_reports_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     rc = cli.main(["synth", "--config", str(REPO / "configs/data/small.yaml"), "--out", str(tmp_path / "o"),
                    "--set", "nonsense=1", "--no-progress"])
     assert rc == 2 and "nonsense" in capsys.readouterr().err
+
+
+def test_data_side_never_imports_jax_or_grain(python_exe: str) -> None:
+    import subprocess
+
+    code = ("import sys\n"
+            "import execverify_jax.data.pipeline, execverify_jax.data.records, execverify_jax.data.dedup\n"
+            "import execverify_jax.commands.synth\n"
+            "from execverify_jax.data import pipeline\n"
+            "pipeline.RealStages().cells(pipeline.DataConfig())\n"
+            "print(sorted(m for m in ('jax', 'grain', 'flax', 'optax', 'orbax') if m in sys.modules))\n")
+    out = subprocess.run([python_exe, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -389,6 +389,10 @@ def test_setup_errors_are_typed():
     assert t["status"] == "setup_error" and t["error"]["type"] == "NameError"
     t = run("import no_such_module_xyz\ndef f(x):\n    return x", "f", "1")
     assert t["status"] == "setup_error" and t["error"]["type"] == "ModuleNotFoundError"
+    t = run("import sys\nsys.exit(3)\ndef f(x):\n    return x", "f", "1")
+    assert t["status"] == "setup_error" and t["error"]["type"] == "SystemExit"
+    t = run("import sys\ndef f(x):\n    sys.exit(3)", "f", "1")
+    assert t["status"] == "exception" and t["exception"]["type"] == "SystemExit"
 
 
 def test_keyword_args_stdout_and_json_roundtrip():

@@ -82,3 +82,14 @@ def test_batch_target_in_process_digest_matches():
     # shared-process runs carry the per-item time budget as the tracer's own time limit
     assert json.loads(full[0]) == trace_program(*GOOD, max_seconds=2.0)
     assert dig == [digest(trace_target({**items[0], "max_seconds": 2.0}))]
+
+
+def test_cruxeval_all_programs_pass_the_fused_filter(pool, cruxeval_path):
+    from execverify_jax.data import safe_codec
+    from execverify_jax.data.trace_batch import trace_filter
+
+    rows = [json.loads(line) for line in cruxeval_path.read_text().splitlines() if line.strip()]
+    res = trace_filter(pool, [(r["code"], "f", r["input"]) for r in rows])
+    rejected = [(r["id"], v.reason) for r, v in zip(rows, res) if not v.kept]
+    assert rejected == []
+    assert all(safe_codec.to_jsonable(v.value) == v.trace["return"]["value"] for v in res)

@@ -127,6 +127,9 @@ SUM_STDIO = "a, b = map(int, input().split())\nprint(a + b)"
     ("import os\nos.write(1, b'3\\n')", 0.0),  # writing the real fd 1 bypasses the capture
     ("import glob, os\nprint(glob.glob('/**/*expected*', recursive=True), os.environ)", 0.0),
     ("print('x' * 10**8)", 0.0),  # output flood
+    ("import sys, threading\nthreading.stack_size(2**26)\nsys.setrecursionlimit(10**5)\n"
+     "def main():\n    a, b = map(int, input().split())\n    print(a + b)\n"
+     "threading.Thread(target=main).start()", 1.0),  # big-stack thread idiom
 ])
 def test_codegen_stdio(pool, code, rate):
     r = Scorer(pool, FAST).score(STDIO, block(code))
@@ -269,3 +272,17 @@ def test_expected_answers_never_enter_the_sandbox(pool, oi_record):
     # The only payload holding the string is the one where the *model* wrote it as an argument.
     holders = [p for p in rec.payloads if secret_out in p]
     assert len(holders) == 1 and '"args": ["' in holders[0]
+
+
+def test_missing_or_closed_pool_never_leaves_a_future_pending(oi_record):
+    from execverify_jax.data.sandbox import SandboxPool
+    from execverify_jax.rewards.batch import PRELOAD
+
+    with pytest.raises(RuntimeError):
+        Scorer(None, FAST).submit(oi_record, ans("assert f('abc', 2) == 0"))
+    closed = SandboxPool(1, preload=PRELOAD)
+    closed.close()
+    scorer = Scorer(closed, FAST)
+    for q, r in [(oi_record, ans("assert f('abc', 2) == 0")), (STDIO, block(SUM_STDIO))]:
+        with pytest.raises(RuntimeError):
+            scorer.submit(q, r).result(timeout=10)

@@ -284,3 +284,10 @@ def test_code_block_extraction_is_linear_and_takes_the_last_block():
     hostile = "```python\n" * 20_000  # quadratic for a lazy DOTALL regex
     assert parse.last_code_block(hostile) == ""
     assert parse.first_assert_line("assertion: x\n  assert f(1) == 2") == "  assert f(1) == 2"
+
+
+def test_io_only_batches_need_no_pool(io_record, correct_lines, respond):
+    from execverify_jax.rewards.batch import Scorer
+
+    results = Scorer(None, CFG).score_batch([io_record] * 3, [respond(correct_lines), "x", None])
+    assert [r.reward for r in results] == [2.0, 0.0, 0.0]

@@ -142,7 +142,7 @@ _LIST.update({
     "pop": [Tpl("$W.pop($W.pop() % 3)", "int", loop=False),
             Tpl("$W.extend([$W.pop($W.pop(0) % 3), $E])", "stmt", pure=False)],
     "remove": [Tpl("$W.remove($W[$K])\n$W.remove($W[$J])", "stmt", loop=False),
-               Tpl("$W.append($E)\n$W.remove($W[0])\n$W.append($C)\n$W.remove($W[$J])", "stmt")],
+               Tpl("$W.append($E)\n$W.remove($W[0])\n$W.append($C)\n$W.remove($W[$J])", "stmt", pure=False)],
     "reverse": [Tpl("$W.reverse()\n$W[0] = $E\n$W.reverse()", "stmt")],
     "sort": [Tpl("$W.sort(reverse=True)\n$W[$J] = $E\n$W.sort()", "stmt")],
 })
@@ -180,7 +180,7 @@ _SET: dict[str, list[Tpl]] = {
     "issuperset": [Tpl("$A.issuperset({$E}) or $A.issuperset($B)", "bool")],
     # int sets iterate in a hash order that does not depend on PYTHONHASHSEED: pop is stable.
     "pop": [Tpl("$W.pop() + $W.pop()", "int", loop=False),
-            Tpl("$P = set($W)\n$W.add($P.pop() + $P.pop())", "stmt")],
+            Tpl("$P = set($W)\n$W.add($P.pop() + $P.pop())", "stmt", pure=False)],
     "remove": [Tpl("$W.remove($C)\n$W.remove($D)", "stmt", loop=False, needs=("A_contains_C", "A_contains_D")),
                Tpl("$W.add($E)\n$W.remove($E)\n$W.add($E + $C)\n$W.remove(min($W))", "stmt", pure=False)],
 }
@@ -338,7 +338,7 @@ _EXTRA: dict[str, dict[str, list[Tpl]]] = {
     "dict": {
         "in": [Tpl("($E in $A) != ($C in $A)", "bool")],
         "not in": [Tpl("$E not in $A or $C not in $A", "bool")],
-        "==": [Tpl("($E in $A) == ($C in $A)", "bool")],
+        "==": [Tpl("($E in $A) == ($C in $A) or $A[$AK] == $N", "bool")],
         "!=": [Tpl("$A[$AK] != $N or ($E in $A) != ($C in $A)", "bool")],
         "dict[key]": [Tpl("$A[$AK] + $A[list($A)[-1]]", "int")],
         "len": [Tpl("len(list($A)[len($A) % 5]) + len($A)", "int")],

@@ -1,0 +1,211 @@
+"""One evaluation run: load a benchmark, get responses, grade, aggregate, write the results.
+
+Responses come from a JSONL file (`{"id", "response"}` per line, or `"responses": [...]` for
+several samples; repeated ids append samples), from the model (`generation.py`, imported only
+then), or from the ground truth itself (`oracle`, a harness self-check). Bad lines, unknown ids,
+items without a response and unparsable responses are counted and reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from execverify_jax.eval import metrics, registry
+from execverify_jax.eval.base import STYLES, GradeContext
+from execverify_jax.eval.items import EvalItem, LoadReport, Verdict
+
+
+@dataclass
+class EvalConfig:
+    """Everything one run needs (the CLI flags of `execverify eval`)."""
+
+    benchmark: str
+    data: str
+    style: str = "execverify"
+    limit: int | None = None
+    out: str | None = None
+    responses: str | None = None
+    model: str | None = None
+    tokenizer: str | None = None
+    oracle: bool = False
+    write_prompts: str | None = None
+    timeout_s: float = 3.0
+    workers: int | None = None
+    generation: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}, got {self.style!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit!r}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout must be > 0, got {self.timeout_s!r}")
+        sources = sum(x is not None and x is not False for x in (self.responses, self.model, self.oracle or None))
+        if sources > 1:
+            raise ValueError("give at most one of --model, --responses, --oracle")
+        if sources == 0 and not self.write_prompts:
+            raise ValueError("give --model, --responses or --oracle (or --write-prompts alone)")
+
+
+@dataclass
+class ResponseStats:
+    """What reading a responses file skipped."""
+
+    bad_lines: int = 0
+    unknown_ids: int = 0
+    missing_items: int = 0
+
+
+def read_responses(path: Path, items: list[EvalItem]) -> tuple[list[list[str]], ResponseStats]:
+    """Samples per item from a JSONL file; items without any get one empty response."""
+    stats = ResponseStats()
+    by_id: dict[str, list[str]] = collections.defaultdict(list)
+    known = {it.id for it in items}
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                stats.bad_lines += 1
+                continue
+            if not isinstance(rec, dict) or not isinstance(rec.get("id"), (str, int)):
+                stats.bad_lines += 1
+                continue
+            rid = str(rec["id"])
+            resps = rec.get("responses", [rec.get("response")]) if "responses" in rec else [rec.get("response")]
+            if not isinstance(resps, list) or not all(isinstance(r, str) for r in resps):
+                stats.bad_lines += 1
+                continue
+            if rid not in known:
+                stats.unknown_ids += 1
+                continue
+            by_id[rid].extend(resps)
+    out = []
+    for it in items:
+        if not by_id.get(it.id):
+            stats.missing_items += 1
+            out.append([""])
+        else:
+            out.append(by_id[it.id])
+    return out, stats
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Writes JSON lines (creating the folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def task_metrics(items: list[EvalItem], verdicts: list[list[Verdict]]) -> dict[str, dict[str, Any]]:
+    """Per task: items, samples, accuracy (mean fraction correct), pass@k, unparsable, reasons."""
+    groups: dict[str, list[list[Verdict]]] = collections.defaultdict(list)
+    for it, vs in zip(items, verdicts):
+        groups[it.task].append(vs)
+    out = {}
+    for task, rows in sorted(groups.items()):
+        counts = [(len(vs), sum(v.correct for v in vs)) for vs in rows if vs]
+        n_min = min((n for n, _ in counts), default=1)
+        reasons = collections.Counter(v.reason for vs in rows for v in vs if not v.correct)
+        m: dict[str, Any] = {
+            "items": len(rows), "samples": sum(n for n, _ in counts),
+            "accuracy": sum(c / n for n, c in counts) / len(counts) if counts else 0.0,
+            "unparsable": sum(v.unparsable for vs in rows for v in vs),
+            "reasons": dict(reasons.most_common()),
+        }
+        for k in metrics.ks_for(n_min):
+            m[f"pass@{k}"] = metrics.mean_pass_at_k(counts, k)
+        out[task] = m
+    return out
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """The end-of-run table: one row per task, then the benchmark-specific metrics."""
+    lines = ["| task | items | samples | accuracy | pass@k | unparsable |", "|---|---|---|---|---|---|"]
+    for task, m in results["tasks"].items():
+        ks = ", ".join(f"@{k[5:]}={100 * v:.1f}" for k, v in m.items() if k.startswith("pass@"))
+        lines.append(f"| {task} | {m['items']} | {m['samples']} | {100 * m['accuracy']:.2f} | {ks} | {m['unparsable']} |")
+    extra = results.get("benchmark_metrics") or {}
+    if extra:
+        lines += ["", "| metric | value |", "|---|---|"]
+        for k, v in extra.items():
+            if isinstance(v, dict):
+                for kk, vv in v.items():
+                    if isinstance(vv, float):
+                        vv = f"{100 * vv:.2f}" if kk not in ("ic_score",) else f"{vv:.2f}"
+                    lines.append(f"| {k}.{kk} | {vv} |")
+            else:
+                lines.append(f"| {k} | {v} |")
+    return "\n".join(lines)
+
+
+def run(cfg: EvalConfig, print_fn=print) -> dict[str, Any]:
+    """Runs one evaluation; returns the results dict (also written to OUT/results.json)."""
+    started = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
+    bench = registry.make(cfg.benchmark)
+    report: LoadReport = bench.load(Path(cfg.data), cfg.style, cfg.limit)
+    items = report.items
+    if report.bad_lines or report.skipped:
+        print_fn(f"[eval] skipped while loading: {report.bad_lines} bad lines, {report.skipped}")
+    if cfg.write_prompts:
+        write_jsonl(Path(cfg.write_prompts), [it.prompt_record() for it in items])
+        print_fn(f"[eval] wrote {len(items)} prompts to {cfg.write_prompts}")
+        if not (cfg.responses or cfg.model or cfg.oracle):
+            return {"benchmark": cfg.benchmark, "prompts": len(items)}
+    ctx = GradeContext(timeout_s=cfg.timeout_s, workers=cfg.workers)
+    rstats = ResponseStats()
+    gen_s = 0.0
+    try:
+        if cfg.responses:
+            responses, rstats = read_responses(Path(cfg.responses), items)
+        elif cfg.model:
+            from execverify_jax.eval import generation
+
+            g0 = time.perf_counter()
+            responses = generation.generate(items, cfg.model, cfg.tokenizer,
+                                            generation.GenerationConfig(**cfg.generation))
+            gen_s = time.perf_counter() - g0
+        else:
+            responses = [[r or ""] for r in bench.oracle(items, ctx)]
+        g1 = time.perf_counter()
+        verdicts = bench.grade(items, responses, ctx)
+        grade_s = time.perf_counter() - g1
+    finally:
+        ctx.close()
+    results: dict[str, Any] = {
+        "benchmark": cfg.benchmark,
+        "model": cfg.model or (f"responses:{cfg.responses}" if cfg.responses else "oracle"),
+        "config": {k: v for k, v in asdict(cfg).items()},
+        "started": started.isoformat(), "finished": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "seconds": {"total": time.perf_counter() - t0, "generation": gen_s, "grading": grade_s},
+        "data": {"items": len(items), "bad_lines": report.bad_lines, "skipped": report.skipped,
+                 "skip_examples": report.examples},
+        "responses": asdict(rstats),
+        "tasks": task_metrics(items, verdicts),
+        "benchmark_metrics": bench.summarize(items, verdicts),
+    }
+    if cfg.out:
+        out = Path(cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str))
+        rows = []
+        for it, resps, vs in zip(items, responses, verdicts):
+            for k, (r, v) in enumerate(zip(resps, vs)):
+                rows.append({"id": it.id, "task": it.task, "sample": k, "prompt": it.messages,
+                             "response": r, **v.to_dict()})
+        write_jsonl(out / "samples.jsonl", rows)
+    if rstats.bad_lines or rstats.unknown_ids or rstats.missing_items:
+        print_fn(f"[eval] responses: {rstats.bad_lines} bad lines, {rstats.unknown_ids} unknown ids, "
+                 f"{rstats.missing_items} items without a response (scored as empty)")
+    print_fn(markdown_table(results))
+    return results
