@@ -123,6 +123,7 @@ def main() -> int:
     ap.add_argument("--baseline-timeout", type=float, default=0.5, help="original per-answer timeout (s)")
     ap.add_argument("--baseline-site", action="store_true",
                     help="run the original's python with site imports (slower start-up, as in the paper's env)")
+    ap.add_argument("--oi-timeout", type=float, default=0.5, help="our per-call ground-truth timeout (s)")
     ap.add_argument("--io-repeats", type=int, default=5, help="repeat the (fast) io scoring to time it stably")
     ap.add_argument("--group-items", type=int, default=150, help="items for the GRPO-group oi row (0: skip)")
     ap.add_argument("--group-size", type=int, default=8, help="responses per question in the GRPO-group row")
@@ -135,7 +136,9 @@ def main() -> int:
     if args.n:
         items = items[: args.n]
     io_q, io_r, oi_q, oi_r = build(items)
-    cfg = RewardConfig(prelude=PRELUDE)
+    # Same per-answer timeout as the original (0.5 s) for a like-for-like comparison; one
+    # non-terminating wrong input otherwise holds a worker for the default 2 s.
+    cfg = RewardConfig(prelude=PRELUDE, oi_timeout_s=args.oi_timeout)
     cores = os.cpu_count() or 1
 
     # ---- ours: io (no execution, one thread)
@@ -176,7 +179,9 @@ def main() -> int:
         return {"task": name, "answers": n, "ours_answers_per_s": ours_rate, "ours_workers": ours_workers,
                 "original_answers_per_s": base_rate, "original_workers": args.baseline_workers,
                 "original_answers_per_s_per_core": base_rate / min(args.baseline_workers, cores),
-                "speedup": ours_rate / base_rate, "verdict_agreement": agree,
+                "speedup": ours_rate / base_rate,
+                "speedup_vs_nominal_114_per_core": ours_rate / (114.0 * min(args.baseline_workers, cores)),
+                "verdict_agreement": agree,
                 "ours_pass_rate_correct": correct_pass, "ours_pass_rate_wrong": wrong_pass,
                 "original_pass_rate_correct": sum(base_v[0::2]) / (n // 2),
                 "original_pass_rate_wrong": sum(base_v[1::2]) / (n // 2)}
@@ -203,12 +208,13 @@ def main() -> int:
         if "ours_pass_rate_correct" in r:
             line += (f"{r['ours_pass_rate_correct']:11.3f}/{r['original_pass_rate_correct']:.3f} "
                      f"{r['ours_pass_rate_wrong']:13.3f}/{r['original_pass_rate_wrong']:.3f}")
-        print(line)
+        print(line + f"   (vs nominal 114/s/core: {r['speedup_vs_nominal_114_per_core']:.1f}x)")
     disagree = {"io": [io_q[i]["id"] for i in range(len(io_r)) if io_ours[i] != io_base[i]],
                 "oi": [oi_q[i]["id"] + (":correct" if i % 2 == 0 else ":wrong")
                        for i in range(len(oi_r)) if oi_ours[i] != oi_base[i]]}
     print(f"disagreements: io {len(disagree['io'])}, oi {len(disagree['oi'])} (first: {disagree['oi'][:6]})")
-    result = {"benchmark": "rewards", "machine_cores": cores, "original_python_flags": list(BASELINE_FLAGS), "items": len(items), "rows": rows,
+    result = {"benchmark": "rewards", "machine_cores": cores, "original_python_flags": list(BASELINE_FLAGS),
+              "oi_timeout_s": args.oi_timeout, "load_average_after": os.getloadavg(), "items": len(items), "rows": rows,
               "oi_sandbox_jobs": oi_scorer.oi_jobs, "oi_cache_hits": oi_scorer.oi_cache_hits,
               "sandbox_capabilities": caps, "disagreements": disagree,
               "note": "shared 2-core machine: timings are noisy; io is scored on one thread without execution"}

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 NAME = "synth"
 HELP = "synthesize programs and questions into dataset shards"
@@ -13,7 +14,8 @@ HELP = "synthesize programs and questions into dataset shards"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Registers the command's flags (cheap: no heavy imports)."""
-    parser.add_argument("--config", default="configs/data/small.yaml", help="data config YAML (default: %(default)s)")
+    parser.add_argument("--config", default=None,
+                        help="data config YAML (default: the repository's configs/data/small.yaml)")
     parser.add_argument("--out", required=True, help="output directory (re-run with the same arguments to resume)")
     parser.add_argument("--shard", type=int, default=0, help="index of this shard (default: 0)")
     parser.add_argument("--num-shards", type=int, default=1, help="number of shards of the grid (default: 1)")
@@ -32,8 +34,12 @@ def run(args: argparse.Namespace) -> int:
     from execverify_jax.config import ConfigError
     from execverify_jax.data import pipeline
 
+    config = args.config
+    if config is None:
+        default = Path(__file__).resolve().parents[2] / "configs" / "data" / "small.yaml"
+        config = default if default.is_file() else None  # installed without the repo: built-in defaults
     try:
-        cfg = pipeline.load_config(args.config, args.overrides)
+        cfg = pipeline.load_config(config, args.overrides)
     except ConfigError as exc:
         print(f"execverify synth: config error: {exc}", file=sys.stderr)
         return 2

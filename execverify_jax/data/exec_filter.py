@@ -7,7 +7,7 @@ Replaces the original `filter_by_execution.py` (reference §2.5) with these diff
 - the result is checked as a value, in the parent: `ast.literal_eval(repr(v))` must rebuild a
   strictly equal value (same types all the way down), instead of running `assert f(x) == <repr>`
   inside the program;
-- determinism is checked with two separate sandbox runs on two different workers (different
+- determinism is checked with two (`runs`) separate sandbox runs on different workers (different
   hash seeds, so set/dict-order dependence of `str` hashing is caught), compared in the parent;
 - every rejection has a typed, countable reason, and the output keeps the input order.
 
@@ -86,7 +86,8 @@ def repr_round_trips(value: Any, value_repr: str) -> bool:
     return strict_equal(rebuilt, value)
 
 
-def _static_reason(c: Candidate) -> str | None:
+def static_reason(c: Candidate) -> str | None:
+    """The rejection reason found without running anything (syntax, entry, argument list), or None."""
     try:
         tree = ast.parse(c.code)
     except (SyntaxError, ValueError):
@@ -104,6 +105,9 @@ def _static_reason(c: Candidate) -> str | None:
     return None
 
 
+_static_reason = static_reason  # older name, used by data/trace_batch.py
+
+
 def _run_reason(out: Outcome) -> str | None:
     if out.status is Status.OK:
         return None
@@ -112,7 +116,7 @@ def _run_reason(out: Outcome) -> str | None:
     return out.status.value
 
 
-def _judge(c: Candidate, first: Outcome, second: Outcome) -> FilterResult:
+def _judge(c: Candidate, first: Outcome, *others: Outcome) -> FilterResult:
     reason = _run_reason(first)
     if reason:
         return FilterResult(c, False, reason, detail=first.error)
@@ -123,9 +127,10 @@ def _judge(c: Candidate, first: Outcome, second: Outcome) -> FilterResult:
         return FilterResult(c, False, "too_large", detail=f"repr of {len(value_repr)}+ chars")
     if not repr_round_trips(value, value_repr):
         return FilterResult(c, False, "repr_roundtrip", detail=value_repr[:200])
-    if second.status is not Status.OK or not strict_equal(second.value, value):
-        detail = f"second run: {second.status.value} {second.value_repr or second.error or ''}"[:300]
-        return FilterResult(c, False, "nondeterministic", detail=detail)
+    for k, other in enumerate(others, start=2):
+        if other.status is not Status.OK or not strict_equal(other.value, value):
+            detail = f"run {k}: {other.status.value} {other.value_repr or other.error or ''}"[:300]
+            return FilterResult(c, False, "nondeterministic", detail=detail)
     return FilterResult(c, True, None, value=value, value_repr=value_repr)
 
 
@@ -135,16 +140,20 @@ def filter_programs(
     *,
     limits: Limits | None = None,
     progress: bool = False,
+    runs: int = 2,
 ) -> list[FilterResult]:
-    """Judges every candidate (two sandbox runs each); results are in input order."""
+    """Judges every candidate with `runs` sandbox runs each (>= 2 checks determinism; 1 skips
+    that check); results are in input order."""
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs!r}")
     lim = limits or DEFAULT_LIMITS
-    static = [_static_reason(c) for c in candidates]
-    futures: dict[int, tuple[Any, Any]] = {}
+    static = [static_reason(c) for c in candidates]
+    futures: dict[int, list[Any]] = {}
     for i, (c, reason) in enumerate(zip(candidates, static)):
         if reason is None:
             payload = {"code": c.code, "call": f"{c.entry}({c.args})"}
-            # Two different workers -> two different hash seeds (when the pool has >= 2 workers).
-            futures[i] = (pool.submit(RUN_CALL, payload, lim, worker=2 * i), pool.submit(RUN_CALL, payload, lim, worker=2 * i + 1))
+            # Consecutive workers -> different hash seeds (when the pool has >= 2 workers).
+            futures[i] = [pool.submit(RUN_CALL, payload, lim, worker=runs * i + r) for r in range(runs)]
     results: list[FilterResult] = []
     it: Iterable[int] = range(len(candidates))
     if progress:
@@ -156,8 +165,7 @@ def filter_programs(
         if static[i] is not None:
             results.append(FilterResult(c, False, static[i]))
             continue
-        f1, f2 = futures[i]
-        results.append(_judge(c, f1.result(), f2.result()))
+        results.append(_judge(c, *(f.result() for f in futures[i])))
     return results
 
 

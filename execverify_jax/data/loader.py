@@ -290,33 +290,51 @@ def make_loader(data_dir: str | Path, tokenizer: ChatTokenizer, cfg: LoaderConfi
     return iter(build_dataset(files, tokenizer, cfg, process_index=process_index, process_count=process_count))
 
 
+class QuestionStore:
+    """Random access to question records by the loader's `record_index_B` (readers kept open).
+
+    `QuestionStore(data_dir, split)` or `QuestionStore(files)`; `store[i]` or `store.get(indices)`.
+    Needs only array_record (no grain), so the reward side can use it too.
+    """
+
+    def __init__(self, data_dir_or_files: str | Path | Sequence[str], split: str = "train") -> None:
+        from array_record.python.array_record_module import ArrayRecordReader
+
+        if isinstance(data_dir_or_files, (str, Path)):
+            self.files = question_files(data_dir_or_files, split)
+        else:
+            self.files = [str(f) for f in data_dir_or_files]
+        self._readers = [ArrayRecordReader(f) for f in self.files]
+        self._offsets = np.cumsum([0] + [int(r.num_records()) for r in self._readers])
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"record index {index} out of range (0..{len(self) - 1})")
+        f = int(np.searchsorted(self._offsets, index, side="right") - 1)
+        return json.loads(self._readers[f].read([index - int(self._offsets[f])])[0])
+
+    def get(self, indices: Sequence[int]) -> list[dict]:
+        """The records at `indices`, in order."""
+        return [self[i] for i in indices]
+
+    def close(self) -> None:
+        for r in self._readers:
+            r.close()
+        self._readers = []
+
+    def __enter__(self) -> "QuestionStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
 def lookup_questions(data_dir_or_files: str | Path | Sequence[str], indices: Sequence[int],
                      split: str = "train") -> list[dict]:
     """The question records at `indices` (e.g. a batch's `record_index_B`), for rewards."""
-    from array_record.python.array_record_module import ArrayRecordReader
-
-    if isinstance(data_dir_or_files, (str, Path)):
-        files = question_files(data_dir_or_files, split)
-    else:
-        files = list(data_dir_or_files)
-    sizes = []
-    for f in files:
-        r = ArrayRecordReader(f)
-        sizes.append(int(r.num_records()))
-        r.close()
-    offsets = np.cumsum([0] + sizes)
-    out = []
-    readers: dict[int, Any] = {}
-    try:
-        for idx in indices:
-            idx = int(idx)
-            if not 0 <= idx < offsets[-1]:
-                raise IndexError(f"record index {idx} out of range (0..{offsets[-1] - 1})")
-            f = int(np.searchsorted(offsets, idx, side="right") - 1)
-            if f not in readers:
-                readers[f] = ArrayRecordReader(files[f])
-            out.append(json.loads(readers[f].read([idx - int(offsets[f])])[0]))
-    finally:
-        for r in readers.values():
-            r.close()
-    return out
+    with QuestionStore(data_dir_or_files, split) as store:
+        return store.get(indices)

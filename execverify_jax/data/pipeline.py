@@ -23,13 +23,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
 import fcntl
 import hashlib
 import itertools
 import json
-import math
-import os
 import platform
 import random
 import sys
@@ -168,8 +165,8 @@ class Stages(Protocol):
     def pool(self, cfg: DataConfig) -> contextlib.AbstractContextManager: ...
     def synthesize(self, cell: Any, seed: int, cfg: DataConfig) -> dict | None: ...
     def check(self, cand: dict) -> list[str]: ...
-    def execute(self, pool: Any, cands: list[dict], cfg: DataConfig) -> list[tuple[list | None, str | None]]:
-        """Per program: (outputs aligned with inputs, None where an input failed; first failure reason)."""
+    def execute(self, pool: Any, cands: list[dict], cfg: DataConfig) -> list[list[tuple[Any, str | None]]]:
+        """Per program, per input: (output as a safe_codec jsonable, None) or (None, rejection reason)."""
     def trace(self, pool: Any, progs: list[dict], cfg: DataConfig) -> list[tuple[list | None, str | None]]:
         """Per program: (one trace per input, None) or (None, rejection reason)."""
     def questions(self, prog: dict, traces: list, cfg: DataConfig, rng: random.Random) -> list[dict]: ...
@@ -341,9 +338,13 @@ def process_chunk(tasks: list[Task], stages: Stages, pool: Any, cfg: DataConfig,
         executed = stages.execute(pool, [c for _, c, _ in cands], cfg) if cands else []
         res.timings["execute_s"] += time.perf_counter() - t0
         runnable: list[tuple[Task, dict, str]] = []
-        for (task, cand, fp), (outputs, reason) in zip(cands, executed):
-            outputs = list(outputs) if outputs is not None else [None] * len(cand["inputs"])
-            keep = [k for k, o in enumerate(outputs) if o is not None]
+        for (task, cand, fp), per_input in zip(cands, executed):
+            per_input = list(per_input)
+            if len(per_input) != len(cand["inputs"]):  # a stage bug: never trust misaligned outputs
+                per_input = [(None, "stage_misaligned")] * len(cand["inputs"])
+            outputs = [o for o, _ in per_input]
+            reason = next((r for _, r in per_input if r is not None), None)
+            keep = [k for k, (_, r) in enumerate(per_input) if r is None]
             if len(keep) < min(cfg.min_inputs, len(cand["inputs"])):
                 res.rejections.add(_reason_key("exec", reason or "unknown"),
                                    {"cell": task.info.key, "reason": _short(str(reason), 200), "code": _short(cand["code"])})
@@ -715,9 +716,12 @@ def finalize(out_dir: str | Path, cfg: DataConfig, stages: Stages, num_shards: i
         manifest_path = out_dir / "manifest.json"
         if manifest_path.is_file():
             old = records.read_json(manifest_path)
-            if old.get("status") == "complete" and old.get("config_hash") == config_hash(cfg) \
-                    and [c["name"] for c in old.get("chunks", [])] == names and set(old.get("formats", [])) >= set(formats):
+            same = old.get("status") == "complete" and old.get("config_hash") == config_hash(cfg) \
+                and [c["name"] for c in old.get("chunks", [])] == names
+            if same and set(old.get("formats", [])) >= set(formats):
                 return old
+            if same:  # only a new format was asked for: keep the ones already written
+                formats = tuple(sorted(set(formats) | set(old.get("formats", []))))
         return _finalize_locked(out_dir, cfg, stages, num_shards, names, formats)
 
 
@@ -897,8 +901,10 @@ def verify(out_dir: str | Path, cfg: DataConfig, stages: Stages | None = None, p
     with stages.pool(cfg) as pool:
         for start in range(0, len(programs), 256):
             batch = programs[start:start + 256]
-            for prog, (outputs, reason) in zip(batch, runner(pool, batch, cfg)):
-                if outputs is None or list(outputs) != list(prog["outputs"]):
+            for prog, per_input in zip(batch, runner(pool, batch, cfg)):
+                outputs = [o if r is None else None for o, r in per_input]
+                reason = next((r for _, r in per_input if r is not None), None)
+                if reason is not None or outputs != list(prog["outputs"]):
                     mismatches.append({"program_id": prog["id"], "reason": reason,
                                        "recorded": prog["outputs"], "got": outputs})
             bar.update(len(batch))
@@ -972,7 +978,7 @@ class RealStages:
 
         return list(checker.check(cand["code"], cand["entry"], cand.get("constraint")))
 
-    def execute(self, pool: Any, cands: list[dict], cfg: DataConfig) -> list[tuple[list | None, str | None]]:
+    def execute(self, pool: Any, cands: list[dict], cfg: DataConfig) -> list[list[tuple[Any, str | None]]]:
         self._traces: dict[tuple[str, str, str], dict] = {}
         if not cfg.fused_filter_trace:
             return _execute(pool, cands, self._limits(cfg))
@@ -987,7 +993,7 @@ class RealStages:
                                            max_steps=cfg.trace.max_steps, max_value_chars=cfg.trace.max_value_chars)
         from execverify_jax.data import safe_codec
 
-        out: list[tuple[list | None, str | None]] = []
+        out: list[list[tuple[Any, str | None]]] = []
         pos = 0
         for c in cands:
             mine = results[pos:pos + len(c["inputs"])]
@@ -995,11 +1001,11 @@ class RealStages:
             for r in mine:
                 if r.kept:
                     self._traces[(r.code, r.entry, r.args)] = r.trace
-            out.append(([safe_codec.to_jsonable(r.value) if r.kept else None for r in mine],
-                        next((r.reason for r in mine if not r.kept), None)))
+            out.append([(safe_codec.to_jsonable(r.value), None) if r.kept else (None, r.reason or "unknown")
+                        for r in mine])
         return out
 
-    def rerun(self, pool: Any, progs: list[dict], cfg: DataConfig) -> list[tuple[list | None, str | None]]:
+    def rerun(self, pool: Any, progs: list[dict], cfg: DataConfig) -> list[list[tuple[Any, str | None]]]:
         """For `verify`: always the plain execution filter (no tracer), independent of `execute`."""
         return _execute(pool, progs, self._limits(cfg))
 
@@ -1058,22 +1064,20 @@ class RealStages:
         return out
 
 
-def _execute(pool: Any, cands: list[dict], limits: Any) -> list[tuple[list | None, str | None]]:
+def _execute(pool: Any, cands: list[dict], limits: Any) -> list[list[tuple[Any, str | None]]]:
     """Runs every (program, input) through the execution filter (data/exec_filter.py).
 
-    Returns, per program, outputs aligned with its inputs (safe_codec jsonables; None where that
-    input was rejected) and the first rejection reason (None when every input was kept).
+    Returns, per program and input, (output as a safe_codec jsonable, None) when kept, else
+    (None, rejection reason). (A kept output may itself be None: the program returned None.)
     """
     from execverify_jax.data import exec_filter
 
     flat = [exec_filter.Candidate(code=c["code"], entry=c["entry"], args=a) for c in cands for a in c["inputs"]]
     results = exec_filter.filter_programs(pool, flat, limits=limits)
-    out: list[tuple[list | None, str | None]] = []
+    out: list[list[tuple[Any, str | None]]] = []
     pos = 0
     for c in cands:
         mine = results[pos:pos + len(c["inputs"])]
         pos += len(c["inputs"])
-        outputs = [r.output if r.kept else None for r in mine]
-        reason = next((r.reason for r in mine if not r.kept), None)
-        out.append((outputs, reason))
+        out.append([(r.output, None) if r.kept else (None, r.reason or "unknown") for r in mine])
     return out

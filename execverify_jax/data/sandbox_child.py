@@ -59,10 +59,13 @@ def _set_limits(limits: dict[str, Any]) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+_os_write = os.write  # bound at import, before any job could replace os.write
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view) :]
+        view = view[_os_write(fd, view) :]
 
 
 def _encode_result(value: Any, cap: int) -> bytes:
@@ -103,7 +106,6 @@ def run_child(
     fds: dict[str, int],
     workdir: str,
     uid: int | None,
-    seccomp: Any = None,
 ) -> None:
     """Confines this process, runs `fn(payload)` and exits. Never returns."""
     try:
@@ -122,13 +124,15 @@ def run_child(
         if uid is not None:
             os.setgroups([])
             os.setgid(uid)
-            os.setuid(uid)
+            os.setuid(uid)  # from root to another uid: clears every capability
+        else:
+            # Same uid as the worker (non-root pool, or drop_privileges=False): still shed every
+            # capability (in a user namespace the worker holds them all, e.g. to unmount).
+            sandbox_os.drop_capabilities()
         sandbox_os.set_no_new_privs()
         sandbox_os.set_parent_death_signal()
         signal.signal(signal.SIGXCPU, _on_cpu_limit)
         sys.addaudithook(_audit_hook)
-        if seccomp is not None:
-            seccomp.install()  # last: after it, no namespace/mount/ptrace calls work
         if "random" in sys.modules:  # the worker's seeded state would repeat in every job
             sys.modules["random"].seed()
         max_result = int(limits["result_bytes"])
@@ -138,7 +142,7 @@ def run_child(
         finally:
             os._exit(EXIT_SETUP_FAILED)
 
-    write, exit_ = os.write, os._exit  # keep our own references: the job may tamper with `os`
+    exit_ = os._exit  # our own reference: the job may replace `os._exit`
     try:
         try:
             value = fn(payload)
@@ -158,7 +162,6 @@ def run_child(
     except BaseException:  # noqa: BLE001
         exit_(EXIT_RESULT_FAILED)
     exit_(0)
-    write(2, b"unreachable\n")
 
 
 def _flush_std_streams() -> None:

@@ -78,6 +78,24 @@ def prctl_args(option: int, arg2: int, arg3: int) -> None:
     _check(_libc.prctl(option, arg2, arg3, 0, 0), "prctl")
 
 
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def drop_capabilities() -> None:
+    """capset(2) to nothing: effective, permitted and inheritable all empty (irreversible)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
 def set_no_new_privs() -> None:
     """After this, execve of set-uid binaries (su, sudo, ping...) cannot gain privileges."""
     prctl(PR_SET_NO_NEW_PRIVS, 1)

@@ -1,7 +1,8 @@
 """A seccomp-BPF deny-list for sandbox jobs: shrink the kernel surface a job can reach.
 
 Denied with EPERM: debugging other processes (ptrace, process_vm_*), namespace and mount
-operations (unshare, setns, mount family, pivot_root, chroot; clone with any CLONE_NEW* flag),
+operations (unshare and setns except for exactly CLONE_NEWPID, which the worker needs and an
+unprivileged job cannot use; the mount family, pivot_root, chroot; clone with any CLONE_NEW*),
 io_uring, bpf, perf_event_open, userfaultfd, the key store, module/kexec/reboot/swap/clock
 administration, and every x32 syscall on x86_64. clone3 gets ENOSYS (its flags live in memory
 the filter cannot read) so glibc falls back to clone, whose flags are checked. Everything else is
@@ -11,6 +12,10 @@ profile, not a whitelist.
 Only x86_64 and aarch64 are supported (syscall numbers from <asm/unistd_64.h> and
 <asm-generic/unistd.h>; tests check them against the headers when present). Elsewhere
 `build_filter` returns None and the worker reports `seccomp: False`.
+
+The worker installs the filter on itself once, after its own namespace and mount set-up, so
+every job inherits it for free (installing per job would cost ~0.3 ms: the kernel JIT-compiles
+each new filter).
 """
 
 from __future__ import annotations
@@ -73,7 +78,9 @@ RET_ALLOW = 0x7FFF0000
 RET_ERRNO = 0x00050000
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
-_OFF_NR, _OFF_ARCH, _OFF_ARG0 = 0, 4, 16  # struct seccomp_data; arg0's low 32 bits (little endian)
+# struct seccomp_data offsets; args are u64, we read their low 32 bits (little endian).
+_OFF_NR, _OFF_ARCH, _OFF_ARG0, _OFF_ARG1 = 0, 4, 16, 24
+CLONE_NEWPID = 0x20000000
 
 
 class _SockFprog(ctypes.Structure):
@@ -115,8 +122,16 @@ def build_filter(arch: str | None = None) -> bytes | None:
     ]
     if arch == "x86_64":
         prog.append((_JGE_K, "deny", 0, X32_SYSCALL_BIT))
+    # The worker itself runs under this filter (installed once, inherited by every job) and
+    # still needs a fresh PID namespace per job: unshare/setns with exactly CLONE_NEWPID pass.
+    # A job gains nothing from them: without CAP_SYS_ADMIN (no user namespaces: denied below)
+    # the kernel refuses both.
+    prog += [
+        (_JEQ_K, "unshare", 0, nr["unshare"]),
+        (_JEQ_K, "setns", 0, nr["setns"]),
+    ]
     for name in DENIED:
-        if name in nr:
+        if name in nr and name not in ("unshare", "setns"):
             prog.append((_JEQ_K, "deny", 0, nr[name]))
     prog += [
         (_JEQ_K, "enosys", 0, nr["clone3"]),
@@ -125,6 +140,14 @@ def build_filter(arch: str | None = None) -> bytes | None:
         ("label", "clone"),
         (_LD_W_ABS, 0, 0, _OFF_ARG0),
         (_JSET_K, "deny", 0, CLONE_NS_FLAGS),
+        (_RET_K, 0, 0, RET_ALLOW),
+        ("label", "unshare"),
+        (_LD_W_ABS, 0, 0, _OFF_ARG0),
+        (_JEQ_K, "allow_pidns", "deny", CLONE_NEWPID),
+        ("label", "setns"),
+        (_LD_W_ABS, 0, 0, _OFF_ARG1),
+        (_JEQ_K, "allow_pidns", "deny", CLONE_NEWPID),
+        ("label", "allow_pidns"),
         (_RET_K, 0, 0, RET_ALLOW),
         ("label", "deny"),
         (_RET_K, 0, 0, RET_ERRNO | errno.EPERM),

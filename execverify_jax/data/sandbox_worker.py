@@ -37,6 +37,7 @@ DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc
 # Hidden from jobs behind empty read-only tmpfs (home dirs, checkouts, data sets: a job must not
 # read expected answers or keys off disk). What the interpreter needs is bound back read-only.
 HIDDEN_DIRS = ("/root", "/home", "/work", "/mnt", "/srv", "/media", "/data", "/scratch", "/run")
+NPROC_SLACK = 64  # growth of the user's own task count that non-root jobs tolerate
 HEAVY_MODULES = ("numpy", "jax", "torch", "tensorflow", "scipy", "pandas")
 STRAGGLER_GRACE_S = 0.5  # without a PID namespace: how long escaped processes may hold our pipes
 
@@ -55,6 +56,7 @@ class Worker:
         self.jobs = 0
         self._spare_workdir: str | None = None
         self.seccomp: sandbox_seccomp.Filter | None = None
+        self.nproc_base = 0  # added to Limits.nproc when jobs share the user's uid
 
     # ----------------------------------------------------------------- one-time isolation set-up
     def setup(self) -> None:
@@ -71,9 +73,12 @@ class Worker:
             caps["uid_drop"] = True
             caps["uid"] = self.uid
         elif not root:
-            notes.append("not root: jobs run as the pool's own uid (RLIMIT_NPROC shared with it)")
+            # RLIMIT_NPROC counts every task of the real uid, the user's own included: offset it
+            # by what the user runs now, or a job could not start a single thread.
+            self.nproc_base = _tasks_of_uid(os.getuid()) + NPROC_SLACK
+            notes.append(f"not root: jobs run as the pool's own uid; RLIMIT_NPROC is offset by the {self.nproc_base} tasks it already runs (+slack)")
         else:
-            notes.append("drop_privileges=False as root: JOBS RUN AS ROOT and can undo every other layer")
+            notes.append("drop_privileges=False as root: jobs run as uid 0 (capabilities dropped) and can write every root-owned file")
         use_ns = self.config.get("namespaces", True)
         caps["userns"] = False
         if use_ns and not root:
@@ -265,6 +270,8 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - a bad target name is the caller's error
             return {"status": "error", "error_type": "TargetError", "error": f"cannot load target {job['target']!r}: {type(exc).__name__}: {exc}"}
         limits = job["limits"]
+        if self.nproc_base:
+            limits = dict(limits, nproc=int(limits["nproc"]) + self.nproc_base)
         workdir = self._workdir()
         try:
             return self._fork_and_wait(fn, job["payload"], limits, workdir)
@@ -308,7 +315,7 @@ class Worker:
         pid = os.fork()
         if pid == 0:  # the job; never returns
             fds = {"out": out_w, "err": err_w, "res": res_w, "devnull": self.devnull}
-            run_child(fn, payload, limits, fds, workdir, self.uid, self.seccomp)
+            run_child(fn, payload, limits, fds, workdir, self.uid)
         for fd in (out_w, err_w, res_w):
             os.close(fd)
         try:
@@ -440,6 +447,22 @@ def _ignore(fn: Callable[[str], None], path: str) -> None:
         pass
 
 
+def _tasks_of_uid(uid: int) -> int:
+    """Processes+threads whose real uid is `uid` (what RLIMIT_NPROC counts), from /proc."""
+    count = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            if int(fields["Uid"].split()[0]) == uid:
+                count += int(fields["Threads"])
+        except (OSError, KeyError, ValueError):
+            continue
+    return count
+
+
 def _vm_size_mb() -> float:
     """The worker's virtual size: RLIMIT_AS of a job counts it before the job allocates anything."""
     try:
@@ -490,6 +513,14 @@ def main(argv: list[str]) -> int:
     if heavy:
         worker.caps["notes"].append(f"preloaded targets imported {heavy}: forks are slower and RLIMIT_AS must cover them")
     worker.caps["worker_vm_mb"] = _vm_size_mb()
+    if worker.seccomp is not None:
+        # Once, here: every job inherits it (no per-job cost); the worker no longer needs mounts.
+        try:
+            sandbox_os.set_no_new_privs()
+            worker.seccomp.install()
+        except OSError as exc:
+            worker.caps["seccomp"] = False
+            worker.caps["notes"].append(f"seccomp unavailable: {exc}")
     gc.freeze()  # keep the GC from touching (and so copying) the worker's objects in every job
     write_frame(wfd, {"hello": worker.caps, "pid": os.getpid()})
     while True:

@@ -20,6 +20,8 @@ from execverify_jax.eval import metrics, registry
 from execverify_jax.eval.base import STYLES, GradeContext
 from execverify_jax.eval.items import EvalItem, LoadReport, Verdict
 
+GT_FAILED = "ground_truth_failed"
+
 
 @dataclass
 class EvalConfig:
@@ -112,12 +114,15 @@ def task_metrics(items: list[EvalItem], verdicts: list[list[Verdict]]) -> dict[s
     for it, vs in zip(items, verdicts):
         groups[it.task].append(vs)
     out = {}
-    for task, rows in sorted(groups.items()):
+    for task, all_rows in sorted(groups.items()):
+        # Items whose ground truth could not be computed are excluded (and counted), not failed.
+        rows = [vs for vs in all_rows if not (vs and vs[0].reason == GT_FAILED)]
         counts = [(len(vs), sum(v.correct for v in vs)) for vs in rows if vs]
         n_min = min((n for n, _ in counts), default=1)
         reasons = collections.Counter(v.reason for vs in rows for v in vs if not v.correct)
         m: dict[str, Any] = {
-            "items": len(rows), "samples": sum(n for n, _ in counts),
+            "items": len(rows), "excluded_no_ground_truth": len(all_rows) - len(rows),
+            "samples": sum(n for n, _ in counts),
             "accuracy": sum(c / n for n, c in counts) / len(counts) if counts else 0.0,
             "unparsable": sum(v.unparsable for vs in rows for v in vs),
             "reasons": dict(reasons.most_common()),
@@ -133,7 +138,9 @@ def markdown_table(results: dict[str, Any]) -> str:
     lines = ["| task | items | samples | accuracy | pass@k | unparsable |", "|---|---|---|---|---|---|"]
     for task, m in results["tasks"].items():
         ks = ", ".join(f"@{k[5:]}={100 * v:.1f}" for k, v in m.items() if k.startswith("pass@"))
-        lines.append(f"| {task} | {m['items']} | {m['samples']} | {100 * m['accuracy']:.2f} | {ks} | {m['unparsable']} |")
+        n_items = f"{m['items']} (+{m['excluded_no_ground_truth']} without ground truth)" \
+            if m.get("excluded_no_ground_truth") else str(m["items"])
+        lines.append(f"| {task} | {n_items} | {m['samples']} | {100 * m['accuracy']:.2f} | {ks} | {m['unparsable']} |")
     extra = results.get("benchmark_metrics") or {}
     if extra:
         lines += ["", "| metric | value |", "|---|---|"]

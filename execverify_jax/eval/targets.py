@@ -121,13 +121,13 @@ class _Probe:
         self.deadline, self.max_events, self.events = deadline, max_events, 0
         self.values: list[dict[str, dict]] = [{} for _ in exprs]
         self.occurrences = [0] * len(exprs)
-        self.pending: dict[int, tuple[int, int]] = {}  # id(frame) -> (statement line, last raw line)
-        self.frames: list[Any] = []  # strong refs keep frame ids unique
+        # id(frame) -> (statement line, last raw line); popped at the frame's return event
+        # (also sent when an exception leaves the frame), so an id is never reused while pending.
+        self.pending: dict[int, tuple[int, int]] = {}
 
     def global_trace(self, frame: Any, event: str, arg: Any) -> Any:
         if frame.f_code.co_filename != tracer_mod.SENTINEL or frame.f_code.co_name == "<module>":
             return None
-        self.frames.append(frame)
         return self.local_trace
 
     def _close(self, frame: Any, line: int) -> None:

@@ -82,7 +82,9 @@ class Scorer:
     # ------------------------------------------------------------------------------ public
     def submit(self, question: dict, response: str | bytes | None) -> "Future[RewardResult]":
         """Queues one response; raises RecordError for a malformed question record."""
-        answer = validate(question)
+        return self._submit_valid(validate(question), response)
+
+    def _submit_valid(self, answer: dict, response: str | bytes | None) -> "Future[RewardResult]":
         layout = answer["layout"]
         if layout == "io_mixed":
             return _done(whitebox.score_io_mixed(answer, response, self.cfg))
@@ -110,7 +112,7 @@ class Scorer:
         oi: list[tuple[int, whitebox.OiRequest]] = []
         for i, (answer, response) in enumerate(zip(answers, responses)):
             if answer["layout"] != "oi":
-                out[i] = self.submit(answer, response)
+                out[i] = self._submit_valid(answer, response)
                 continue
             req = whitebox.parse_oi(answer, response, self.cfg)
             if isinstance(req, RewardResult):

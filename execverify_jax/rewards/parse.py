@@ -274,22 +274,38 @@ def parse_assert(line: str, cfg: RewardConfig) -> ParsedAssert:
 
 
 @lru_cache(maxsize=4096)
-def _reference_call_dump(entry: str, args_src: str) -> str | None:
+def _reference_call(entry: str, args_src: str) -> ast.expr | None:
     try:
-        node = ast.parse(f"{entry}({args_src})", mode="eval").body
+        return ast.parse(f"{entry}({args_src})", mode="eval").body
     except PARSE_ERRORS:
         return None
-    return ast.dump(node)
+
+
+def same_ast(a: object, b: object) -> bool:
+    """Structural equality of AST nodes, ignoring positions and the `u''` string prefix.
+
+    Constants must have identical types and equal values, so `1`, `1.0` and `True` differ.
+    """
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, ast.AST):
+        return all(f == "kind" or same_ast(getattr(a, f, None), getattr(b, f, None)) for f in a._fields)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same_ast(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def call_matches(call: ast.Call, entry: str, args_src: str) -> bool:
     """True when the model's call is the question's call `entry(args_src)`, compared as ASTs.
 
-    `ast.dump` omits positions, so spacing, quote style and redundant parentheses are
-    normalised away, while the values (1 vs 1.0 vs True) are kept distinct.
+    Positions, spacing, quote style and redundant parentheses are normalised away, while the
+    values (1 vs 1.0 vs True) are kept distinct.
     """
-    ref = _reference_call_dump(entry, args_src)
-    return ref is not None and ast.dump(call) == ref
+    ref = _reference_call(entry, args_src)
+    try:
+        return ref is not None and same_ast(call, ref)
+    except RecursionError:
+        return False
 
 
 def call_literal_args(call: ast.Call, cfg: RewardConfig) -> tuple[list[str], list[tuple[str, str]]]:

@@ -113,3 +113,11 @@ def test_extracted_candidate_passes_the_filter(pool):
     cand = extract_candidate("import math\ndef f(x):\n    return math.floor(x)\nprint(f(3.7))")
     (r,) = filter_programs(pool, [cand], limits=FAST)
     assert r.kept and r.value == 3
+
+
+def test_runs_parameter(pool):
+    rand = c("import random\ndef f():\n    return random.random()")
+    assert filter_programs(pool, [rand], limits=FAST, runs=1)[0].kept  # no determinism check
+    assert filter_programs(pool, [rand], limits=FAST, runs=3)[0].reason == "nondeterministic"
+    with pytest.raises(ValueError):
+        filter_programs(pool, [rand], runs=0)

@@ -76,6 +76,10 @@ def test_batches_are_padded_to_buckets_and_overlong_prompts_counted(data_dir: Pa
     # The record indices look the questions up again (for rewards).
     idx = batches[0]["record_index_B"]
     assert [q["id"] for q in loader.lookup_questions(data_dir, idx)] == list(batches[0]["question_id_B"])
+    with loader.QuestionStore(data_dir) as store:
+        assert len(store) == 90 and store[50]["id"] == "q50" and store[49]["id"] == "q49"
+        with pytest.raises(IndexError):
+            store[90]
 
 
 def test_right_padding_and_split_selection(data_dir: Path) -> None:

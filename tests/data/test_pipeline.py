@@ -69,12 +69,15 @@ class FakeStages:
             code = "def f(x):\n    BAD = x\n    return BAD"
         elif kind == 6:
             code = "def g(x):\n    return x + 1"  # the same program again and again: duplicates
+        elif kind == 8:
+            code = "def h(x):\n    if x > 1000:\n        return x\n    return None"  # a legitimate None output
+            inputs = ["1", "2"]
         elif kind == 7:
             code = f"def f(x):\n    return {r.randrange(10_000)} // (x - 3)"  # input 3 fails, 5 passes
             inputs = ["3", "5"]
         else:
             code = f"def f(x):\n    y = x * {r.randrange(10_000)}\n    return y - {r.randrange(10_000)}"
-        entry = "g" if kind == 6 else "f"
+        entry = {6: "g", 8: "h"}.get(kind, "f")
         return {"code": code, "entry": entry, "inputs": inputs, "constraint": {"level": cell.level}}
 
     def check(self, cand):
@@ -85,14 +88,13 @@ class FakeStages:
         for c in cands:
             ns: dict = {}
             exec(c["code"], ns)
-            outputs, reason = [], None
+            per_input = []
             for a in c["inputs"]:
                 try:
-                    outputs.append(safe_codec.to_jsonable(eval(f"{c['entry']}({a})", ns)))
+                    per_input.append((safe_codec.to_jsonable(eval(f"{c['entry']}({a})", ns)), None))
                 except Exception as exc:
-                    outputs.append(None)
-                    reason = reason or f"error:{type(exc).__name__}"
-            out.append((outputs, reason))
+                    per_input.append((None, f"error:{type(exc).__name__}"))
+            out.append(per_input)
         return out
 
     def trace(self, pool, progs, cfg):
@@ -181,6 +183,8 @@ def test_run_writes_records_manifest_and_stats(tmp_path: Path, bench: Path) -> N
     assert stats["questions_by_kind"] == dict(collections.Counter(q["kind"] for q in questions))
     assert stats["programs"] + stats["failed_tasks"] == stats["planned_tasks"] == 72
     assert stats["programs_by_split"].get("heldout", 0) >= 1
+    nones = [p for p in programs if p["entry"] == "h"]
+    assert nones and all(p["outputs"] == [None, None] for p in nones)  # None is a kept output
     dropped_input = [p for p in programs if "// (x - 3)" in p["code"]]
     assert dropped_input and all(p["inputs"] == ["5"] and len(p["outputs"]) == 1 for p in dropped_input)
 
@@ -221,6 +225,16 @@ def test_restart_after_interruption_equals_uninterrupted(tmp_path: Path, bench: 
     # Running again is a no-op that keeps the dataset.
     again = pipeline.run_synth(cfg, out, stages=FakeStages(), formats=("arrayrecord", "jsonl"), progress=False)
     assert again.chunks_done == 0 and again.chunks_skipped == 15 and _snapshot(out) == _snapshot(ref)
+
+
+def test_adding_a_format_later_keeps_the_first(tmp_path: Path, bench: Path) -> None:
+    out = tmp_path / "out"
+    pipeline.run_synth(make_cfg(bench), out, stages=FakeStages(), formats=("jsonl",), progress=False)
+    jsonl = (out / "programs.jsonl").read_bytes()
+    res = pipeline.run_synth(make_cfg(bench), out, stages=FakeStages(), formats=("arrayrecord",), progress=False)
+    assert res.chunks_done == 0 and res.manifest["formats"] == ["arrayrecord", "jsonl"]
+    assert (out / "programs.jsonl").read_bytes() == jsonl
+    assert sorted(p["id"] for p in read_all(out, "programs")) == sorted(p["id"] for p in records.read_jsonl(out / "programs.jsonl"))
 
 
 def test_restart_rejects_a_different_config(tmp_path: Path, bench: Path) -> None:

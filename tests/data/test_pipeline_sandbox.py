@@ -18,6 +18,7 @@ PROGRAMS = {
     "set": ("def f(a):\n    s = set(a[1:])\n    s.add(len(a))\n    return [a[0], sorted(s)]", "f",
             ["[0, 3, 1, 3]", "[iter([]), 1]"]),
     "dict": ("def f(d):\n    return d", "f", ["{'a': iter([])}"]),  # not a literal: rejected
+    "tuple": ("def f(t):\n    if len(t) > 2:\n        return t[0]\n    return None", "f", ["(1, 2)", "(5, 6, 7)"]),
     "float": ("import random\ndef f(x):\n    return x + random.random()", "f", ["1.0"]),  # nondeterministic
 }
 
@@ -53,7 +54,7 @@ def test_real_stages_end_to_end(tmp_path: Path, fused: bool) -> None:
     res = pipeline.run_synth(cfg, out, stages=stages, formats=("arrayrecord", "jsonl"), progress=False)
     assert res.finalized
     progs = {p["method"] + p["group"]: p for p in records.read_jsonl(out / "programs.jsonl")}
-    assert sorted(p["group"] for p in progs.values()) == ["list", "set", "str"]
+    assert sorted(p["group"] for p in progs.values()) == ["list", "set", "str", "tuple"]
     by_group = {p["group"]: p for p in progs.values()}
     assert [safe_codec.from_jsonable(o) for o in by_group["str"]["outputs"]] == ["HeLlO", "AbcDef"]
     assert [safe_codec.from_jsonable(o) for o in by_group["list"]["outputs"]] == [12, 0]
@@ -68,4 +69,5 @@ def test_real_stages_end_to_end(tmp_path: Path, fused: bool) -> None:
     assert all(q["program_id"] in {p["id"] for p in progs.values()} for q in qs)
     assert stats["subquestions_by_kind"].get("next_statement", 0) > 0
     report = pipeline.verify(out, cfg, stages=stages, progress=False)
-    assert report["ok"] and report["programs"] == 3 and report["output_mismatches"] == 0
+    assert by_group["tuple"]["outputs"] == [None, 5]  # None is a legitimate output
+    assert report["ok"] and report["programs"] == 4 and report["output_mismatches"] == 0

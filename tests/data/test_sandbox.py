@@ -330,3 +330,10 @@ def test_forked_copy_of_the_pool_refuses_jobs(pool):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert call(pool, "def f(): return 4", "f()").value == 4
+
+
+def test_task_count_for_unprivileged_nproc_offset():
+    from execverify_jax.data.sandbox_worker import _tasks_of_uid
+
+    assert _tasks_of_uid(os.getuid()) >= threading.active_count()
+    assert _tasks_of_uid(4_000_000) == 0

@@ -266,6 +266,11 @@ def test_unprivileged_layout_user_namespace():
         assert [q for q in os.listdir("/proc") if q.isdigit() and marker in _cmdline(q)] == []
         out = attack(p, "import os\ndef f():\n    os.kill(os.getppid(), 9)\n    os.killpg(os.getpgid(os.getppid()), 9)\n    return 'alive'")
         assert p.restarts == 0
+        # The worker holds every capability in its user namespace; the job holds none, so the
+        # hidden dirs stay hidden.
+        unmount = "import ctypes, os\ndef f():\n    ctypes.CDLL(None).umount2(b'/work', 2)\n    return os.listdir('/work')"
+        out = attack(p, unmount)
+        assert out.ok and out.value == ["main"]
 
 
 def test_other_processes_are_invisible(pool):

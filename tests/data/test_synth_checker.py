@@ -36,6 +36,18 @@ def test_positive_level1():
      C(level=6, helper=True, other=False), "does not call"),
     ("def f(s):\n    try:\n        return s.replace('a', 'b').replace('c', 'd')\n    except Exception:\n        return s\n",
      "f", C(), "Try"),
+    ("def f(s):\n    return s.replace('a', 'b').replace('c', 'd'\n", "f", C(), "syntax error"),
+    ("def f(s):\n    return s.replace('a', 'b').replace('c', 'd')\n\ndef f(s):\n    return s\n", "f", C(), "duplicate"),
+    ("def f(s):\n    import math\n    return s.replace('a', 'b').replace('c', 'd')\n", "f", C(), "inside a function"),
+    ("def f(s):\n    return s.__class__.replace('a', 'b').replace('c', 'd')\n", "f", C(), "dunder"),
+    ("def h(s):\n    return f(s).replace('a', 'b').replace('c', 'd')\n\ndef f(s):\n    return h(s)\n", "f",
+     C(level=6, helper=True), "helper calls the entry"),
+    ("def h(s):\n    for c in s:\n        s = s.replace(c, 'b').replace('c', 'd')\n    return s\n\n"
+     "def f(s):\n    if s:\n        s = h(s)\n    return s\n", "f", C(level=6, helper=True, chain=("for",)), "more than one function"),
+    ("def f(s):\n    for c in s:\n        s = s.replace(c, 'b').replace('c', 'd')\n    else:\n        s = s\n    return s\n",
+     "f", C(level=3, chain=("for",)), "for-else"),
+    ("def f(n, s):\n    if n > 1:\n        s = s.replace('a', 'b').replace('c', 'd')\n    elif n > 2:\n        s = s\n"
+     "    elif n > 3:\n        s = s\n    return s\n", "f", C(level=3, chain=("if-elif",)), "if-elif-elif"),
 ])
 def test_negative_rules(code, entry, cons, needle):
     v = checker.check(code, entry, cons)

@@ -39,6 +39,16 @@ def test_generation_prompt_bullets_follow_level():
     assert "no if/for/while/elif" in t1 and "Do not use any other methods" in t1
 
 
+def test_prompts_render_for_every_cell_and_chain_kind():
+    kinds = set()
+    for cell in grid.build_grid():
+        msgs, cons = llm.generation_prompt(cell, cell.level)
+        assert len(cons["cf_chain"]) == cell.cf_depth and cell.method in msgs[1]["content"]
+        kinds.update(cons["cf_chain"])
+    assert kinds == {"if", "for", "while", "if-elif"}
+    assert llm.generation_prompt(cell, 5) == llm.generation_prompt(cell, 5)
+
+
 def test_reference_values_match_paper_distribution():
     ints, strs = llm.reference_values(random.Random(0))
     assert 5 <= len(ints) <= 15 and len(ints) == len(strs)

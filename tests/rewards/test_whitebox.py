@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import math
 
@@ -291,3 +292,14 @@ def test_io_only_batches_need_no_pool(io_record, correct_lines, respond):
 
     results = Scorer(None, CFG).score_batch([io_record] * 3, [respond(correct_lines), "x", None])
     assert [r.reward for r in results] == [2.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("call,same", [
+    ("f(1, 'a')", True), ("f( 1 ,\"a\" )", True), ("(f)((1), ('a'))", True), ("f(1, u'a')", True),
+    ("f(1.0, 'a')", False), ("f(True, 'a')", False), ("f(1, 'a', )", True), ("f(1, b'a')", False),
+    ("f(1, a='a')", False), ("g(1, 'a')", False), ("f(-1, 'a')", False), ("f(1, ('a'))", True),
+    ("f(1, ('a',))", False),
+])
+def test_call_matches(call, same):
+    node = ast.parse(call, mode="eval").body
+    assert parse.call_matches(node, "f", "1, 'a'") is same

@@ -59,7 +59,7 @@ def _run_sft(mesh):
     return st, [jax.device_get(m)]
 
 
-@pytest.mark.parametrize("run", [_run_grpo, _run_sft], ids=["grpo", "sft"])
+@pytest.mark.parametrize("run", [_run_grpo, pytest.param(_run_sft, marks=pytest.mark.slow)], ids=["grpo", "sft"])
 def test_sharded_step_equals_single_device(run):
     if len(jax.devices()) < 8:
         pytest.skip("needs 8 (fake) devices")
@@ -67,7 +67,7 @@ def test_sharded_step_equals_single_device(run):
     mesh = shd.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
     s8, m8 = run(mesh)
     wq = s8.params["layers"][0]["attn"]["wq"][...]
-    assert wq.sharding.spec == shd.logical_to_spec(("embed", "q_heads", "head_dim"), wq.shape, mesh, shd.TRAIN_RULES)
+    assert wq.sharding.is_equivalent_to(shd.named_sharding(("embed", "q_heads", "head_dim"), wq.shape, mesh, shd.TRAIN_RULES), wq.ndim)
     assert len(wq.sharding.device_set) == 8
     for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s8.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)

@@ -37,7 +37,7 @@ class SynthConfig:
     use_z3: bool = True
     solver_timeout_ms: int = 200
     sample_tries: int = 6
-    python_only_prob: float = 0.1
+    python_only_prob: float = 0.15  # share of relational loop conditions (`x in other`, `s.count(ch) > 1`)
 
     def __post_init__(self) -> None:
         if self.n_inputs < 1:
@@ -102,7 +102,7 @@ class _Names:
 
 def _conds_for(dom: iz.Domain, rng: random.Random) -> list[tuple[str, Any]]:
     """Condition templates ('{x}' = subject text) with their element predicates."""
-    if dom is iz.INT:
+    if dom in (iz.INT, iz.SET_INT):
         t, m = rng.randint(8, 16), rng.randint(2, 4)
         return [(f"{{x}} > {t}", lambda v: v > t), (f"{{x}} % {m} == 0", lambda v: v % m == 0),
                 (f"{{x}} < {t}", lambda v: v < t), ("{x} % 2 == 1", lambda v: v % 2 == 1)]
@@ -132,6 +132,7 @@ class _Ctx:
     python_only_prob: float
     in_while: bool = False  # conditions on the while's int input would be (near-)decided
     cond_srcs: set = dataclasses.field(default_factory=set)  # no condition twice on one path
+    path: list = dataclasses.field(default_factory=list)  # enclosing (Cond, outcome) pairs
 
 
 def _param(ctx: _Ctx, role: str) -> str:
@@ -143,7 +144,7 @@ def _param(ctx: _Ctx, role: str) -> str:
             if pool not in _POOLS:
                 pool = f"{vt}_a"
             kind = {"float": "scalar"}.get(vt, vt)
-            elem = iz.FLOAT if vt == "float" else iz.INT
+            elem = iz.FLOAT if vt == "float" else (iz.SET_INT if vt == "set" else iz.INT)
             ctx.params[role] = iz.Param(ctx.names(pool), kind, elem)
         elif role == "N":
             ctx.params[role] = iz.Param(ctx.names("int"), "scalar", iz.INT)
@@ -154,11 +155,40 @@ def _param(ctx: _Ctx, role: str) -> str:
     return ctx.params[role].name
 
 
-def _make_cond(ctx: _Ctx) -> tuple[str, iz.Cond]:
-    """A fresh branch condition (never one already used in this program)."""
-    for _ in range(20):
+def _subject_domain(ctx: _Ctx, cond: iz.Cond) -> tuple | None:
+    """The finite set of values the condition's subject ranges over (None: not tabulable)."""
+    kind, pname = cond.subject[0], cond.subject[1]
+    p = next((q for q in ctx.params.values() if q.name == pname), None)
+    if p is None:
+        return None
+    if kind == "len":
+        return tuple(range(iz.LENGTHS[0], iz.LENGTHS[1] + 1))
+    if kind == "scalar":
+        return p.elem.values
+    return (iz.CHAR if p.kind == "str" else iz.WORD if p.kind == "dict" else p.elem).values
+
+
+def _both_outcomes_reachable(ctx: _Ctx, cond: iz.Cond, extra: list) -> bool:
+    """Can the condition be true and false given the enclosing conditions on the same subject?"""
+    if cond.pred is None or cond.py is not None:  # relations: no single-subject table
+        return True
+    dom = _subject_domain(ctx, cond)
+    if dom is None:
+        return True
+    key = cond.subject if cond.subject[0] != "elem" else ("elem", cond.subject[4])
+    same = [(c, w) for c, w in ctx.path + extra if c.pred is not None and c.py is None and
+            (c.subject if c.subject[0] != "elem" else ("elem", c.subject[4])) == key]
+    ok = [v for v in dom if all(bool(c.pred(v)) == w for c, w in same)]
+    return any(cond.pred(v) for v in ok) and any(not cond.pred(v) for v in ok)
+
+
+def _make_cond(ctx: _Ctx, extra: list | None = None) -> tuple[str, iz.Cond]:
+    """A fresh branch condition: not used before in this program, and (when it shares a subject
+    with enclosing conditions) with both outcomes reachable, so no branch is dead by design."""
+    extra = extra or []
+    for _ in range(30):
         src, cond = _draw_cond(ctx)
-        if src not in ctx.cond_srcs:
+        if src not in ctx.cond_srcs and _both_outcomes_reachable(ctx, cond, extra):
             break
     ctx.cond_srcs.add(src)
     return src, cond
@@ -173,11 +203,15 @@ def _draw_cond(ctx: _Ctx) -> tuple[str, iz.Cond]:
         p = next(p for p in ctx.params.values() if p.name == pname)
         dom = iz.CHAR if p.kind == "str" else (iz.WORD if p.kind == "dict" else p.elem)
         subject = subj + (var,)
-        if rng.random() < ctx.python_only_prob and dom in (iz.CHAR, iz.INT):
-            if dom is iz.CHAR:
+        if rng.random() < ctx.python_only_prob and dom in (iz.CHAR, iz.INT, iz.SET_INT):
+            # relational conditions between two inputs
+            if dom is iz.CHAR:  # python-only: not encoded
                 return f"{pname}.count({var}) > 1", iz.Cond(subject, py=lambda inp, v, n=pname: inp[n].count(v) > 1)
-            other = _param(ctx, "B") if ctx.vtype in ("list", "tuple", "set") else pname
-            return f"{var} in {other}", iz.Cond(subject, py=lambda inp, v, n=other: v in inp[n])
+            a, b = _param(ctx, "A"), _param(ctx, "B")
+            other = a if pname == b else b
+            if subj[0] == "pyelem":  # sorted set slice: order-dependent, python-only
+                return f"{var} in {other}", iz.Cond(("elem",) + subject[1:], py=lambda inp, v, n=other: v in inp[n])
+            return f"{var} in {other}", iz.Cond(subject, member_of=other)
         src, pred = rng.choice(_conds_for(dom, rng))
         if subj[0] == "pyelem":  # order-dependent subject (sorted set slice): python-only
             return src.format(x=var), iz.Cond(("elem",) + subject[1:], py=lambda inp, v, f=pred: f(v))
@@ -199,7 +233,7 @@ def _draw_cond(ctx: _Ctx) -> tuple[str, iz.Cond]:
         return f"len({a}) % 2 == 0", iz.Cond(("len", a), pred=lambda v: v % 2 == 0)
     if vt == "dict" and (choice < 0.7 or ctx.in_while):
         a, key = _param(ctx, "A"), _param(ctx, "KEY")
-        return f"{key} in {a}", iz.Cond(("scalar", key), py=lambda inp, v, n=a: v in inp[n])
+        return f"{key} in {a}", iz.Cond(("scalar", key), member_of=a)
     n = _param(ctx, "N")
     src, pred = rng.choice(_conds_for(iz.INT, rng))
     return src.format(x=n), iz.Cond(("scalar", n), pred=pred)
@@ -263,13 +297,14 @@ def _flat_elem(ctx: _Ctx) -> str:
     return _param(ctx, "N")
 
 
-def _pick_template(cell: Cell, rng: random.Random, in_loop: bool, level6: bool) -> Tpl:
+def eligible_templates(cell: Cell, in_loop: bool) -> list[Tpl]:
+    """Templates of the cell's entry usable at its level (pure at level 1; loop-safe in loops)."""
     tpls = templates_for(cell.group, cell.method)
     ok = [t for t in tpls if (t.pure or cell.other_methods) and (t.loop or not in_loop)
           and (not t.needs or not in_loop)]
     if not ok:
         raise LookupError(f"no template for {cell.group}.{cell.method} at level {cell.level}")
-    return rng.choice(ok)
+    return ok
 
 
 _LAZY_FUNCS = {"filter", "zip", "enumerate", "reversed", "map", "iter", "range"}
@@ -334,9 +369,13 @@ def _outer_names(code: str, known: set[str]) -> list[str]:
     return out
 
 
-def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig | None = None
-                          ) -> tuple[dict | None, iz.Stats]:
-    """`synthesize` plus the input solver's coverage statistics for this program."""
+def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig | None = None, *,
+                          template_index: int | None = None) -> tuple[dict | None, iz.Stats]:
+    """`synthesize` plus the input solver's coverage statistics for this program.
+
+    `template_index` forces one of `eligible_templates(...)` (modulo their number) instead of
+    the seeded draw; tests use it to exercise every template.
+    """
     cfg = cfg or SynthConfig()
     rng = random.Random(f"{cell.key}|{seed}")
     names = _Names(rng)
@@ -344,7 +383,10 @@ def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig
     ctx = _Ctx(cell, rng, names, vtype, {}, [], [], cfg.python_only_prob)
     chain = [rng.choice(CF_KINDS) for _ in range(cell.cf_depth)]
     in_loop = any(c in ("for", "while") for c in chain)
-    tpl = _pick_template(cell, rng, in_loop, cell.helper)
+    tpls = eligible_templates(cell, in_loop)
+    tpl = rng.choice(tpls)
+    if template_index is not None:
+        tpl = tpls[template_index % len(tpls)]
     _param(ctx, "A")
     entry = names("fn")
 
@@ -394,15 +436,12 @@ def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig
 
     # --- control flow chain, built outside-in
     known: set[str] = set()
-    lines_open: list[tuple[list[str], int]] = []  # (header lines, depth) for each chain item
-    after: list[list[str]] = []
-    path: list[tuple[iz.Cond, bool]] = []
+    path = ctx.path
     alt_name = None
-    body_prefix: list[str] = []
     depth = 0
     out_lines: list[str] = []
     tail_by_depth: dict[int, list[str]] = {}
-    for pos, item in enumerate(chain):
+    for item in chain:
         if item == "for":
             hdr, var = _loop_header(ctx, first=not ctx.loops)
             out_lines += _indent([hdr], depth)
@@ -410,8 +449,12 @@ def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig
         elif item == "while":
             n = _param(ctx, "N")
             ctr = names("ctr")
-            t, step = rng.randint(6, 13), rng.randint(3, 5)
-            cond = iz.Cond(("scalar", n), pred=lambda v, t=t: v > t)
+            step = rng.randint(3, 5)
+            for _ in range(12):  # a threshold that enclosing conditions on n leave undecided
+                t = rng.randint(6, 13)
+                cond = iz.Cond(("scalar", n), pred=lambda v, t=t: v > t)
+                if _both_outcomes_reachable(ctx, cond, []):
+                    break
             ctx.goals += [tuple(path) + ((cond, True),), tuple(path) + ((cond, False),)]
             path.append((cond, True))
             out_lines += _indent([f"{ctr} = {n}", f"while {ctr} > {t}:"], depth)
@@ -425,7 +468,7 @@ def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig
             out_lines += _indent([f"if {src}:"], depth)
         else:  # if-elif: nested chain continues in the `if` branch; the `elif` counts into alt
             src1, c1 = _make_cond(ctx)
-            src2, c2 = _make_cond(ctx)
+            src2, c2 = _make_cond(ctx, [(c1, False)])
             ctx.goals += [tuple(path) + ((c1, True),), tuple(path) + ((c1, False), (c2, True)),
                           tuple(path) + ((c1, False), (c2, False))]
             alt_name = alt_name or names("alt")

@@ -51,6 +51,8 @@ class Domain:
 
 
 INT = Domain("int", INT_VALUES)
+# Set elements: 15 distinct values out of 5..20 would make every set nearly the full range.
+SET_INT = Domain("set_int", tuple(range(1, 31)))
 FLOAT = Domain("float", FLOAT_VALUES)
 CHAR = Domain("char", ALPHABET)
 WORD = Domain("word", WORDS)
@@ -72,13 +74,15 @@ class Cond:
 
     subject: ("scalar", param) | ("len", param) | ("elem", param, lo, hi, var) where the loop
     variable `var` ranges over elements lo..hi-1 (hi None = to the end) of param (dict: keys).
-    `pred(value)` decides it for one element/scalar/length. `py(inputs, value)`, when set,
-    replaces `pred` and makes the condition python-only (not encodable).
+    `pred(value)` decides it for one element/scalar/length. `member_of` makes it the relation
+    "value in that param" (encoded as an existential over the param's elements). `py(inputs,
+    value)`, when set, replaces both and makes the condition python-only (not encodable).
     """
 
     subject: tuple
     pred: Callable[[Any], bool] | None = None
     py: Callable[[dict, Any], bool] | None = None
+    member_of: str | None = None  # relation "value in <param>" (same domain): z3-encodable
 
     @property
     def encodable(self) -> bool:
@@ -158,7 +162,11 @@ def _subject_values(c: Cond, inputs: dict, params: dict[str, Param]) -> list:
 
 
 def _holds(c: Cond, inputs: dict, value: Any) -> bool:
-    return bool(c.py(inputs, value)) if c.py is not None else bool(c.pred(value))
+    if c.py is not None:
+        return bool(c.py(inputs, value))
+    if c.member_of is not None:
+        return value in inputs[c.member_of]
+    return bool(c.pred(value))
 
 
 def goal_holds(goal: Goal, inputs: dict, params: dict[str, Param]) -> bool:
@@ -245,6 +253,11 @@ class InputSolver:
     def _encode_cond(self, c: Cond, want: bool, elem=None):
         kind, pname = c.subject[0], c.subject[1]
         p = self.params[pname]
+        if c.member_of is not None:
+            x = self._var(pname) if kind == "scalar" else elem
+            n2, es2, _, _ = self._var(c.member_of)
+            f = z3.Or([z3.And(i < n2, e == x) for i, e in enumerate(es2)])
+            return f if want else z3.Not(f)
         if kind == "scalar":
             f = self._member(self._var(pname), p.elem, c.pred)
         elif kind == "len":
@@ -349,6 +362,8 @@ class InputSolver:
         for g in list(self.needs) + list(targets):  # domain constraints live outside push scopes
             for c, _ in g:
                 self._var(c.subject[1])
+                if c.member_of is not None:
+                    self._var(c.member_of)
         s.push()
         try:
             for g in self.needs:
@@ -435,7 +450,7 @@ class InputSolver:
                 unique = sorted(self._covers(inputs[slot]) - others)
                 self.rng.shuffle(remaining)
                 keep = [self.goals[i] for i in unique if all(c.encodable for c, _ in self.goals[i])]
-                model, got, dead = self._z3_cover(inputs[slot], keep + [self.goals[i] for i in remaining])
+                model, _got, dead = self._z3_cover(inputs[slot], keep + [self.goals[i] for i in remaining])
                 dead_ids = {id(g) for g in dead}
                 infeasible.update(i for i in remaining if id(self.goals[i]) in dead_ids)
                 if model is None or self._key(model) in seen:
