@@ -103,6 +103,18 @@ def _kill_all() -> None:
         pass
 
 
+def _delta_us(n: int, before=None, in_child=None, after=None) -> float:
+    """Extra cost of a variant over the bare fork, measured in alternating rounds so that load
+    changes during the measurement hit both sides alike."""
+    base, variant = [], []
+    for _ in range(max(1, n // 10)):
+        base.append(_fork_cost_us(10))
+        variant.append(_fork_cost_us(10, before=before, in_child=in_child))
+        if after:
+            after()
+    return statistics.median(variant) - statistics.median(base)
+
+
 def layer_costs(n: int = 200) -> dict:
     """Per-layer costs, measured in this (throwaway, root) process with the worker's primitives."""
     import resource
@@ -114,7 +126,11 @@ def layer_costs(n: int = 200) -> dict:
     base = _fork_cost_us(n)
     pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY)
     res = {"fork_exit_wait_us": base}
-    res["per_job_pidns_us"] = _fork_cost_us(n, before=lambda: sandbox_os.new_pid_namespace_for_children(pidns_fd)) - base
+    res["per_job_pidns_us"] = _delta_us(
+        n,
+        before=lambda: sandbox_os.new_pid_namespace_for_children(pidns_fd),
+        after=lambda: sandbox_os.setns(pidns_fd, sandbox_os.CLONE_NEWPID),  # back, for the bare rounds
+    )
     # pid_for_children now points at the last (dead) namespace: go back for the rest.
     sandbox_os.setns(pidns_fd, sandbox_os.CLONE_NEWPID)
 
@@ -127,22 +143,22 @@ def layer_costs(n: int = 200) -> dict:
         for r in (resource.RLIMIT_CPU, resource.RLIMIT_AS, resource.RLIMIT_NPROC, resource.RLIMIT_NOFILE, resource.RLIMIT_FSIZE, resource.RLIMIT_CORE):
             resource.setrlimit(r, resource.getrlimit(r))
 
-    res["per_job_uid_drop_us"] = _fork_cost_us(n, in_child=drop) - base
-    res["per_job_rlimits_us"] = _fork_cost_us(n, in_child=limits) - base
-    res["per_job_no_new_privs_pdeathsig_us"] = _fork_cost_us(n, in_child=lambda: (sandbox_os.set_no_new_privs(), sandbox_os.set_parent_death_signal())) - base
+    res["per_job_uid_drop_us"] = _delta_us(n, in_child=drop)
+    res["per_job_rlimits_us"] = _delta_us(n, in_child=limits)
+    res["per_job_no_new_privs_pdeathsig_us"] = _delta_us(n, in_child=lambda: (sandbox_os.set_no_new_privs(), sandbox_os.set_parent_death_signal()))
     from execverify_jax.data import sandbox_seccomp
 
     filt = sandbox_seccomp.Filter(sandbox_seccomp.build_filter())
-    res["seccomp_if_installed_per_job_us"] = _fork_cost_us(n, in_child=lambda: (sandbox_os.set_no_new_privs(), filt.install())) - base
+    res["seccomp_if_installed_per_job_us"] = _delta_us(n, in_child=lambda: (sandbox_os.set_no_new_privs(), filt.install()))
     # One-time worker layers (measured in a child so this process keeps its namespaces).
-    res["per_worker_netns_us"] = _fork_cost_us(20, in_child=lambda: sandbox_os.unshare(sandbox_os.CLONE_NEWNET)) - base
+    res["per_worker_netns_us"] = _delta_us(20, in_child=lambda: sandbox_os.unshare(sandbox_os.CLONE_NEWNET))
 
     def mounts() -> None:
         sandbox_os.unshare(sandbox_os.CLONE_NEWNS)
         sandbox_os.mount("none", "/", None, sandbox_os.MS_REC | sandbox_os.MS_PRIVATE)
         sandbox_os.mount("tmpfs", "/tmp", "tmpfs", 0, "size=64m,mode=0755")
 
-    res["per_worker_mountns_tmpfs_us"] = _fork_cost_us(20, in_child=mounts) - base
+    res["per_worker_mountns_tmpfs_us"] = _delta_us(20, in_child=mounts)
     # The uid sweep used when there is no PID namespace: one extra fork + setuid + kill(-1).
     res["per_job_uid_sweep_fallback_us"] = _fork_cost_us(n, in_child=lambda: (drop(), _kill_all()))
     return {k: round(v, 1) for k, v in res.items()}

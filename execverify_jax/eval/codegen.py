@@ -160,8 +160,7 @@ class CodeGen:
             return None
         answer = rec.get("answer")
         if isinstance(answer, dict) and answer.get("layout") == "codegen":
-            msgs = rec.get("messages")
-            problem = next((m.get("content") for m in msgs or [] if m.get("role") == "user"), None) if isinstance(msgs, list) else None
+            msgs = rec.get("messages") if isinstance(rec.get("messages"), list) else []
         else:
             gt = (rec.get("reward_model") or {}).get("ground_truth") if isinstance(rec.get("reward_model"), dict) else None
             if gt is None:
@@ -176,7 +175,8 @@ class CodeGen:
                       "tests": tests}
             prompt = rec.get("prompt")
             msgs = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-            problem = next((m.get("content") for m in msgs if isinstance(m, dict) and m.get("role") == "user"), None)
+        msgs = [m for m in msgs if isinstance(m, dict) and isinstance(m.get("content"), str)]
+        problem = next((m["content"] for m in msgs if m.get("role") == "user"), None)
         if not isinstance(problem, str):
             report.skip("no_problem_text", str(rec)[:120])
             return None
@@ -188,7 +188,7 @@ class CodeGen:
             return None
         rid = str(rec.get("id") or (rec.get("extra_info") or {}).get("index") or n)
         if style == "official":
-            messages = [m for m in msgs if isinstance(m, dict)]
+            messages = msgs
         else:
             messages = [{"role": "system", "content": STAGE2_SYSTEM}, {"role": "user", "content": stage2_user(problem)}]
         return EvalItem(rid, messages, self.name, {"answer": answer})

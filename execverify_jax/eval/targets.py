@@ -126,6 +126,7 @@ class _Probe:
         self.pending: dict[int, tuple[int, int]] = {}
 
     def global_trace(self, frame: Any, event: str, arg: Any) -> Any:
+        """`sys.settrace` hook: trace only frames of the program text (not `<module>`)."""
         if frame.f_code.co_filename != tracer_mod.SENTINEL or frame.f_code.co_name == "<module>":
             return None
         return self.local_trace
@@ -146,6 +147,7 @@ class _Probe:
                 store.setdefault(json.dumps(rec, sort_keys=True), rec)
 
     def local_trace(self, frame: Any, event: str, arg: Any) -> Any:
+        """Per-frame hook: closes the open step on a new statement or a return."""
         self.events += 1
         if self.events > self.max_events or time.perf_counter() > self.deadline:
             raise _ProbeLimit()

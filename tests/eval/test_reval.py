@@ -3,13 +3,11 @@ literal answer exists), wrong answers 0, IC follows REval's chain, both prompt s
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
 from execverify_jax.data import safe_codec
 from execverify_jax.data import trace as tracer
-from execverify_jax.eval import metrics
 from execverify_jax.eval.items import Verdict
 from execverify_jax.eval.reval import REval, TASKS, fill_template, parse_state_answer, state_matches
 
