@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mesh", default="data=-1", help="mesh axes, e.g. 'data=1,tensor=8'")
     parser.add_argument("--timeout", type=float, default=3.0,
                         help="seconds per sandboxed ground-truth / test run (paper: 0.5, flaky under load)")
+    parser.add_argument("--reval-state", default="reval", choices=["reval", "frame"],
+                        help="REval state ground truth: reval = REval's rule (value read in the next global "
+                             "state, as published); frame = the tracer's same-frame after-state")
     parser.add_argument("--workers", type=int, default=None, help="sandbox workers (default: CPU count)")
 
 
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             benchmark=args.benchmark, data=args.data or "", style=args.prompt_style, limit=args.limit,
             out=args.out, responses=args.responses, model=args.model, tokenizer=args.tokenizer,
             oracle=args.oracle, write_prompts=args.write_prompts, timeout_s=args.timeout, workers=args.workers,
+            reval_state=args.reval_state,
             generation={"max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size, "n": args.n,
                         "temperature": args.temperature, "top_p": args.top_p, "seed": args.seed,
                         "raw_prompts": args.raw_prompts, "dtype": args.dtype, "mesh": args.mesh})

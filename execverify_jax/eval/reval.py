@@ -39,6 +39,9 @@ from execverify_jax.rewards.config import RewardConfig
 from execverify_jax.rewards.whitebox import python_equal
 
 TASKS = ("coverage", "path", "state", "output")
+# `reval`: REval's own rule (the value is read in the next state of the global state list);
+# `frame`: the tracer's rule (the next event in the same frame). See docs/EVAL.md.
+STATE_SEMANTICS = ("reval", "frame")
 DATA_FILE, TASKS_FILE = "DREval_data.jsonl", "DREval_tasks.jsonl"
 _HOLE = re.compile(r"\?\?")
 _HOLE_NAME = "__dreval_hole_{}__"
@@ -126,9 +129,12 @@ def _setup_comment(test: dict) -> str:
 class REval:
     """The REval benchmark; `tasks` selects coverage/path/state/output (all four for IC)."""
 
-    def __init__(self, tasks: tuple[str, ...], name: str) -> None:
+    def __init__(self, tasks: tuple[str, ...], name: str, state_semantics: str = "reval") -> None:
+        if state_semantics not in STATE_SEMANTICS:
+            raise ValueError(f"state_semantics must be one of {STATE_SEMANTICS}, got {state_semantics!r}")
         self.tasks = tasks
         self.name = name
+        self.state_semantics = state_semantics
         self.programs: dict[int, dict] = {}
         self.tests: dict[int, list[dict] | None] = {}
         self._gt: dict[tuple[int, int], dict] = {}
@@ -216,7 +222,8 @@ class REval:
     # ---------------------------------------------------------------------------- ground truth
     def _payload(self, idx: int, k: int) -> dict:
         prog = self.programs[idx]
-        payload: dict[str, Any] = {"code": prog["code"], "questions": self._questions.get((idx, k), [])}
+        payload: dict[str, Any] = {"code": prog["code"], "questions": self._questions.get((idx, k), []),
+                                   "state_semantics": self.state_semantics}
         if prog.get("test"):
             t = self.tests[idx][k]  # type: ignore[index]
             payload.update(kind="class", test_code=prog["test"], test_class=t["test_class"],

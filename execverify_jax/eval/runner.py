@@ -39,6 +39,7 @@ class EvalConfig:
     write_prompts: str | None = None
     timeout_s: float = 3.0
     workers: int | None = None
+    reval_state: str = "reval"
     generation: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -46,6 +47,8 @@ class EvalConfig:
             raise ValueError(f"style must be one of {STYLES}, got {self.style!r}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit!r}")
+        if self.reval_state not in ("reval", "frame"):
+            raise ValueError(f"reval_state must be 'reval' or 'frame', got {self.reval_state!r}")
         if self.timeout_s <= 0:
             raise ValueError(f"timeout must be > 0, got {self.timeout_s!r}")
         sources = sum(x is not None and x is not False for x in (self.responses, self.model, self.oracle or None))
@@ -160,6 +163,8 @@ def run(cfg: EvalConfig, print_fn=print) -> dict[str, Any]:
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     bench = registry.make(cfg.benchmark)
+    if hasattr(bench, "state_semantics"):
+        bench.state_semantics = cfg.reval_state
     report: LoadReport = bench.load(Path(cfg.data), cfg.style, cfg.limit)
     items = report.items
     if report.bad_lines or report.skipped:

@@ -38,7 +38,7 @@ HUMANEVAL_TARGET = "execverify_jax.eval.targets:run_humaneval"
 PRELOAD = (REVAL_TARGET,)
 
 RUNNER = "__dreval_run__"
-MAX_VALUES_PER_QUESTION = 256  # distinct encoded values kept per state question
+MAX_VALUES_PER_QUESTION = 10_000  # distinct encoded values kept per state question
 MAX_VALUE_CHARS = 100_000
 
 
@@ -169,9 +169,87 @@ class _Probe:
         return self.local_trace
 
 
+_SKIPPED_LOCALS = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType)
+
+
+def _reval_visible(v: Any) -> bool:
+    # REval's tracer drops modules, functions, builtins, iterators and generators from locals.
+    return not isinstance(v, _SKIPPED_LOCALS) and not (hasattr(v, "__next__") and hasattr(v, "__iter__"))
+
+
+class _RevalProbe(_Probe):
+    """REval's state rule: the value after line L is read in the *next state* of the global state
+    list (one state per line change over all traced frames; `line`, `return` and `exception`
+    events; a state's locals are those of its last `line` event, empty if it has none), or in the
+    state itself when it is the last one. So after `return x` in a helper the next state is
+    usually in the caller, where `x` is unknown: REval's ground truth is then Nil."""
+
+    def __init__(self, *a: Any, **k: Any) -> None:
+        super().__init__(*a, **k)
+        self.cur_line: int | None = None
+        self.after_of: list[int] = []  # questions whose after-state is the current state
+        self.tentative: dict[int, list] = {}  # their values read at the current state's last line event
+        self.own: dict[int, list] = {}  # the current state's own questions, read in itself (last-state rule)
+
+    def global_trace(self, frame: Any, event: str, arg: Any) -> Any:
+        """`sys.settrace` hook: trace only frames of the program text (not `<module>`)."""
+        if frame.f_code.co_filename != tracer_mod.SENTINEL or frame.f_code.co_name == "<module>":
+            return None
+        return self.local_trace
+
+    def _read(self, qs: list[int], frame: Any) -> dict[int, list]:
+        out = {}
+        for q in qs:
+            vals = _eval_var(self.exprs[q], frame.f_locals) if self.exprs[q] is not None else NIL
+            out[q] = [] if vals is NIL else [v for v in vals if _reval_visible(v)]  # type: ignore[union-attr]
+        return out
+
+    def _commit(self, values: dict[int, list]) -> None:
+        for q, vals in values.items():
+            self.occurrences[q] += 1
+            store = self.values[q]
+            for v in vals:
+                if len(store) >= MAX_VALUES_PER_QUESTION:
+                    break
+                if tracer_mod._approx_size(v, MAX_VALUE_CHARS) > MAX_VALUE_CHARS:
+                    continue
+                rec = {"type": type(v).__name__, "value": safe_codec.to_jsonable(v)}
+                store.setdefault(json.dumps(rec, sort_keys=True), rec)
+
+    def local_trace(self, frame: Any, event: str, arg: Any) -> Any:
+        """Per-frame hook: builds the state list on the fly and reads values at state changes."""
+        self.events += 1
+        if self.events > self.max_events or time.perf_counter() > self.deadline:
+            raise _ProbeLimit()
+        if event not in ("line", "return", "exception"):
+            return self.local_trace
+        raw = frame.f_lineno
+        if raw > self.n_lines:
+            return self.local_trace  # test code: invisible to REval
+        line = self.stmt_start.get(raw, raw)
+        if line != self.cur_line:  # a new state: the previous one is final
+            self._commit(self.tentative)
+            prev = self.cur_line
+            self.after_of = list(self.wanted.get(prev, ())) if prev is not None else []
+            self.tentative = {q: [] for q in self.after_of}  # empty locals until a line event
+            self.cur_line = line
+            self.own = {}
+        if event == "line":
+            self.tentative.update(self._read(self.after_of, frame))
+            self.own = self._read(list(self.wanted.get(line, ())), frame)
+        return self.local_trace
+
+    def finish(self) -> None:
+        """End of the run: commit the last after-state, and the last state's own questions."""
+        self._commit(self.tentative)
+        self.tentative = {}
+        self._commit({q: v for q, v in self.own.items()})
+
+
 def _probe_states(program: str, entry: str, args_src: str, questions: list, stmt_start: dict[int, int],
-                  n_lines: int, max_seconds: float, max_events: int) -> tuple[list, str]:
-    """Runs the call once under `_Probe`; returns (per-question state records, status)."""
+                  n_lines: int, max_seconds: float, max_events: int, semantics: str = "frame") -> tuple[list, str]:
+    """Runs the call once under `_Probe` (semantics `frame`) or `_RevalProbe` (`reval`); returns
+    (per-question state records, status)."""
     exprs: list[ast.AST | None] = []
     wanted: dict[int, list[int]] = {}
     for q, (line, var) in enumerate(questions):
@@ -184,7 +262,8 @@ def _probe_states(program: str, entry: str, args_src: str, questions: list, stmt
     module.__dict__["__builtins__"] = builtins
     sys.modules[tracer_mod.PROGRAM_MODULE] = module
     ns = module.__dict__
-    probe = _Probe(stmt_start, n_lines, wanted, exprs, time.perf_counter() + max_seconds, max_events)
+    cls = _RevalProbe if semantics == "reval" else _Probe
+    probe = cls(stmt_start, n_lines, wanted, exprs, time.perf_counter() + max_seconds, max_events)
     status = "ok"
     with contextlib.redirect_stdout(io.StringIO()):
         exec(compile(program, tracer_mod.SENTINEL, "exec"), ns)  # noqa: S102 - sandboxed
@@ -200,11 +279,61 @@ def _probe_states(program: str, entry: str, args_src: str, questions: list, stmt
             status = f"exception:{type(exc).__name__}"
         finally:
             sys.settrace(old)
+    if isinstance(probe, _RevalProbe):
+        probe.finish()
     out = []
     for q in range(len(questions)):
         vals = list(probe.values[q].values())
         out.append({"nil": not vals, "values": vals, "occurrences": probe.occurrences[q]})
     return out, status
+
+
+def reval_line_sequence(tr: dict, n_lines: int) -> list[int]:
+    """REval's state list rebuilt from a trace: the lines of `line`, `return` and `exception`
+    events in execution order, lines beyond `n_lines` dropped, consecutive repeats merged.
+
+    The trace has `line` steps only; the other events are placed where CPython sends them: a
+    frame's `return` event (at its last line) when control next reaches a step of a frame that is
+    not inside it (or at the end), and, for a frame that ended by raising, the caller's
+    `exception` event at the caller's current line (its call step). REval's next-line ground truth
+    depends on them: after `return x` in a helper, the next state is the caller's line when the
+    caller then returns (or raises) there.
+    """
+    frames, steps = tr["frames"], tr["steps"]
+    out: list[int] = []
+
+    def emit(line: int) -> None:
+        if line <= n_lines and (not out or out[-1] != line):
+            out.append(line)
+
+    last_line: dict[int, int] = {}
+    stack: list[int] = []
+
+    def ancestors(fid: int) -> set[int]:
+        seen = set()
+        while fid is not None and fid not in seen:
+            seen.add(fid)
+            fid = frames[fid]["parent"]
+        return seen
+
+    def pop_until(keep: set[int]) -> None:
+        while stack and stack[-1] not in keep:
+            fid = stack.pop()
+            if fid in last_line:
+                emit(last_line[fid])  # the frame's return event
+            parent, call_step = frames[fid]["parent"], frames[fid]["call_step"]
+            if frames[fid]["end"] == "raise" and parent is not None and call_step is not None:
+                emit(steps[call_step]["line"])  # the exception arriving in the caller
+
+    for step in steps:
+        fid = step["frame"]
+        pop_until(ancestors(fid))
+        if not stack or stack[-1] != fid:
+            stack.append(fid)
+        last_line[fid] = step["line"]
+        emit(step["line"])
+    pop_until(set())
+    return out
 
 
 def reval_ground_truth(payload: dict) -> str:
@@ -232,18 +361,15 @@ def reval_ground_truth(payload: dict) -> str:
         return json.dumps(result)
     if payload["kind"] != "class" and tr.get("return") is not None:
         result["return"] = tr["return"]
-    seq: list[int] = []
-    for step in tr["steps"]:
-        line = step["line"]
-        if line <= n_lines and (not seq or seq[-1] != line):
-            seq.append(line)
+    seq = reval_line_sequence(tr, n_lines)
     executed = set(seq)
     nexts: dict[int, set[int]] = {}
     for i, line in enumerate(seq):
         nexts.setdefault(line, set()).add(seq[i + 1] if i + 1 < len(seq) else -1)
     stmt_start = analyze(program).stmt_start
     states, probe_status = _probe_states(program, entry, args_src, questions, stmt_start, n_lines,
-                                         max_seconds, int(payload.get("max_steps", 200_000)) * 4)
+                                         max_seconds, int(payload.get("max_steps", 200_000)) * 4,
+                                         payload.get("state_semantics", "frame"))
     result["probe_status"] = probe_status
     for (line, _var), state in zip(questions, states):
         start = stmt_start.get(line, line)

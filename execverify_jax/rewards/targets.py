@@ -52,6 +52,8 @@ _PARSE_CFG = RewardConfig()
 # Own references: a solution may rebind signal.signal/setitimer to disable its alarm.
 _signal, _setitimer, _SIGALRM, _ITIMER_REAL = signal.signal, signal.setitimer, signal.SIGALRM, signal.ITIMER_REAL
 _BUILTINS_SNAPSHOT = dict(builtins.__dict__)
+_RECURSION_LIMIT = sys.getrecursionlimit()
+_COMPILED: dict[str, Any] = {}  # per job process (each job is a fresh fork of the worker)
 
 
 class _TestTimeout(BaseException):
@@ -60,6 +62,13 @@ class _TestTimeout(BaseException):
 
 class _OutputCap(BaseException):
     """Raised when a test writes more than the output cap."""
+
+
+class _NullWriter(io.TextIOBase):
+    """A stdout that discards everything (ground-truth prints are irrelevant to the value)."""
+
+    def write(self, s: str) -> int:
+        return len(s)
 
 
 class _CappedBytes(io.BytesIO):
@@ -94,12 +103,14 @@ def run_ground_truth_many(payload: dict) -> dict:
 def _one_ground_truth_call(prelude: str, call: dict) -> str:
     args = [parse.literal_value(a, _PARSE_CFG) for a in call["args"]]
     kwargs = {k: parse.literal_value(v, _PARSE_CFG) for k, v in call["kwargs"]}
+    source = prelude + "\n" + call["code"]
+    code = _COMPILED.get(source)
+    if code is None:  # a GRPO group runs one program many times: compile it once per job
+        code = _COMPILED[source] = compile(source, "<program>", "exec")
     ns = _fresh_module("__program__")
-    exec(compile(prelude + "\n" + call["code"], "<program>", "exec"), ns)
+    exec(code, ns)
     return safe_codec.dumps(ns[call["entry"]](*args, **kwargs))
 
-
-_RECURSION_LIMIT = sys.getrecursionlimit()
 
 
 def _in_process(fn: Any, timeout_s: float) -> list:
@@ -111,7 +122,7 @@ def _in_process(fn: Any, timeout_s: float) -> list:
     _restore_builtins()
     sys.setrecursionlimit(_RECURSION_LIMIT)
     saved = sys.stdout
-    sys.stdout = io.StringIO()  # prints are irrelevant to the value (and must not flood the job)
+    sys.stdout = _NullWriter()  # prints are irrelevant to the value (and must not flood the job)
     try:
         _arm(timeout_s)
         try:
@@ -134,7 +145,7 @@ def _forked(fn: Any, timeout_s: float) -> list:
     if pid == 0:  # the per-call process: run, report, _exit (never return into the job)
         try:
             os.close(r)
-            sys.stdout = io.StringIO()
+            sys.stdout = _NullWriter()
             try:
                 row = ["ok", fn()]
             except BaseException as exc:  # noqa: BLE001 - every failure is a verdict

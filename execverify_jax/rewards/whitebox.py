@@ -106,9 +106,11 @@ def decode(encoded: Any, what: str) -> Any:
 
 
 def grade_next_statement(line: str, sub: dict, cfg: RewardConfig) -> bool:
-    """Next-statement answer: one of `accept` (verbatim lines or "-1")."""
+    """Next-statement answer: one of `accept` (verbatim lines or "-1"); stripped comparison
+    unless `cfg.strict_indent` or the sub-question's own `strict_indent` flag is set."""
     accept = sub.get("accept") or []
-    if cfg.strict_indent:
+    # The question record may demand exact indentation (its prompt then says so).
+    if cfg.strict_indent or sub.get("strict_indent") is True:
         got = line.rstrip()
         return any(got == a.rstrip() if a.strip() != "-1" else got.strip() == "-1" for a in accept)
     got = line.strip()

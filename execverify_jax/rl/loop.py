@@ -182,6 +182,14 @@ class GRPOTrainer:
             self.ref_params = jax.tree.map(jnp.copy, self.state.params)
         self.sampler = Sampler(model_cfg, self.graphdef, mesh=self.mesh, buckets=tuple(cfg.data.buckets),
                                pad_id=self.task.pad_id)
+        self.to_sample = None
+        if cfg.rollout.sample_reshard or cfg.rollout.sample_dtype:
+            from execverify_jax.model.params import param_shardings
+            sdt = cfg.rollout.sample_dtype
+            rules = shd.SAMPLE_RULES if cfg.rollout.sample_reshard else shd.TRAIN_RULES
+            out_sh = param_shardings(model_cfg, self.mesh, rules)
+            self.to_sample = jax.jit(lambda p: jax.tree.map(lambda x: x.astype(sdt) if sdt else x, p),
+                                     out_shardings=out_sh)
         self.strategy = make_strategy(temperature=temp, top_k=cfg.rollout.top_k, top_p=cfg.rollout.top_p)
         self.ckpt = RunCheckpointer(self.run_dir, keep=cfg.keep_checkpoints, async_save=cfg.async_checkpoints)
         self.rl_step = 0
@@ -233,10 +241,13 @@ class GRPOTrainer:
         toks, lens, stops, futures = [], [], [], []
         t_gen = 0.0
         lo_mine, hi_mine = self._my_rows(len(prompts) * G)
+        # The current weights, on device: either the training arrays themselves or a
+        # device-to-device copy in the sampling layout/dtype (never through the host).
+        params = self.state.params if self.to_sample is None else self.to_sample(self.state.params)
         for c, start in enumerate(range(0, len(prompts), per_call)):
             chunk = prompts[start:start + per_call]
             t0 = time.perf_counter()
-            out = self.sampler.generate(self.state.params, chunk, r.max_new_tokens, self.strategy,
+            out = self.sampler.generate(params, chunk, r.max_new_tokens, self.strategy,
                                         stop_ids=self.task.stop_ids, n=G, seed=jax.random.fold_in(key, c))
             t_gen += time.perf_counter() - t0
             toks.append(out.tokens_BC)

@@ -55,6 +55,11 @@ class RolloutSection:
     prompts_per_call: int | None = None  # generation chunk (prompts); scoring of a chunk overlaps the next
     completion_buckets: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
     logprob_chunk: int | None = None  # positions per logits slab in the log-prob pass
+    # Sampling layout: true = before each rollout, copy the weights device-to-device into the
+    # sampling layout (SAMPLE_RULES: no FSDP, so no per-token weight all-gathers) in
+    # `sample_dtype` (e.g. bfloat16: half the memory); false = sample from the training arrays.
+    sample_reshard: bool = False
+    sample_dtype: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:

@@ -286,3 +286,10 @@ def test_missing_or_closed_pool_never_leaves_a_future_pending(oi_record):
     for q, r in [(oi_record, ans("assert f('abc', 2) == 0")), (STDIO, block(SUM_STDIO))]:
         with pytest.raises(RuntimeError):
             scorer.submit(q, r).result(timeout=10)
+
+
+def test_oi_ground_truth_prints_are_discarded(pool, oi_record):
+    oi_record["answer"]["program"]["code"] = "def f(n):\n    for _ in range(n):\n        print('x' * 1000)\n    return n\n"
+    oi_record["answer"]["output"] = 200_000
+    scorer = Scorer(pool, dataclasses.replace(FAST, oi_timeout_s=5.0))
+    assert scorer.score(oi_record, ans("assert f(200000) == 0")).reward == 2.0  # 200 MB printed
