@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         run_eval(cfg)
-    except FileNotFoundError as exc:
+    except OSError as exc:  # missing / unreadable data or responses file
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,8 +1,10 @@
 """The forked job process: confine itself, run the target, send back its result, `_exit`.
 
 Runs only in a child freshly forked from a sandbox worker. Order matters: session and fds first,
-then limits, environment, privilege drop (after which nothing can be undone), then the untrusted
-code. The result goes to fd 3 as one JSON object; the worker forwards it untouched and the parent
+then limits and the privilege drop (after which nothing can be undone), then the untrusted code.
+What every job shares (scrubbed environment, SIGXCPU handler, audit hook, no_new_privs, seccomp)
+is set once in the worker and inherited: each Python-level step here costs the child
+copy-on-write page faults, the largest part of a job's fixed cost. The result goes to fd 3 as one JSON object; the worker forwards it untouched and the parent
 decodes it with safe_codec. The untrusted code can write to fd 3 itself, so the result is only as
 trustworthy as the code: expected answers therefore never enter the sandbox.
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import signal
 import sys
 from typing import Any, Callable
 
@@ -34,13 +35,13 @@ class ResultEncodeError(Exception):
     """The target returned, but its value could not be encoded (hostile __lt__, huge repr...)."""
 
 
-def _audit_hook(event: str, args: tuple) -> None:
+def audit_hook(event: str, args: tuple) -> None:
     # Defence in depth behind the network namespace; bypassable via ctypes (see docs/SANDBOX.md).
     if event.startswith(_BLOCKED_EVENTS) and event != "socket.gethostname":
         raise PermissionError(f"network access is disabled in the sandbox ({event})")
 
 
-def _on_cpu_limit(signum: int, frame: Any) -> None:
+def on_cpu_limit(signum: int, frame: Any) -> None:
     os._exit(EXIT_CPU_LIMIT)
 
 
@@ -119,8 +120,8 @@ def run_child(
         os.closerange(RESULT_FD + 1, _MAX_FD)
         os.chdir(workdir)
         _set_limits(limits)
-        os.environ.clear()  # nothing of the parent's environment reaches the job
-        os.environ.update({"PATH": SAFE_PATH, "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir})
+        # Inherited from the worker (Worker.confine_worker): the scrubbed environment, the
+        # SIGXCPU handler, the audit hook, no_new_privs and the seccomp filter.
         if uid is not None:
             os.setgroups([])
             os.setgid(uid)
@@ -129,10 +130,7 @@ def run_child(
             # Same uid as the worker (non-root pool, or drop_privileges=False): still shed every
             # capability (in a user namespace the worker holds them all, e.g. to unmount).
             sandbox_os.drop_capabilities()
-        sandbox_os.set_no_new_privs()
-        sandbox_os.set_parent_death_signal()
-        signal.signal(signal.SIGXCPU, _on_cpu_limit)
-        sys.addaudithook(_audit_hook)
+        sandbox_os.set_parent_death_signal()  # after setuid, which clears it
         if "random" in sys.modules:  # the worker's seeded state would repeat in every job
             sys.modules["random"].seed()
         max_result = int(limits["result_bytes"])

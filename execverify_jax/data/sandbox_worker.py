@@ -5,8 +5,10 @@ clean interpreter (never forked from the trainer), so forking stays cheap. Singl
 purpose: fork is only safe without threads. Talks to the parent with length-prefixed JSON frames
 on its original stdin/stdout (moved to private fds; fds 0/1 become /dev/null).
 
-Per worker, once: a locked unprivileged uid (root only), a new network namespace, a new mount
-namespace with private size-limited tmpfs over /tmp, /var/tmp, /dev/shm and /run/lock.
+Per worker, once (`sandbox_isolation.IsolationSetup`): a locked unprivileged uid (root only), a
+new network namespace, a new mount namespace (private size-limited tmpfs over the temp dirs,
+hidden home/checkout/data dirs, a minimal /dev, a hidepid procfs); then what every job inherits:
+scrubbed environment, SIGXCPU handler, audit hook, no_new_privs, seccomp (`confine_worker`).
 Per job: an empty work dir, a fresh PID namespace (the job is its init, so everything it spawns
 dies with it), pipes for stdout/stderr/result, fork, then wait with a deadline and caps.
 """
@@ -17,7 +19,6 @@ import gc
 import importlib
 import json
 import os
-import platform
 import select
 import signal
 import sys
@@ -25,25 +26,24 @@ import time
 from typing import Any, Callable
 
 from execverify_jax.data import sandbox_os, sandbox_seccomp
-from execverify_jax.data.sandbox_child import EXIT_CPU_LIMIT, EXIT_RESULT_FAILED, EXIT_SETUP_FAILED, run_child
+from execverify_jax.data.sandbox_child import (
+    EXIT_CPU_LIMIT,
+    EXIT_RESULT_FAILED,
+    EXIT_SETUP_FAILED,
+    SAFE_PATH,
+    audit_hook,
+    on_cpu_limit,
+    run_child,
+)
+from execverify_jax.data.sandbox_isolation import IsolationSetup
 from execverify_jax.data.sandbox_protocol import read_frame, write_frame
 
-UID_LOCK_DIR = "/tmp/execverify-sandbox-uids"
-PRIVATE_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
-# The only device nodes a job gets (no GPU/TPU/kvm/fuse/tty devices: a job must not grab the
-# trainer's accelerator memory); /dev becomes a small tmpfs with these bound in.
-DEV_NODES = ("null", "zero", "full", "random", "urandom")
-DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"}
-# Hidden from jobs behind empty read-only tmpfs (home dirs, checkouts, data sets: a job must not
-# read expected answers or keys off disk). What the interpreter needs is bound back read-only.
-HIDDEN_DIRS = ("/root", "/home", "/work", "/mnt", "/srv", "/media", "/data", "/scratch", "/run")
-NPROC_SLACK = 64  # growth of the user's own task count that non-root jobs tolerate
 HEAVY_MODULES = ("numpy", "jax", "torch", "tensorflow", "scipy", "pandas")
 STRAGGLER_GRACE_S = 0.5  # without a PID namespace: how long escaped processes may hold our pipes
 
 
-class Worker:
-    """The worker's state: isolation set-up results, target cache and the job loop."""
+class Worker(IsolationSetup):
+    """The worker's state: isolation results (see IsolationSetup), target cache and the job loop."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.index = int(config["index"])
@@ -53,204 +53,11 @@ class Worker:
         self.pidns_fd: int | None = None
         self.targets: dict[str, Callable[[Any], Any]] = {}
         self.devnull = os.open(os.devnull, os.O_RDWR)
-        self.jobs = 0
-        self._spare_workdir: str | None = None
+        self._workdir_ready = False
         self.seccomp: sandbox_seccomp.Filter | None = None
         self.nproc_base = 0  # added to Limits.nproc when jobs share the user's uid
 
-    # ----------------------------------------------------------------- one-time isolation set-up
-    def setup(self) -> None:
-        """Applies every per-worker layer it can and records which ones are active."""
-        caps, notes = self.caps, self.caps["notes"]
-        # "unprivileged" (tests, or a root host that wants the non-root layout) skips the uid drop
-        # and takes the user-namespace path that non-root pools use.
-        root = os.geteuid() == 0 and not self.config.get("unprivileged", False)
-        caps["root"] = root
-        caps["uid_drop"] = False
-        if root and self.config.get("drop_privileges", True):
-            first, count = int(self.config["uid_base"]), int(self.config["uid_count"])
-            self.uid, self._uid_lock = sandbox_os.acquire_uid(UID_LOCK_DIR, first + self.index, first, count)
-            caps["uid_drop"] = True
-            caps["uid"] = self.uid
-        elif not root:
-            # RLIMIT_NPROC counts every task of the real uid, the user's own included: offset it
-            # by what the user runs now, or a job could not start a single thread.
-            self.nproc_base = _tasks_of_uid(os.getuid()) + NPROC_SLACK
-            notes.append(f"not root: jobs run as the pool's own uid; RLIMIT_NPROC is offset by the {self.nproc_base} tasks it already runs (+slack)")
-        else:
-            notes.append("drop_privileges=False as root: jobs run as uid 0 (capabilities dropped) and can write every root-owned file")
-        use_ns = self.config.get("namespaces", True)
-        caps["userns"] = False
-        if use_ns and not root:
-            try:
-                sandbox_os.enter_user_namespace()
-                caps["userns"] = True
-            except OSError as exc:
-                notes.append(f"user namespace unavailable ({exc}); no network/mount/PID namespaces")
-                use_ns = False
-        caps["netns"] = self._try(use_ns, "netns", lambda: sandbox_os.unshare(sandbox_os.CLONE_NEWNET))
-        caps["mountns"] = self._try(use_ns, "mountns", self._private_mounts)
-        caps["private_tmp"] = caps["mountns"]
-        caps["hidden_dirs"] = []
-        caps["proc_hidepid"] = False
-        caps["minimal_dev"] = False
-        if caps["mountns"]:
-            self._try(True, "hidden_dirs", self._hide_dirs)
-            caps["minimal_dev"] = self._try(True, "minimal_dev", self._minimal_dev)
-            if root:
-                caps["proc_hidepid"] = self._try(True, "proc_hidepid", self._private_proc)
-        if caps["userns"]:
-            # setns() back to the host's PID namespace needs privileges there; instead become
-            # the init of a PID namespace of our own, under which per-job ones can nest.
-            self._try(True, "pidns", self._become_pid_namespace_init)
-        caps["seccomp"] = self._try(bool(self.config.get("seccomp", True)), "seccomp", self._load_seccomp)
-        caps["pidns"] = self._try(use_ns, "pidns", self._check_pidns)
-        if not caps["pidns"] and self.uid is None:
-            notes.append("no PID namespace and no uid drop: processes that leave the job's process group survive it")
-        caps["audit_hook"] = True
-        caps["no_new_privs"] = True
-        caps["rlimits"] = ["CPU", "AS", "NPROC", "NOFILE", "FSIZE", "CORE=0"]
-        caps["cgroup"] = False
-        if self.uid is not None and not caps["mountns"]:
-            for path in self._exposed_paths():
-                if not _world_traversable(path):
-                    notes.append(f"{path} is not readable by the job uid: jobs can only use modules the worker preloaded")
-        if caps["mountns"]:
-            self.base = "/tmp/jobs"
-            os.makedirs(self.base, mode=0o755, exist_ok=True)
-        else:
-            import tempfile
-
-            self.base = tempfile.mkdtemp(prefix=f"execverify-sbx-{self.index}-")
-            os.chmod(self.base, 0o711)
-            notes.append("no private /tmp: jobs can write to the shared /tmp and /var/tmp (files are capped by RLIMIT_FSIZE)")
-
-    def _try(self, enabled: bool, name: str, fn: Callable[[], None]) -> bool:
-        if not enabled:
-            return False
-        try:
-            fn()
-            return True
-        except OSError as exc:
-            self.caps["notes"].append(f"{name} unavailable: {exc}")
-            return False
-
-    def _private_mounts(self) -> None:
-        sandbox_os.unshare(sandbox_os.CLONE_NEWNS)
-        # Private propagation first, or our tmpfs mounts would leak into the host's namespace.
-        sandbox_os.mount("none", "/", None, sandbox_os.MS_REC | sandbox_os.MS_PRIVATE)
-        size = int(self.config.get("tmpfs_mb", 64))
-        for path in PRIVATE_TMP_DIRS:
-            if os.path.isdir(path):
-                # mode 0755 root: the job may write only inside its own work dir.
-                sandbox_os.mount("tmpfs", path, "tmpfs", sandbox_os.MS_NOSUID | sandbox_os.MS_NODEV, f"size={size}m,nr_inodes=16k,mode=0755")
-
-    def _minimal_dev(self) -> None:
-        # Build the new /dev aside (inside our private /tmp), then move it over /dev at once.
-        stage = "/tmp/.dev"
-        os.mkdir(stage, 0o755)
-        sandbox_os.mount("tmpfs", stage, "tmpfs", sandbox_os.MS_NOSUID, "size=64k,nr_inodes=64,mode=0755")
-        for name in DEV_NODES:
-            if os.path.exists(f"/dev/{name}"):
-                open(os.path.join(stage, name), "w").close()
-                sandbox_os.mount(f"/dev/{name}", os.path.join(stage, name), None, sandbox_os.MS_BIND)
-        for name, target in DEV_LINKS.items():
-            os.symlink(target, os.path.join(stage, name))
-        os.mkdir(os.path.join(stage, "shm"), 0o755)
-        size = int(self.config.get("tmpfs_mb", 64))
-        sandbox_os.mount("tmpfs", os.path.join(stage, "shm"), "tmpfs", sandbox_os.MS_NOSUID | sandbox_os.MS_NODEV, f"size={size}m,nr_inodes=16k,mode=0755")
-        sandbox_os.mount(stage, "/dev", None, sandbox_os.MS_MOVE)
-        os.rmdir(stage)
-
-    def _private_proc(self) -> None:
-        # A procfs of our own with hidepid=2: the job uid sees only its own processes, not the
-        # command lines and states of everything else on the host. Root (the worker) sees all.
-        sandbox_os.mount("proc", "/proc", "proc", sandbox_os.MS_NOSUID | sandbox_os.MS_NODEV | sandbox_os.MS_NOEXEC, "hidepid=2")
-
-    def _exposed_paths(self) -> list[str]:
-        # The interpreter, the venv and our package only; not the rest of the checkout.
-        pkg_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        pkg_root = os.path.dirname(pkg_dir)
-        paths = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix), pkg_dir}
-        paths.update(os.path.realpath(p) for p in sys.path if p and os.path.isdir(p) and os.path.realpath(p) != pkg_root)
-        paths.discard("/")
-        return sorted(paths)
-
-    def _hide_dirs(self) -> None:
-        exposed = self._exposed_paths()
-        stage_root = "/tmp/.stage"
-        os.makedirs(stage_root, mode=0o700, exist_ok=True)
-        for k, hidden in enumerate(h for h in HIDDEN_DIRS if os.path.isdir(h) and not os.path.islink(h)):
-            inside = [p for p in exposed if p == hidden or p.startswith(hidden + "/")]
-            if hidden in inside:
-                continue  # the interpreter itself lives there; hiding it would break the jobs
-            inside = [p for p in inside if not any(q != p and p.startswith(q + "/") for q in inside)]
-            staged = []
-            for j, path in enumerate(inside):
-                stage = os.path.join(stage_root, f"{k}-{j}")
-                os.mkdir(stage)
-                sandbox_os.mount(path, stage, None, sandbox_os.MS_BIND | sandbox_os.MS_REC)
-                staged.append((stage, path))
-            sandbox_os.mount("tmpfs", hidden, "tmpfs", sandbox_os.MS_NOSUID | sandbox_os.MS_NODEV, "size=1m,mode=0755")
-            for stage, path in staged:
-                os.makedirs(path, mode=0o755, exist_ok=True)
-                sandbox_os.mount(stage, path, None, sandbox_os.MS_MOVE)
-                # Keep the source's nosuid/nodev/noexec: in a user namespace they are locked,
-                # and a remount that drops them fails with EPERM.
-                kept = os.statvfs(path).f_flag & (os.ST_NOSUID | os.ST_NODEV | os.ST_NOEXEC)
-                sandbox_os.mount("none", path, None, sandbox_os.MS_BIND | sandbox_os.MS_REMOUNT | sandbox_os.MS_RDONLY | kept)
-                os.rmdir(stage)
-            sandbox_os.mount("none", hidden, None, sandbox_os.MS_REMOUNT | sandbox_os.MS_RDONLY | sandbox_os.MS_NOSUID | sandbox_os.MS_NODEV)
-            self.caps["hidden_dirs"].append(hidden)
-        os.rmdir(stage_root)
-        self.caps["exposed_paths"] = exposed
-
-    def _become_pid_namespace_init(self) -> None:
-        sandbox_os.unshare(sandbox_os.CLONE_NEWPID)
-        pid = os.fork()
-        if pid:  # the original process only mirrors the real worker's fate
-            _, status = os.waitpid(pid, 0)
-            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
-        sandbox_os.set_parent_death_signal()
-
-    def _load_seccomp(self) -> None:
-        program = sandbox_seccomp.build_filter()
-        if program is None:
-            raise OSError(f"no syscall table for {platform.machine()}")
-        filt = sandbox_seccomp.Filter(program)
-        # Probe in a throwaway child: the filter must load, deny what it should, allow fork.
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                sandbox_os.set_no_new_privs()
-                filt.install()
-                try:
-                    sandbox_os.unshare(sandbox_os.CLONE_NEWUTS)
-                except PermissionError:
-                    inner = os.fork()
-                    if inner == 0:
-                        os._exit(0)
-                    code = 0 if os.waitpid(inner, 0)[1] == 0 else 3
-                else:
-                    code = 2
-            finally:
-                os._exit(code)
-        status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-        if status != 0:
-            raise OSError(f"the seccomp filter failed its probe (exit {status})")
-        self.seccomp = filt
-
-    def _check_pidns(self) -> None:
-        self.pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            sandbox_os.new_pid_namespace_for_children(self.pidns_fd)
-        except OSError:
-            os.close(self.pidns_fd)
-            self.pidns_fd = None
-            raise
-
-    # ----------------------------------------------------------------------------- targets
+    # ------------------------------------------------------------------------------ targets
     def resolve(self, target: str) -> Callable[[Any], Any]:
         """Imports `module:function` once, in the worker, so forked jobs start with it loaded."""
         fn = self.targets.get(target)
@@ -278,16 +85,20 @@ class Worker:
         finally:
             self._release_workdir(workdir)
 
+    @property
+    def workdir(self) -> str:
+        """The job work dir: one fixed path per worker (jobs run one at a time), so the job
+        environment (HOME/TMPDIR) can be set once in the worker instead of in every child."""
+        return os.path.join(self.base, "job")
+
     def _workdir(self) -> str:
-        """An empty directory owned by the job uid (reused while jobs leave it untouched)."""
-        if self._spare_workdir is not None:
-            workdir, self._spare_workdir = self._spare_workdir, None
-            return workdir
-        self.jobs += 1
-        workdir = os.path.join(self.base, f"job-{self.jobs}")
-        os.mkdir(workdir, 0o700)
-        if self.uid is not None:
-            os.chown(workdir, self.uid, self.uid)
+        """The work dir, empty and owned by the job uid (recreated after a job dirtied it)."""
+        workdir = self.workdir
+        if not self._workdir_ready:
+            os.mkdir(workdir, 0o700)
+            if self.uid is not None:
+                os.chown(workdir, self.uid, self.uid)
+            self._workdir_ready = True
         return workdir
 
     def _release_workdir(self, workdir: str) -> None:
@@ -297,11 +108,27 @@ class Worker:
             st = os.lstat(workdir)
             pristine = st.st_mode == 0o40700 and st.st_uid == (self.uid if self.uid is not None else os.getuid())
             if pristine and not os.listdir(workdir):
-                self._spare_workdir = workdir
                 return
         except OSError:
             pass
         _rmtree(workdir)
+        self._workdir_ready = False
+
+    def confine_worker(self) -> None:
+        """Per-process settings every job inherits through fork, applied once, last: so the
+        children do not redo them (each Python-level step in a child costs copy-on-write faults).
+        """
+        os.environ.clear()  # nothing of the parent's environment reaches the jobs
+        os.environ.update({"PATH": SAFE_PATH, "LANG": "C.UTF-8", "HOME": self.workdir, "TMPDIR": self.workdir})
+        signal.signal(signal.SIGXCPU, on_cpu_limit)
+        sys.addaudithook(audit_hook)  # the worker itself never opens a socket
+        sandbox_os.set_no_new_privs()
+        if self.seccomp is not None:
+            try:
+                self.seccomp.install()
+            except OSError as exc:
+                self.caps["seccomp"] = False
+                self.caps["notes"].append(f"seccomp unavailable: {exc}")
 
     def _fork_and_wait(self, fn: Callable[[Any], Any], payload: Any, limits: dict[str, Any], workdir: str) -> dict[str, Any]:
         out_r, out_w = os.pipe()
@@ -447,22 +274,6 @@ def _ignore(fn: Callable[[str], None], path: str) -> None:
         pass
 
 
-def _tasks_of_uid(uid: int) -> int:
-    """Processes+threads whose real uid is `uid` (what RLIMIT_NPROC counts), from /proc."""
-    count = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                fields = dict(line.split(":", 1) for line in f if ":" in line)
-            if int(fields["Uid"].split()[0]) == uid:
-                count += int(fields["Threads"])
-        except (OSError, KeyError, ValueError):
-            continue
-    return count
-
-
 def _vm_size_mb() -> float:
     """The worker's virtual size: RLIMIT_AS of a job counts it before the job allocates anything."""
     try:
@@ -473,18 +284,6 @@ def _vm_size_mb() -> float:
     except OSError:
         pass
     return -1.0
-
-
-def _world_traversable(path: str) -> bool:
-    """True when every directory from / down to `path` lets other users in (o+x)."""
-    parts = os.path.abspath(path).split("/")
-    for k in range(2, len(parts) + 1):
-        try:
-            if not os.stat("/".join(parts[:k]) or "/").st_mode & 0o001:
-                return False
-        except OSError:
-            return False
-    return True
 
 
 def _take_protocol_fds() -> tuple[int, int]:
@@ -513,14 +312,7 @@ def main(argv: list[str]) -> int:
     if heavy:
         worker.caps["notes"].append(f"preloaded targets imported {heavy}: forks are slower and RLIMIT_AS must cover them")
     worker.caps["worker_vm_mb"] = _vm_size_mb()
-    if worker.seccomp is not None:
-        # Once, here: every job inherits it (no per-job cost); the worker no longer needs mounts.
-        try:
-            sandbox_os.set_no_new_privs()
-            worker.seccomp.install()
-        except OSError as exc:
-            worker.caps["seccomp"] = False
-            worker.caps["notes"].append(f"seccomp unavailable: {exc}")
+    worker.confine_worker()  # last: seccomp forbids mounts from here on
     gc.freeze()  # keep the GC from touching (and so copying) the worker's objects in every job
     write_frame(wfd, {"hello": worker.caps, "pid": os.getpid()})
     while True:

@@ -19,6 +19,7 @@ BRACKET_OPEN = "[ANSWER]"
 BRACKET_CLOSE = "[/ANSWER]"
 _ASSERT_START = re.compile(r"^\s*assert\b")
 _MAX_STMT_LINES = 40  # a multi-line assertion (pretty-printed literal) may span this many lines
+_MAX_ASSERT_LINES = 20  # assert-looking lines tried before giving up
 
 
 def answer_span(response: str | bytes | None, cfg: RewardConfig) -> tuple[str | None, str]:
@@ -70,21 +71,25 @@ def _parse_stmt(src: str) -> ast.stmt | None:
 
 
 def find_assert(text: str, cfg: RewardConfig) -> ast.Assert | None:
-    """The first `assert` statement of `text` (it may span several lines), parsed, else None.
+    """The first parseable `assert` statement of `text` (it may span several lines), else None.
 
     A line holding `f(x) == y` without the keyword (a completion of `assert f(??) == y`) counts.
     """
     if len(text) > cfg.max_answer_chars:
         return None
     lines = text.split("\n")
+    tried = 0
     for i, line in enumerate(lines):
         if not _ASSERT_START.match(line):
             continue
+        tried += 1
+        if tried > _MAX_ASSERT_LINES:  # bounded work on hostile responses
+            return None
         for j in range(i + 1, min(len(lines), i + _MAX_STMT_LINES) + 1):
             node = _parse_stmt("\n".join(lines[i:j]))
             if isinstance(node, ast.Assert):
                 return node
-        return None
+        # Not a statement (e.g. prose starting with "assert"): try the next assert line.
     for line in lines:  # `f(1) == 2` with the `assert` keyword left in the prompt
         if "==" in line:
             node = _parse_stmt("assert " + line.strip())

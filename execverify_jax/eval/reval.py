@@ -2,7 +2,8 @@
 
 Data: `DREval_data.jsonl` (programs) and `DREval_tasks.jsonl` (questions), schema in the
 reference section 7.3. Ground truth is not stored: it is recomputed here, per (program, input),
-by the project tracer in the sandbox pool (`targets.reval_ground_truth`). HumanEval-derived items
+by the project tracer in the sandbox pool (`targets.reval_ground_truth`; state values with
+REval's next-state rule by default, or the tracer's same-frame rule). HumanEval-derived items
 trace `entry(*input)`; ClassEval-derived items trace the class code while the item's unittest
 method runs after `setUp` (the traced lines are those of the class code, as in REval).
 

@@ -21,6 +21,8 @@ from execverify_jax.eval.base import STYLES, GradeContext
 from execverify_jax.eval.items import EvalItem, LoadReport, Verdict
 
 GT_FAILED = "ground_truth_failed"
+_RATE_KEYS = frozenset({"acc", "accuracy", "precision", "recall", "f1", "io_accuracy", "mean_wb_acc",
+                        "mean_pass_rate"})
 
 
 @dataclass
@@ -150,8 +152,8 @@ def markdown_table(results: dict[str, Any]) -> str:
         for k, v in extra.items():
             if isinstance(v, dict):
                 for kk, vv in v.items():
-                    if isinstance(vv, float):
-                        vv = f"{100 * vv:.2f}" if kk not in ("ic_score",) else f"{vv:.2f}"
+                    if isinstance(vv, float):  # rates print as percentages, other floats as they are
+                        vv = f"{100 * vv:.2f}" if kk in _RATE_KEYS else f"{vv:.2f}" if kk == "ic_score" else f"{vv:.4g}"
                     lines.append(f"| {k}.{kk} | {vv} |")
             else:
                 lines.append(f"| {k} | {v} |")

@@ -21,18 +21,20 @@ from execverify_jax.rewards.whitebox import RecordError
 
 
 def _files(data: Path, kind: str) -> list[Path]:
+    """The record files of `kind` (program | question) in a synth output folder (or the file
+    itself): the JSONL export when present, else the ArrayRecord shards listed in `manifest.json`
+    (records carry their split; `load` keeps the held-out ones)."""
     if data.is_file():
-        return [data]
+        return [data] if kind == "question" else []
     jsonl = data / f"{kind}s.jsonl"
     if jsonl.is_file():
         return [jsonl]
     manifest = data / "manifest.json"
     if manifest.is_file():
-        files = json.loads(manifest.read_text()).get("files", {}).get(f"{kind}s", {})
-        out = []
-        for split_files in (files.values() if isinstance(files, dict) else [files]):
-            out += [data / f for f in split_files]
-        return out
+        files = json.loads(manifest.read_text()).get("files", {})
+        by_split = files.get("arrayrecord", {}).get(f"{kind}s", {}) if isinstance(files, dict) else {}
+        if isinstance(by_split, dict) and by_split:
+            return [data / f for fs in by_split.values() for f in fs]
     return sorted(data.glob(f"{kind}s-*.arrayrecord"))
 
 
@@ -53,12 +55,14 @@ class Synthetic:
         report = LoadReport(items=[])
         levels: dict[str, Any] = {}
         if data.is_dir():
-            for prog in _read(_files(data, "program"), report):
+            for prog in _read(_files(data, "program"), report):  # levels live in the program records
                 if isinstance(prog, dict) and "id" in prog:
                     levels[str(prog["id"])] = prog.get("level")
         qs = [q for q in _read(_files(data, "question"), report) if isinstance(q, dict)]
         if any(q.get("split") == "heldout" for q in qs):
             qs = [q for q in qs if q.get("split") == "heldout"]
+        elif any("split" in q for q in qs):
+            report.examples.append("no held-out questions in the data: every split is evaluated")
         for q in qs:
             if limit is not None and len(report.items) >= limit:
                 break

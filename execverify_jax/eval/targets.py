@@ -1,10 +1,11 @@
 """Sandbox targets of the evaluation harness (trusted code that runs *inside* a sandbox child).
 
 - `reval_ground_truth`: REval ground truth of one (program, input): runs the call under the
-  project tracer (`data/trace.py`) for coverage and next-line sets, and under a small probe that
-  evaluates each state question's variable expression (`x`, `self.limit`, `d[k]`, `(a, b)`) in
-  the frame's locals after every execution of the question's line, with the tracer's
-  after-state rule (the next event *in the same frame*). Values come back `safe_codec`-encoded.
+  project tracer (`data/trace.py`) for coverage and next-line sets (REval's state list rebuilt
+  from the trace, `reval_line_sequence`), and under a small probe that evaluates each state
+  question's variable expression (`x`, `self.limit`, `d[k]`, `(a, b)`): with REval's rule (the
+  next state of the global state list, `_RevalProbe`, the default) or the tracer's after-state
+  rule (the next event in the same frame, `_Probe`). Values come back `safe_codec`-encoded.
 - `run_filled_snippet`: runs a REval output-task assertion snippet whose `??` holes were filled
   with the model's *literal* values (everything else is the dataset's own test code).
 - `run_humaneval`: runs a HumanEval completion against the problem's `check` function with the

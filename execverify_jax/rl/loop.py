@@ -150,6 +150,9 @@ class GRPOTrainer:
 
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, task: Any = None, params: Any = None,
                  model_cfg: ModelConfig | None = None) -> None:
+        if cfg.grpo.dynamic_sampling:
+            raise ValueError("grpo.dynamic_sampling=True: DAPO dynamic sampling (refilling the batch with "
+                             "informative groups) is not implemented by the loop yet; set it to false")
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -328,7 +331,8 @@ class GRPOTrainer:
         t_update = time.perf_counter() - t0
         # Metrics.
         mask_tokens = float(mask_BC.sum())
-        out = reward_metrics(results, len_B.tolist(), truncated_B.tolist())
+        lo, hi = self._my_rows(B)
+        out = reward_metrics(results, len_B[lo:hi].tolist(), truncated_B[lo:hi].tolist())
         out["reward/mean_global"] = float(reward_B.mean())
         for k in upd_metrics[0]:
             vals = [float(m[k]) for m in upd_metrics]

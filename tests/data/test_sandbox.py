@@ -333,7 +333,7 @@ def test_forked_copy_of_the_pool_refuses_jobs(pool):
 
 
 def test_task_count_for_unprivileged_nproc_offset():
-    from execverify_jax.data.sandbox_worker import _tasks_of_uid
+    from execverify_jax.data.sandbox_isolation import tasks_of_uid
 
-    assert _tasks_of_uid(os.getuid()) >= threading.active_count()
-    assert _tasks_of_uid(4_000_000) == 0
+    assert tasks_of_uid(os.getuid()) >= threading.active_count()
+    assert tasks_of_uid(4_000_000) == 0

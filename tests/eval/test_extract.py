@@ -59,3 +59,16 @@ def test_predicted_call_args_both_styles():
 ])
 def test_predicted_call_args_rejects(span, reason):
     assert extract.predicted_call_args(span, "f", CFG) == (None, reason)
+
+
+def test_prose_assert_line_is_skipped():
+    text = "assert that the loop runs twice, so\nassert f(2) == [1, 2]"
+    assert extract.predicted_output(text, "f", CFG) == ("[1, 2]", "")
+
+
+def test_only_the_first_assert_lines_are_tried():
+    # Work is bounded on hostile responses: after 20 unparseable assert lines the search stops.
+    junk = "\n".join(["assert (((("] * 25)
+    assert extract.predicted_output(junk + "\nassert f(1) == 2", "f", CFG) == (None, "no_assert")
+    few = "\n".join(["assert (((("] * 5)
+    assert extract.predicted_output(few + "\nassert f(1) == 2", "f", CFG) == ("2", "")

@@ -67,4 +67,10 @@ def test_every_benchmark_runs(shared_data, cruxeval_path, tiny_model, tmp_path, 
     for name, data, limit in cases:
         res, samples = _run(name, data, tiny_model, tmp_path, limit=limit)
         assert samples and all(isinstance(s["response"], str) for s in samples), name
-        assert sum(m["items"] for m in res["tasks"].values()) == len(samples), name
+        assert sum(m["items"] + m["excluded_no_ground_truth"] for m in res["tasks"].values()) == len(samples), name
+    # Official completion-style prompts fed as raw text (no chat template).
+    model_dir, tok_dir = tiny_model
+    cfg = EvalConfig(benchmark="cruxeval-i", data=str(cruxeval_path), limit=2, style="official",
+                     model=str(model_dir), tokenizer=str(tok_dir), workers=2,
+                     generation={"max_new_tokens": 4, "batch_size": 2, "dtype": "float32", "raw_prompts": True})
+    assert run(cfg, print_fn=lambda *a: None)["tasks"]["cruxeval-i"]["samples"] == 2

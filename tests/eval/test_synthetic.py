@@ -37,3 +37,21 @@ def test_oracle_and_levels(tmp_path, ctx):
     assert not v.correct and v.details["io"] and abs(v.details["wb_acc"] - 2 / 3) < 1e-9
     wrong_oi = "<answer>\n```python\nassert f([0], 1) == [6]\n```\n</answer>"
     assert not b.grade(rep.items[1:], [[wrong_oi]], ctx)[0][0].correct
+
+
+def test_arrayrecord_folder_with_manifest(tmp_path, ctx):
+    from execverify_jax.data import records
+
+    programs, questions = _conf.synthetic_records()
+    records.write_arrayrecord(tmp_path / "programs-heldout-00000.arrayrecord", programs)
+    records.write_arrayrecord(tmp_path / "questions-heldout-00000.arrayrecord", questions[:2])
+    records.write_arrayrecord(tmp_path / "questions-train-00000.arrayrecord", questions[2:])
+    (tmp_path / "manifest.json").write_text(json.dumps({"files": {"arrayrecord": {
+        "programs": {"heldout": ["programs-heldout-00000.arrayrecord"]},
+        "questions": {"train": ["questions-train-00000.arrayrecord"],
+                      "heldout": ["questions-heldout-00000.arrayrecord"]}}}}))
+    b = Synthetic()
+    rep = b.load(tmp_path, "execverify", None)
+    assert [it.id for it in rep.items] == ["p1:io", "p2:oi"] and [it.meta["level"] for it in rep.items] == [2, 3]
+    verdicts = b.grade(rep.items, [[o] for o in b.oracle(rep.items, ctx)], ctx)
+    assert all(vs[0].correct for vs in verdicts)
