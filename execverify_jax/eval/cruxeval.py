@@ -19,14 +19,13 @@ model's literal arguments and runs the *ground-truth* function on them in the sa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from execverify_jax.data import prompts, safe_codec
 from execverify_jax.eval import extract
 from execverify_jax.eval.base import GradeContext
-from execverify_jax.eval.items import EvalItem, LoadReport, Verdict
+from execverify_jax.eval.items import EvalItem, LoadReport, Verdict, read_jsonl_dicts
 from execverify_jax.rewards import parse
 from execverify_jax.rewards.batch import Scorer
 from execverify_jax.rewards.config import RewardConfig
@@ -60,22 +59,6 @@ OFFICIAL_INPUT = (
 )
 
 
-def _records(path: Path, report: LoadReport) -> list[dict]:
-    out = []
-    with open(path, "rb") as f:
-        for raw in f:
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-            except ValueError:
-                report.bad_lines += 1
-                continue
-            if isinstance(rec, dict):
-                out.append(rec)
-            else:
-                report.bad_lines += 1
-    return out
 
 
 def lcb_args(entry: str, text: str) -> str:
@@ -97,7 +80,7 @@ class CruxEval:
     def load(self, data: Path, style: str, limit: int | None) -> LoadReport:
         """Items from a CRUXEval (`code, input, output, id`) or LCB execution-v2 JSONL."""
         report = LoadReport(items=[])
-        for rec in _records(data, report):
+        for rec in read_jsonl_dicts(data, report):
             if limit is not None and len(report.items) >= limit:
                 break
             item = self._item(rec, style, report)

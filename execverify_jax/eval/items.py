@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -74,3 +76,22 @@ class LoadReport:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
         if example and len(self.examples) < 5:
             self.examples.append(f"{reason}: {example[:200]}")
+
+
+def read_jsonl_dicts(path: Path, report: LoadReport) -> list[dict]:
+    """The JSON objects of a JSONL file; blank lines are skipped, bad lines counted in `report`."""
+    out = []
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                report.bad_lines += 1
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+            else:
+                report.bad_lines += 1
+    return out

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from execverify_jax.data import safe_codec
 from execverify_jax.eval import extract, metrics, reval_prompts
 from execverify_jax.eval.base import GradeContext
-from execverify_jax.eval.items import EvalItem, LoadReport, Verdict
+from execverify_jax.eval.items import EvalItem, LoadReport, Verdict, read_jsonl_dicts
 from execverify_jax.eval.targets import REVAL_TARGET, SNIPPET_TARGET
 from execverify_jax.rewards import parse
 from execverify_jax.rewards.config import RewardConfig
@@ -67,22 +67,6 @@ def data_paths(data: Path) -> tuple[Path, Path]:
     return folder / DATA_FILE, folder / TASKS_FILE
 
 
-def _read_jsonl(path: Path, report: LoadReport) -> list[dict]:
-    out = []
-    with open(path, "rb") as f:
-        for raw in f:
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-            except ValueError:
-                report.bad_lines += 1
-                continue
-            if not isinstance(rec, dict):
-                report.bad_lines += 1
-                continue
-            out.append(rec)
-    return out
 
 
 def class_tests(program: dict) -> list[dict] | None:
@@ -149,7 +133,7 @@ class REval:
         for p in (prog_path, task_path):
             if not p.is_file():
                 raise FileNotFoundError(f"REval needs {DATA_FILE} and {TASKS_FILE} in one folder; missing {p}")
-        for rec in _read_jsonl(prog_path, report):
+        for rec in read_jsonl_dicts(prog_path, report):
             tid = rec.get("task_id")
             if not (isinstance(tid, str) and tid.startswith("DREval/") and isinstance(rec.get("code"), str)
                     and isinstance(rec.get("inputs"), list) and isinstance(rec.get("entry_point"), str)):
@@ -159,7 +143,7 @@ class REval:
             self.programs[idx] = rec
             self.tests[idx] = class_tests(rec) if rec.get("test") else None
         pairs = 0
-        for rec in _read_jsonl(task_path, report):
+        for rec in read_jsonl_dicts(task_path, report):
             idx = rec.get("idx")
             prog = self.programs.get(idx) if isinstance(idx, int) else None
             if prog is None or not isinstance(rec.get("tasks"), list):

@@ -51,7 +51,7 @@ b["old_logp_BC"] = lp(st.params, b) - 0.05
 metrics = []
 for _ in range(2):
     st, m = upd(st, b)
-    metrics.append(float(np.asarray(multihost_utils.process_allgather(m["loss"])).ravel()[0]))
+    metrics.append(float(np.asarray(m["loss"].addressable_data(0))))  # replicated scalar
 ck = RunCheckpointer(os.path.join(out, "run"), keep=1)
 ck.save(2, st, {"rl_step": 2, "loader_states": allgather_json({"process": pid})})
 ck.wait()
@@ -59,7 +59,7 @@ restored, meta = ck.restore(abstract_train_state(cfg, tx, mesh))
 ck.close()
 assert meta["loader_states"] == [{"process": i} for i in range(nproc)], meta
 st, m = upd(restored, b)
-metrics.append(float(np.asarray(multihost_utils.process_allgather(m["loss"])).ravel()[0]))
+metrics.append(float(np.asarray(m["loss"].addressable_data(0))))  # replicated scalar
 params = [np.asarray(multihost_utils.process_allgather(x, tiled=True)) for x in jax.tree.leaves(st.params)]
 if pid == 0:
     np.savez(os.path.join(out, "result.npz"), metrics=np.asarray(metrics), *params)
