@@ -38,8 +38,11 @@ def _value(enc: dict) -> str:
 
 def chain_of_execution(trace: dict, max_steps: int = 40) -> str:
     """The reasoning text of a usable trace: one line per executed statement with the values it
-    changed, then the return value. Longer traces are cut after `max_steps` steps (said so)."""
+    changed, then the return value. Longer traces are cut after `max_steps` steps (said so);
+    `max_steps=0` gives only the call and its return value."""
     entry, args = trace["entry"], trace["args"]
+    if max_steps == 0:  # the shortest true rationale: the call and its result
+        return f"{entry}({args}) returns {_value(trace['return'])}."
     out = [f"Call {entry}({args})."]
     steps = trace["steps"]
     for n, step in enumerate(steps[:max_steps]):

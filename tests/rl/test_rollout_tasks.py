@@ -85,3 +85,26 @@ def test_sft_mask_covers_the_assistant_turn(tmp_path):
     learned = [int(i) for i, m in zip(ids, mask) if m]
     assert tok.decode(learned, skip_special_tokens=False) == "assert f(1) == 2<|im_end|>\n"
     assert not mask[: len(tok.apply_chat(convs[0][:1]))].any()
+
+
+def test_difficulty_probe_uses_the_reward_parser(synth_dir, pool):
+    from execverify_jax.data import safe_codec
+    from execverify_jax.rl.difficulty import DifficultyConfig, keep, probe, solved
+
+    q = next(q for q in _all_questions(str(synth_dir), "train")
+             if q["kind"] == "oi" and safe_codec.from_jsonable(q["answer"]["output"]) is not None)
+    prog = q["answer"]["program"]
+    messages, graded = probe(q, "cruxeval")
+    assert "Fill in the missing assertion" in messages[-1]["content"]
+    assert f"assert {prog['entry']}({prog['args']}) == ????" in messages[-1]["content"]
+    out = repr(safe_codec.from_jsonable(q["answer"]["output"]))
+    scorer = Scorer(pool)
+    right = f"<answer>\n```python\nassert {prog['entry']}({prog['args']}) == {out}\n```\n</answer>"
+    mention = f"The value {out} appears somewhere.<answer>\nassert {prog['entry']}({prog['args']}) == None\n</answer>"
+    assert solved(scorer.submit(graded, right).result())
+    # the paper's substring test would pass this one; the parser does not
+    assert out in mention and not solved(scorer.submit(graded, mention).result())
+    cfg = DifficultyConfig()
+    assert keep(0.0, cfg) and keep(0.3, cfg) and not keep(0.4, cfg) and not keep(1.0, cfg)
+    with pytest.raises(ValueError):
+        DifficultyConfig(min_pass_rate=0.5, max_pass_rate=0.3)
