@@ -4,8 +4,10 @@ For each model shape: random weights are created with our initialiser, exported 
 HF directory (fp32), loaded by both our importer and `AutoModelForCausalLM`, and both generate
 `--new-tokens` greedy tokens for `--batch` random prompts of `--prompt-len` tokens (no stop
 token; HF gets min_new_tokens so it cannot stop early). Throughput = batch * new tokens / wall
-time of the whole generate call (prefill included for both). Our first call's extra time is
-reported as compile time and excluded from tokens/s. Also reports how many greedy tokens agree.
+time of the whole generate call (prefill included for both), median of `--repeats` runs. Our
+first call's extra time is reported as compile time and excluded from tokens/s. transformers runs
+in a separate process (no XLA thread pool next to torch's OpenMP threads). Also reports how many
+greedy tokens agree.
 
     python benchmarks/bench_sampler.py                 # tiny + 0.5B-shaped (slow on 2 cores)
     python benchmarks/bench_sampler.py --models tiny   # quick check
@@ -20,6 +22,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +43,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (XLA uses all cores)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per implementation (median)")
+    p.add_argument("--hf-worker", default=None, help=argparse.SUPPRESS)  # internal: time HF only
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "sampler.json"))
     return p.parse_args()
 
@@ -46,8 +51,6 @@ def parse_args() -> argparse.Namespace:
 def bench_model(name: str, args: argparse.Namespace, workdir: Path) -> dict:
     import jax
     import numpy as np
-    import torch
-    import transformers
 
     from execverify_jax.model.config import ModelConfig
     from execverify_jax.model.hf_export import save_hf
@@ -79,31 +82,25 @@ def bench_model(name: str, args: argparse.Namespace, workdir: Path) -> dict:
     first_tokens = ours()
     first_s = time.perf_counter() - t0
 
-    # ---- transformers ----
-    torch.set_num_threads(args.threads)
-    model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
-    inp = torch.tensor(prompts, dtype=torch.long)
-    attn = torch.ones_like(inp)
-
-    def theirs(n: int) -> np.ndarray:
-        with torch.no_grad():
-            out = model.generate(inp, attention_mask=attn, max_new_tokens=n, min_new_tokens=n,
-                                 do_sample=False, pad_token_id=0)
-        return out[:, P:].numpy()
-
-    theirs(2)  # warm-up (allocations, lazy init)
-    # Interleave the timed runs so both implementations see the same (shared-machine) load.
-    ours_times, hf_times = [], []
+    ours_times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         ours_tokens = ours()
         ours_times.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        hf_tokens = theirs(C)
-        hf_times.append(time.perf_counter() - t0)
-    ours_s, hf_s = statistics.median(ours_times), statistics.median(hf_times)
+    ours_s = statistics.median(ours_times)
     assert (first_tokens == ours_tokens).all()
     print(f"[{name}] ours: {B * C / ours_s:,.0f} tok/s ({ours_s:.2f}s/run), compile ~{first_s - ours_s:.1f}s")
+    del params, sampler
+
+    # ---- transformers, in a fresh process: XLA's thread pool living in the same process
+    # slowed torch's OpenMP threads down by 20x+ in our first measurements. ----
+    np.save(workdir / f"{name}_prompts.npy", prompts)
+    cmd = [sys.executable, __file__, "--hf-worker", str(hf_dir), "--threads", str(args.threads),
+           "--repeats", str(args.repeats), "--new-tokens", str(C)]
+    res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+    hf_times = res["times"]
+    hf_tokens = np.load(workdir / f"{name}_hf_tokens.npy")
+    hf_s = statistics.median(hf_times)
     print(f"[{name}] transformers: {B * C / hf_s:,.0f} tok/s ({hf_s:.2f}s/run)")
     # Greedy paths agree until a near-tie flips an argmax (fp32 sums in another order).
     same_prefix = [int(np.argmax(np.r_[a != b, True])) for a, b in zip(ours_tokens, hf_tokens)]
@@ -119,8 +116,41 @@ def bench_model(name: str, args: argparse.Namespace, workdir: Path) -> dict:
     }
 
 
+def hf_worker(args: argparse.Namespace) -> int:
+    """Times transformers `generate` on `--hf-worker DIR`; prints {"times": [...]} as JSON."""
+    import numpy as np
+    import torch
+    import transformers
+
+    hf_dir = Path(args.hf_worker)
+    prompts = np.load(hf_dir.parent / f"{hf_dir.name}_prompts.npy")
+    torch.set_num_threads(args.threads)
+    model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    inp = torch.tensor(prompts, dtype=torch.long)
+    attn = torch.ones_like(inp)
+    C, P = args.new_tokens, prompts.shape[1]
+
+    def theirs(n: int) -> np.ndarray:
+        with torch.no_grad():
+            out = model.generate(inp, attention_mask=attn, max_new_tokens=n, min_new_tokens=n,
+                                 do_sample=False, pad_token_id=0)
+        return out[:, P:].numpy()
+
+    theirs(2)  # warm-up (allocations, lazy init)
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        tokens = theirs(C)
+        times.append(time.perf_counter() - t0)
+    np.save(hf_dir.parent / f"{hf_dir.name}_hf_tokens.npy", tokens)
+    print(json.dumps({"times": times}))
+    return 0
+
+
 def main() -> int:
     args = parse_args()
+    if args.hf_worker:
+        return hf_worker(args)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     results = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,7 +21,6 @@ Checkpoints every `save_every` steps and at the end (async Orbax); RUN/metrics.j
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -46,7 +45,7 @@ from execverify_jax.rl.metrics import MetricsWriter, reward_metrics
 from execverify_jax.rl.optim import build_optimizer, lr_schedule
 from execverify_jax.rl.steps import make_grpo_update, make_logprob_fn, put_batch
 from execverify_jax.rl.train_config import TrainConfig
-from execverify_jax.rl.train_state import TrainState, abstract_train_state, create_train_state, state_shardings
+from execverify_jax.rl.train_state import abstract_train_state, create_train_state, state_shardings
 
 KILL_ENV = "EXECVERIFY_TEST_KILL_AT_STEP"  # tests: SIGKILL this process right after that RL step
 
@@ -137,6 +136,13 @@ def loader_config(cfg: TrainConfig, process_count: int) -> LoaderConfig:
                         num_epochs=cfg.data.num_epochs, worker_count=cfg.data.worker_count, split=cfg.data.split)
 
 
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except ValueError:
+        return 1 << 30  # a torn line: dropped
+
+
 def _bucket(n: int, buckets: tuple[int, ...], cap: int) -> int:
     for b in sorted(buckets):
         if b >= n:
@@ -200,6 +206,11 @@ class GRPOTrainer:
         resume = self.ckpt.latest_step()
         if resume is not None:
             self._restore(resume)
+        samples = self.run_dir / "samples.jsonl"
+        if self.pi == 0 and samples.exists():  # drop samples of steps that will be re-run
+            keep = [l for l in samples.read_text().splitlines()
+                    if l.strip() and resume is not None and _step_of(l) <= self.rl_step]
+            samples.write_text("".join(l + "\n" for l in keep))
         self.writer = MetricsWriter(self.run_dir, resume_step=self.rl_step if resume is not None else 0,
                                     enabled=self.pi == 0, tensorboard=cfg.tensorboard)
         if self.pi == 0:
@@ -363,7 +374,7 @@ class GRPOTrainer:
         G = self.cfg.grpo.group_size
         with open(self.run_dir / "samples.jsonl", "a") as f:
             for i in range(min(n, len(results))):
-                f.write(json.dumps({"step": self.rl_step, "question_id": records[i // G].get("id"),
+                f.write(json.dumps({"step": self.rl_step + 1, "question_id": records[i // G].get("id"),
                                     "response": self.task.decode(tokens_BC[i, : len_B[i]].tolist()),
                                     "reward": float(results[i].reward), "reason": results[i].reason}) + "\n")
 
@@ -396,7 +407,8 @@ class GRPOTrainer:
                 self.writer.write(self.rl_step, last)
                 bar.update(1)
                 bar.set_postfix({k.split("/")[-1] if k != "reward/mean" else "reward": f"{last[k]:.3g}"
-                                 for k in ("reward/mean", "acc/io", "format_rate", "time/step") if k in last})
+                                 for k in ("reward/mean", "acc/io", "acc/oi", "format_rate", "time/step",
+                                           "throughput/tokens_per_s") if k in last})
                 if self.rl_step % cfg.save_every == 0:
                     self.save()
                 if kill_at and self.rl_step == kill_at:

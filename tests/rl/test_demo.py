@@ -45,5 +45,5 @@ def test_demo_smoke(tmp_path):
 @pytest.mark.slow
 def test_demo_full(tmp_path):
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
-    report = _check(tmp_path / "demo", 16)
+    report = _check(tmp_path / "demo", 30)
     assert report["timings_s"]["total"] < 15 * 60

@@ -3,6 +3,7 @@ records (Eurus-style rows and problems made from synthesized programs) are score
 the SFT loss mask covers exactly the assistant turn."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ from execverify_jax.rl.tasks import eurus_to_record, program_to_codegen
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
-    cfg = pipeline.load_config("configs/data/small.yaml",
+    cfg = pipeline.load_config(Path(__file__).resolve().parents[2] / "configs" / "data" / "small.yaml",
                                ["total_programs=24", "decontam.enabled=false", "workers=2",
                                 "split.heldout_fraction=0.2"])
     pipeline.run_synth(cfg, out, progress=False)

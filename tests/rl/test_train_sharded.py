@@ -2,7 +2,6 @@
 parameters and metrics as one device; parameters stay on their logical shardings."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
