@@ -10,7 +10,7 @@ import pytest
 from execverify_jax.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-SMOKE = ["programs=24", "tokenizer_vocab=512", "eval.oi=4", "eval.max_new_tokens=16", "eval.batch_size=4",
+SMOKE = ["programs=24", "max_args_chars=null", "tokenizer_vocab=512", "eval.oi=4", "eval.max_new_tokens=16", "eval.batch_size=4",
          "train.model.overrides={hidden_size: 32, intermediate_size: 64, num_layers: 1, num_heads: 2, "
          "num_kv_heads: 1, head_dim: 16, max_position_embeddings: 1024}",
          "train.sft.epochs=1", "train.sft.max_samples=16", "train.sft.batch_size=16", "train.sft.micro_batch_size=16",
