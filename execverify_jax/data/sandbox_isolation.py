@@ -124,10 +124,19 @@ class IsolationSetup:
         # Private propagation first, or our tmpfs mounts would leak into the host's namespace.
         sandbox_os.mount("none", "/", None, sandbox_os.MS_REC | sandbox_os.MS_PRIVATE)
         size = int(self.config.get("tmpfs_mb", 64))
+        exposed = self._exposed_paths()
         for path in PRIVATE_TMP_DIRS:
             if os.path.isdir(path):
+                # The interpreter or virtualenv may live there (e.g. a CI venv in /tmp): hold on
+                # to those directories through O_PATH fds and bind them back over the new tmpfs.
+                kept = [(p, os.open(p, os.O_PATH | os.O_DIRECTORY)) for p in _outermost_inside(exposed, path)]
                 # mode 0755 root: the job may write only inside its own work dir.
                 sandbox_os.mount("tmpfs", path, "tmpfs", sandbox_os.MS_NOSUID | sandbox_os.MS_NODEV, f"size={size}m,nr_inodes=16k,mode=0755")
+                for inner, fd in kept:
+                    try:
+                        _bind_read_only(f"/proc/self/fd/{fd}", inner)
+                    finally:
+                        os.close(fd)
 
     def _minimal_dev(self) -> None:
         # Build the new /dev aside (inside our private /tmp), then move it over /dev at once.
@@ -165,10 +174,9 @@ class IsolationSetup:
         stage_root = "/tmp/.stage"
         os.makedirs(stage_root, mode=0o700, exist_ok=True)
         for k, hidden in enumerate(h for h in HIDDEN_DIRS if os.path.isdir(h) and not os.path.islink(h)):
-            inside = [p for p in exposed if p == hidden or p.startswith(hidden + "/")]
-            if hidden in inside:
+            if hidden in exposed:
                 continue  # the interpreter itself lives there; hiding it would break the jobs
-            inside = [p for p in inside if not any(q != p and p.startswith(q + "/") for q in inside)]
+            inside = _outermost_inside(exposed, hidden)
             staged = []
             for j, path in enumerate(inside):
                 stage = os.path.join(stage_root, f"{k}-{j}")
@@ -179,10 +187,7 @@ class IsolationSetup:
             for stage, path in staged:
                 os.makedirs(path, mode=0o755, exist_ok=True)
                 sandbox_os.mount(stage, path, None, sandbox_os.MS_MOVE)
-                # Keep the source's nosuid/nodev/noexec: in a user namespace they are locked,
-                # and a remount that drops them fails with EPERM.
-                kept = os.statvfs(path).f_flag & (os.ST_NOSUID | os.ST_NODEV | os.ST_NOEXEC)
-                sandbox_os.mount("none", path, None, sandbox_os.MS_BIND | sandbox_os.MS_REMOUNT | sandbox_os.MS_RDONLY | kept)
+                _remount_read_only(path)
                 os.rmdir(stage)
             sandbox_os.mount("none", hidden, None, sandbox_os.MS_REMOUNT | sandbox_os.MS_RDONLY | sandbox_os.MS_NOSUID | sandbox_os.MS_NODEV)
             self.caps["hidden_dirs"].append(hidden)
@@ -235,6 +240,26 @@ class IsolationSetup:
             raise
 
     # ----------------------------------------------------------------------------- targets
+
+
+def _outermost_inside(paths: list[str], top: str) -> list[str]:
+    """The paths strictly inside `top`, without those nested in another listed one."""
+    inside = [p for p in paths if p.startswith(top.rstrip("/") + "/")]
+    return [p for p in inside if not any(q != p and p.startswith(q + "/") for q in inside)]
+
+
+def _remount_read_only(path: str) -> None:
+    # Keep the source's nosuid/nodev/noexec: in a user namespace they are locked, and a remount
+    # that drops them fails with EPERM.
+    kept = os.statvfs(path).f_flag & (os.ST_NOSUID | os.ST_NODEV | os.ST_NOEXEC)
+    sandbox_os.mount("none", path, None, sandbox_os.MS_BIND | sandbox_os.MS_REMOUNT | sandbox_os.MS_RDONLY | kept)
+
+
+def _bind_read_only(source: str, path: str) -> None:
+    """Bind-mounts `source` (a path or /proc/self/fd/N) read-only at `path`, creating it."""
+    os.makedirs(path, mode=0o755, exist_ok=True)
+    sandbox_os.mount(source, path, None, sandbox_os.MS_BIND | sandbox_os.MS_REC)
+    _remount_read_only(path)
 
 
 def tasks_of_uid(uid: int) -> int:

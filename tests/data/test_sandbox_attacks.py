@@ -270,7 +270,9 @@ def test_unprivileged_layout_user_namespace():
         # hidden dirs stay hidden.
         unmount = "import ctypes, os\ndef f():\n    ctypes.CDLL(None).umount2(b'/work', 2)\n    return os.listdir('/work')"
         out = attack(p, unmount)
-        assert out.ok and out.value == ["main"]
+        # Only the first components of the bound-back paths (the checkout, maybe a venv) remain.
+        visible = sorted({q.split("/")[2] for q in caps.get("exposed_paths", []) if q.startswith("/work/")})
+        assert out.ok and sorted(out.value) == visible
 
 
 def test_other_processes_are_invisible(pool):
