@@ -261,3 +261,24 @@ def cruxeval_messages(code: str, entry: str, *, args: str | None = None,
     if args is not None:
         return cruxeval_output(PromptSpec(code=code, entry=entry, args=args))
     return cruxeval_input(PromptSpec(code=code, entry=entry, output=output))
+
+
+# --------------------------------------------------------------------------------- stage II
+# One stage-II prompt for training and evaluation alike (the original used different system
+# prompts and wordings per phase, reference section 6.4 / 9 item 17).
+STAGE2_SYSTEM = "\nYou are a programming expert.\n"  # the paper's stage-II system prompt, verbatim
+CODE_ANSWER_FORMAT = (
+    "Respond in the following format:\n<reasoning>\nYour step-by-step reasoning.\n</reasoning>\n"
+    "<answer>\n```python\nThe generated code.\n```\n</answer>"
+)
+
+
+def stage2_user(problem: str) -> str:
+    """The paper's stage-II code-generation instruction around a problem statement."""
+    return ("Try to generate code to solve the problem: \n" + problem.strip() +
+            "\n\nValidate your generated code by the provided input and output pairs.\n\n" + CODE_ANSWER_FORMAT)
+
+
+def stage2_messages(problem: str) -> Messages:
+    """System + user messages of a stage-II problem (used by `rl.tasks` and `eval.codegen`)."""
+    return [{"role": "system", "content": STAGE2_SYSTEM}, {"role": "user", "content": stage2_user(problem)}]

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from execverify_jax.data import prompts
 from execverify_jax.eval.base import GradeContext
 from execverify_jax.eval.items import EvalItem, LoadReport, Verdict
 from execverify_jax.eval.targets import HUMANEVAL_TARGET
@@ -30,21 +31,13 @@ from execverify_jax.rewards.whitebox import RecordError
 
 _CFG = RewardConfig()
 _STOP = re.compile(r"\n(?:def |class |if __name__|print\(|assert |#)")
-_FORMAT = ("Respond in the following format:\n<reasoning>\nYour step-by-step reasoning.\n</reasoning>\n"
-           "<answer>\n```python\nThe generated code.\n```\n</answer>")
-STAGE2_SYSTEM = "\nYou are a programming expert.\n"
+_FORMAT = prompts.CODE_ANSWER_FORMAT
 
 
 def humaneval_user(prompt: str) -> str:
     """The paper's EvalPlus instruction (reference section 7.5) with the answer format."""
     return ("Your task is to complete the provided function.\n" + prompt +
             "\n\nVerify your generated function using the provided inputs.\n\n" + _FORMAT)
-
-
-def stage2_user(problem: str) -> str:
-    """The paper's stage-II code-generation prompt (reference section 6.4)."""
-    return ("Try to generate code to solve the problem: \n" + problem +
-            "\n\nValidate your generated code by the provided input and output pairs.\n\n" + _FORMAT)
 
 
 def extract_program(response: str, prompt: str, entry: str | None) -> tuple[str | None, str]:
@@ -190,7 +183,7 @@ class CodeGen:
         if style == "official":
             messages = msgs
         else:
-            messages = [{"role": "system", "content": STAGE2_SYSTEM}, {"role": "user", "content": stage2_user(problem)}]
+            messages = prompts.stage2_messages(problem)
         return EvalItem(rid, messages, self.name, {"answer": answer})
 
     def grade(self, items: list[EvalItem], responses: list[list[str]], ctx: GradeContext) -> list[list[Verdict]]:

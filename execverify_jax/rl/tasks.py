@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from execverify_jax.data import prompts
 from execverify_jax.data.loader import LoaderConfig, build_dataset, lookup_questions, question_files
 
 
@@ -198,25 +199,7 @@ def read_question_jsonl(path: str | Path) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------- stage II
-STAGE2_SYSTEM = "\nYou are a programming expert.\n"  # the paper's stage-II system prompt (reference 6.4)
-STAGE2_FORMAT = (
-    "Respond in the following format:\n"
-    "<reasoning>\n"
-    "Your step-by-step reasoning.\n"
-    "</reasoning>\n"
-    "<answer>\n"
-    "```python\n"
-    "The generated code.\n"
-    "```\n"
-    "</answer>"
-)
-
-
-def stage2_messages(problem: str) -> list[dict]:
-    """The paper's stage-II prompt around a problem statement."""
-    user = ("Try to generate code to solve the problem: \n" + problem.strip() + "\n\n"
-            "Validate your generated code by the provided input and output pairs.\n" + STAGE2_FORMAT)
-    return [{"role": "system", "content": STAGE2_SYSTEM}, {"role": "user", "content": user}]
+stage2_messages = prompts.stage2_messages  # one prompt for training and evaluation
 
 
 def eurus_to_record(row: dict, index: int) -> dict | None:
