@@ -120,15 +120,7 @@ def make_grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, c
         norm = loss_norm(batch["mask_BC"])
         mbs = split_microbatches(batch, cfg.micro_batch_size)
         loss, grads, metrics = accumulate_grads(loss_fn, state.params, mbs, norm)
-        grad_norm = optax.tree.norm(grads)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        new = TrainState(params=params, opt_state=opt_state, step=state.step + 1, rng=state.rng)
-        new = jax.lax.with_sharding_constraint(new, state_shardings)
-        metrics = dict(metrics, loss=loss, grad_norm=grad_norm)
-        if lr_schedule is not None:
-            metrics["lr"] = jnp.asarray(lr_schedule(state.step), jnp.float32)
-        return new, metrics
+        return _apply_grads(state, grads, loss, metrics, tx, state_shardings, lr_schedule)
 
     def call(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         with shd.use_rules(mesh, rules):
@@ -156,18 +148,26 @@ def make_sft_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, me
                 "tmask_BT": tmask_BT}
         norm = loss_norm(tmask_BT)
         loss, grads, metrics = accumulate_grads(loss_fn, state.params, split_microbatches(full, micro_batch_size), norm)
-        grad_norm = optax.tree.norm(grads)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        new = TrainState(params=params, opt_state=opt_state, step=state.step + 1, rng=state.rng)
-        new = jax.lax.with_sharding_constraint(new, state_shardings)
-        metrics = dict(metrics, loss=loss, grad_norm=grad_norm)
-        if lr_schedule is not None:
-            metrics["lr"] = jnp.asarray(lr_schedule(state.step), jnp.float32)
-        return new, metrics
+        return _apply_grads(state, grads, loss, metrics, tx, state_shardings, lr_schedule)
 
     def call(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         with shd.use_rules(mesh, rules):
             return update(state, batch)
 
     return call
+
+
+def _apply_grads(state: TrainState, grads: Any, loss: jax.Array, metrics: dict,
+                 tx: optax.GradientTransformation, state_shardings: TrainState,
+                 lr_schedule: optax.Schedule | None) -> tuple[TrainState, dict]:
+    """One optimizer step from accumulated gradients (inside the jitted update), keeping the
+    state's sharding; adds loss, grad norm (before clipping) and lr to the metrics."""
+    grad_norm = optax.tree.norm(grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new = TrainState(params=params, opt_state=opt_state, step=state.step + 1, rng=state.rng)
+    new = jax.lax.with_sharding_constraint(new, state_shardings)
+    metrics = dict(metrics, loss=loss, grad_norm=grad_norm)
+    if lr_schedule is not None:
+        metrics["lr"] = jnp.asarray(lr_schedule(state.step), jnp.float32)
+    return new, metrics
