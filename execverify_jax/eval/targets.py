@@ -43,6 +43,18 @@ MAX_VALUES_PER_QUESTION = 10_000  # distinct encoded values kept per state quest
 MAX_VALUE_CHARS = 100_000
 
 
+
+def _store_values(store: dict[str, dict], vals: list) -> None:
+    """Adds the (type, encoded value) records of `vals` to `store`, deduplicated, capped in count
+    and skipping values too large to be a label."""
+    for v in vals:
+        if len(store) >= MAX_VALUES_PER_QUESTION:
+            break
+        if tracer_mod._approx_size(v, MAX_VALUE_CHARS) > MAX_VALUE_CHARS:
+            continue
+        rec = {"type": type(v).__name__, "value": safe_codec.to_jsonable(v)}
+        store.setdefault(json.dumps(rec, sort_keys=True), rec)
+
 class _ProbeLimit(BaseException):
     """Stops the probe run (time or event budget); BaseException so programs cannot catch it."""
 
@@ -138,14 +150,7 @@ class _Probe:
             vals = _eval_var(self.exprs[q], frame.f_locals) if self.exprs[q] is not None else NIL
             if vals is NIL:
                 continue
-            store = self.values[q]
-            for v in vals:  # type: ignore[union-attr]
-                if len(store) >= MAX_VALUES_PER_QUESTION:
-                    break
-                if tracer_mod._approx_size(v, MAX_VALUE_CHARS) > MAX_VALUE_CHARS:
-                    continue
-                rec = {"type": type(v).__name__, "value": safe_codec.to_jsonable(v)}
-                store.setdefault(json.dumps(rec, sort_keys=True), rec)
+            _store_values(self.values[q], vals)  # type: ignore[arg-type]
 
     def local_trace(self, frame: Any, event: str, arg: Any) -> Any:
         """Per-frame hook: closes the open step on a new statement or a return."""
@@ -208,14 +213,7 @@ class _RevalProbe(_Probe):
     def _commit(self, values: dict[int, list]) -> None:
         for q, vals in values.items():
             self.occurrences[q] += 1
-            store = self.values[q]
-            for v in vals:
-                if len(store) >= MAX_VALUES_PER_QUESTION:
-                    break
-                if tracer_mod._approx_size(v, MAX_VALUE_CHARS) > MAX_VALUE_CHARS:
-                    continue
-                rec = {"type": type(v).__name__, "value": safe_codec.to_jsonable(v)}
-                store.setdefault(json.dumps(rec, sort_keys=True), rec)
+            _store_values(self.values[q], vals)
 
     def local_trace(self, frame: Any, event: str, arg: Any) -> Any:
         """Per-frame hook: builds the state list on the fly and reads values at state changes."""
