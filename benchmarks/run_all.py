@@ -2,8 +2,9 @@
 
     python benchmarks/run_all.py            # collect the existing results/*.json only
     python benchmarks/run_all.py --run      # run every benchmarks/*.py first (with --quick when
-                                            # the script has it), then the demo and the eval
-                                            # harness self-checks, then collect
+                                            # the script has it), then the demo, the demo policy's
+                                            # evaluation on every benchmark, and the eval harness
+                                            # self-checks, then collect
 
 Each script writes its own results/<name>.json; this file only runs them (one at a time, each
 under a timeout, failures recorded and never fatal) and gathers their JSON with the wall time
@@ -28,6 +29,7 @@ BENCH = REPO / "benchmarks"
 RESULTS = BENCH / "results"
 SHARED = Path(os.environ.get("EXECVERIFY_SHARED_DATA", REPO.parent / "shared" / "data")) / "benchmarks"
 SKIP = {"run_all.py"}
+DEMO_DIR = REPO / "demo_out"  # git-ignored; the demo's report and exported policy stay there
 
 
 def scripts() -> list[Path]:
@@ -65,33 +67,36 @@ def run_all(timeout: float, only: list[str] | None) -> dict:
         print(f"[run_all] {' '.join(cmd[1:])}", flush=True)
         runs[script.stem] = run_script(cmd, timeout)
     if not only or "demo" in only:
-        demo = [sys.executable, "-m", "execverify_jax", "demo"]
-        if run_script(demo + ["--help"], 120)["rc"] == 0:
-            print("[run_all] demo", flush=True)
-            runs["demo"] = run_script(demo + (["--quick"] if "--quick" in run_script(demo + ["--help"], 120)["tail"]
-                                              else []), timeout)
-        else:
-            runs["demo"] = {"cmd": "execverify demo", "rc": None, "wall_s": None, "tail": "demo command not available"}
+        demo = [sys.executable, "-m", "execverify_jax", "demo", "--out", str(DEMO_DIR)]
+        print("[run_all] demo", flush=True)
+        runs["demo"] = run_script(demo, timeout)
+        if runs["demo"]["rc"] == 0 and (DEMO_DIR / "hf").is_dir():
+            runs.update(demo_policy_evals(DEMO_DIR, timeout))
     if not only or "eval" in only:
         runs.update(eval_self_checks(timeout))
     return runs
 
 
-def eval_self_checks(timeout: float) -> dict:
-    """`execverify eval --oracle` on the shared benchmarks: grading wall time and the oracle score
-    (100% wherever a literal answer exists; a drop means the harness or its ground truth broke)."""
-    out = {}
+def _eval_cases(extra: list[tuple[str, Path | None]] = ()) -> list[tuple[str, Path | None]]:
     cases = [("cruxeval-o", SHARED / "cruxeval.jsonl"), ("cruxeval-i", SHARED / "cruxeval.jsonl"),
-             ("reval-ic", SHARED), ("humaneval", None)]
+             ("reval-ic", SHARED), ("humaneval", None), *extra]
+    return [(n, d) for n, d in cases if d is None or d.exists()]
+
+
+def run_evals(cases: list[tuple[str, Path | None]], mode: list[str], key: str, timeout: float,
+              reval_limit: int | None = None) -> dict:
+    """`execverify eval <mode>` on each (benchmark, data) case; records wall time and the
+    headline metrics of its results.json under `eval_<key>_<benchmark>`."""
+    out = {}
     tmp = tempfile.TemporaryDirectory(prefix="run_all_eval_")  # samples.jsonl can be tens of MB
     for name, data in cases:
-        if data is not None and not data.exists():
-            continue
         folder = Path(tmp.name) / name
-        cmd = [sys.executable, "-m", "execverify_jax", "eval", "--benchmark", name, "--oracle", "--out", str(folder)]
+        cmd = [sys.executable, "-m", "execverify_jax", "eval", "--benchmark", name, *mode, "--out", str(folder)]
         if data is not None:
             cmd += ["--data", str(data)]
-        print(f"[run_all] eval {name} --oracle", flush=True)
+        if reval_limit and name.startswith("reval"):
+            cmd += ["--limit", str(reval_limit)]
+        print(f"[run_all] eval {name} {' '.join(mode)}", flush=True)
         rec = run_script(cmd, timeout)
         res_file = folder / "results.json"
         if rec["rc"] == 0 and res_file.is_file():
@@ -99,9 +104,23 @@ def eval_self_checks(timeout: float) -> dict:
             rec["result"] = {"tasks": {t: {k: m[k] for k in ("items", "accuracy")} for t, m in res["tasks"].items()},
                              "grading_s": round(res["seconds"]["grading"], 2),
                              "benchmark_metrics": res.get("benchmark_metrics", {})}
-        out[f"eval_oracle_{name}"] = rec
+        out[f"eval_{key}_{name}"] = rec
     tmp.cleanup()
     return out
+
+
+def demo_policy_evals(demo_dir: Path, timeout: float) -> dict:
+    """The demo's exported policy on every benchmark (greedy, as the paper), plus its own held-out
+    synthetic questions; REval limited to its first 100 (program, input) pairs on CPU."""
+    cases = _eval_cases([("synthetic", demo_dir / "data")])
+    return run_evals(cases, ["--model", str(demo_dir / "hf"), "--max-new-tokens", "192"], "demo_policy",
+                     timeout, reval_limit=100)
+
+
+def eval_self_checks(timeout: float) -> dict:
+    """`execverify eval --oracle` on the shared benchmarks: grading wall time and the oracle score
+    (100% wherever a literal answer exists; a drop means the harness or its ground truth broke)."""
+    return run_evals(_eval_cases(), ["--oracle"], "oracle", timeout)
 
 
 def _leaves(obj: object, prefix: str = "", depth: int = 0) -> list[tuple[str, object]]:
