@@ -10,6 +10,7 @@ skipped and counted in a `ReadErrors` counter that the caller reports.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import tempfile
@@ -108,21 +109,28 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Writes `data` to `path` so that readers see either the old file or the complete new one."""
+@contextlib.contextmanager
+def _atomic_target(path: str | Path) -> Iterator[Path]:
+    """Yields a temp path beside `path`; on success it replaces `path` (readers see the old file
+    or the complete new one) and the directory is fsynced; the temp file never survives."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Writes `data` to `path` so that readers see either the old file or the complete new one."""
+    with _atomic_target(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -139,11 +147,8 @@ def write_arrayrecord(path: str | Path, records: Iterable[dict]) -> int:
     """Writes records to an ArrayRecord file atomically; returns the number written."""
     from array_record.python.array_record_module import ArrayRecordWriter
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
     n = 0
-    try:
+    with _atomic_target(path) as tmp:
         writer = ArrayRecordWriter(str(tmp), ARRAY_RECORD_OPTIONS)
         try:
             for rec in records:
@@ -151,11 +156,6 @@ def write_arrayrecord(path: str | Path, records: Iterable[dict]) -> int:
                 n += 1
         finally:
             writer.close()
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
     return n
 
 
@@ -192,23 +192,14 @@ def read_arrayrecord(path: str | Path, kind: str | None = None, errors: ReadErro
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     """Writes records as JSON lines atomically; returns the number written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
     n = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for rec in records:
-                f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
-                f.write("\n")
-                n += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
+    with _atomic_target(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
+            f.write("\n")
+            n += 1
+        f.flush()
+        os.fsync(f.fileno())
     return n
 
 
