@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from execverify_jax.commands import read_code
+
 NAME = "run"
 HELP = "run one call of a program in the sandbox and print the outcome"
 
@@ -44,10 +46,8 @@ def run(args: argparse.Namespace) -> int:
     """Runs the call and prints the outcome."""
     from execverify_jax.data.sandbox import RUN_CALL, Limits, SandboxPool
 
-    try:
-        code = sys.stdin.read() if args.code == "-" else open(args.code, encoding="utf-8").read()
-    except OSError as exc:
-        print(f"execverify run: cannot read --code {args.code!r}: {exc}", file=sys.stderr)
+    code = read_code(args.code, "run")
+    if code is None:
         return 2
     try:
         limits = Limits(timeout_s=args.timeout, memory_mb=args.memory_mb)

@@ -13,6 +13,8 @@ import ast
 import json
 import sys
 
+from execverify_jax.commands import read_code
+
 NAME = "trace"
 HELP = "trace one call of a program and print its steps"
 
@@ -85,10 +87,8 @@ def render_steps(trace: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Traces the call and prints the steps (or the JSON trace)."""
-    try:
-        code = sys.stdin.read() if args.code == "-" else open(args.code, encoding="utf-8").read()
-    except OSError as exc:
-        print(f"execverify trace: cannot read --code {args.code!r}: {exc}", file=sys.stderr)
+    code = read_code(args.code, "trace")
+    if code is None:
         return 2
     try:
         entry, args_src = parse_call(args.call)
