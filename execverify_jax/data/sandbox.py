@@ -101,6 +101,8 @@ class SandboxPool:
     namespaces:      use network/mount/PID namespaces when available.
     tmpfs_mb:        size of each worker's private /tmp (and of its job work dirs).
     seccomp:         install the seccomp deny-list in every job (x86_64/aarch64).
+    hide:            more directories to hide from jobs (data sets, run dirs), on top of the
+                     fixed list, the checkout this package runs from and the pool's cwd.
     unprivileged:    behave as a non-root pool even as root (no uid drop; namespaces through a
                      user namespace). For testing that path; real non-root pools do it anyway.
     """
@@ -118,6 +120,7 @@ class SandboxPool:
         uid_count: int = 2000,
         unprivileged: bool = False,
         seccomp: bool = True,
+        hide: Sequence[str] = (),
     ) -> None:
         if not sys.platform.startswith("linux"):
             raise RuntimeError(f"the sandbox needs Linux (pidfd, namespaces, prctl); this is {sys.platform}")
@@ -136,6 +139,10 @@ class SandboxPool:
             "uid_count": int(uid_count),
             "unprivileged": bool(unprivileged),
             "seccomp": bool(seccomp),
+            # Hidden from jobs besides the fixed list: the dir the pool starts in (a run dir, a
+            # checkout) and any data dirs the caller names.
+            "parent_cwd": _cwd_or_root(),
+            "hide": [os.path.abspath(str(p)) for p in hide],
         }
         self._cond = threading.Condition()
         self._shared: collections.deque[_Job] = collections.deque()
@@ -358,3 +365,10 @@ def outcome_from_reply(reply: dict[str, Any]) -> Outcome:
         raise ValueError(f"unknown result status {str(msg.get('status'))[:50]!r}")
     except (ValueError, TypeError, KeyError, RecursionError, safe_codec.CodecError) as exc:
         return Outcome(Status.KILLED, error_type="BadResult", error=f"the job sent a malformed result: {exc}", **common)
+
+
+def _cwd_or_root() -> str:
+    try:
+        return os.getcwd()
+    except FileNotFoundError:  # the cwd was deleted: nothing there to hide
+        return "/"

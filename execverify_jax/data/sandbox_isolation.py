@@ -24,6 +24,9 @@ DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc
 # Hidden from jobs behind empty read-only tmpfs (home dirs, checkouts, data sets: a job must not
 # read expected answers or keys off disk). What the interpreter needs is bound back read-only.
 HIDDEN_DIRS = ("/root", "/home", "/work", "/mnt", "/srv", "/media", "/data", "/scratch", "/run")
+# Never hidden, whatever the pool's cwd or checkout: the system itself (hiding a dir above or
+# below these would break the interpreter's shared libraries, locale, certificates...).
+SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev", "/tmp", "/var/tmp", "/dev/shm", "/opt/conda", "/nix")
 NPROC_SLACK = 64  # growth of the user's own task count that non-root jobs tolerate
 
 
@@ -169,13 +172,24 @@ class IsolationSetup:
         paths.discard("/")
         return sorted(paths)
 
+    def _dirs_to_hide(self, exposed: list[str]) -> list[str]:
+        """The fixed list, plus wherever the checkout, the pool's cwd and `hide` extras are.
+
+        A checkout can be anywhere (a CI runner clones into its own folder, not under /work or
+        /home), so the source tree this package was imported from and the directory the pool was
+        started in are hidden too, wherever they are, unless that would hide the system.
+        """
+        pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        wanted = list(HIDDEN_DIRS) + [pkg_root, str(self.config.get("parent_cwd") or "/")]
+        wanted += [str(p) for p in self.config.get("hide", ())]
+        return dirs_to_hide(wanted, exposed)
+
     def _hide_dirs(self) -> None:
         exposed = self._exposed_paths()
+        targets = self._dirs_to_hide(exposed)
         stage_root = "/tmp/.stage"
         os.makedirs(stage_root, mode=0o700, exist_ok=True)
-        for k, hidden in enumerate(h for h in HIDDEN_DIRS if os.path.isdir(h) and not os.path.islink(h)):
-            if hidden in exposed:
-                continue  # the interpreter itself lives there; hiding it would break the jobs
+        for k, hidden in enumerate(targets):
             inside = _outermost_inside(exposed, hidden)
             staged = []
             for j, path in enumerate(inside):
@@ -240,6 +254,31 @@ class IsolationSetup:
             raise
 
     # ----------------------------------------------------------------------------- targets
+
+
+def dirs_to_hide(wanted: list[str], exposed: list[str]) -> list[str]:
+    """Existing `wanted` dirs (resolved) that may be hidden, outermost only, shortest first.
+
+    Skipped: exposed paths and dirs inside them (the interpreter lives there; what is exposed
+    *inside* a hidden dir is bound back instead), "/" and anything equal to, above or below a system dir.
+    """
+    out: list[str] = []
+    for path in wanted:
+        path = os.path.realpath(path)
+        inside_exposed = any(path == e or path.startswith(e + "/") for e in exposed)
+        if os.path.isdir(path) and path not in out and not inside_exposed and _safe_to_hide(path):
+            out.append(path)
+    return [p for p in sorted(out, key=len) if not any(p.startswith(q + "/") for q in out if q != p)]
+
+
+def _safe_to_hide(path: str) -> bool:
+    """False for "/" and for paths equal to, above or below a system dir."""
+    if path == "/":
+        return False
+    for sys_dir in SYSTEM_DIRS:
+        if path == sys_dir or path.startswith(sys_dir + "/") or sys_dir.startswith(path + "/"):
+            return False
+    return True
 
 
 def _outermost_inside(paths: list[str], top: str) -> list[str]:

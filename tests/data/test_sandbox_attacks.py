@@ -248,6 +248,65 @@ def test_reading_the_checkout_and_home(pool):
     assert out.ok and out.value[0] is False and "tests" not in out.value[1]
 
 
+def test_checkout_outside_the_fixed_list_is_hidden(pool):
+    # A CI runner clones anywhere (not under /work or /home): the checkout this package runs
+    # from is hidden wherever it is, with only the package bound back.
+    caps = pool.capabilities
+    if not caps.get("hidden_dirs"):
+        pytest.skip("no mount namespace")
+    assert any(str(REPO).startswith(h.rstrip("/") + "/") or str(REPO) == h for h in caps["hidden_dirs"])
+
+
+def _scratch_outside_hidden_dirs():
+    # A dir that none of the fixed hidden dirs or the private /tmp covers.
+    for parent in ("/opt", "/var/lib", "/var/cache"):
+        path = Path(parent) / f"execverify-hide-{uuid.uuid4().hex[:8]}"
+        try:
+            path.mkdir()
+        except OSError:
+            continue
+        return path
+    pytest.skip("no writable dir outside the hidden ones")
+
+
+def test_pool_cwd_and_named_dirs_are_hidden(monkeypatch):
+    run_dir, data_dir = _scratch_outside_hidden_dirs(), _scratch_outside_hidden_dirs()
+    try:
+        (run_dir / "ckpt.txt").write_text("weights")
+        (data_dir / "answers.jsonl").write_text("expected")
+        monkeypatch.chdir(run_dir)
+        with SandboxPool(1, limits=FAST, hide=[str(data_dir)]) as p:
+            if not p.capabilities.get("hidden_dirs"):
+                pytest.skip("no mount namespace")
+            code = "import os\ndef f():\n    return [os.listdir(d) for d in %r]" % ([str(run_dir), str(data_dir)],)
+            out = attack(p, code)
+            assert out.ok and out.value == [[], []], out
+            # and what must stay reachable still is: the interpreter and this package
+            out = attack(p, "import json, execverify_jax\ndef f():\n    return json.dumps([1])")
+            assert out.ok and out.value == "[1]"
+    finally:
+        for d in (run_dir, data_dir):
+            for f in d.iterdir():
+                f.unlink()
+            d.rmdir()
+
+
+def test_dirs_to_hide_never_hides_the_system():
+    from execverify_jax.data.sandbox_isolation import dirs_to_hide
+
+    root = _scratch_outside_hidden_dirs()
+    try:
+        a, b, venv = root / "a", root / "a" / "b", root / "venv"
+        for d in (a, b, venv, venv / "lib"):
+            d.mkdir()
+        wanted = ["/", "/usr", "/usr/lib", "/etc", "/tmp", str(b), str(a), str(a), str(venv / "lib"), str(venv), str(root / "missing")]
+        # b is covered by a; the venv and dirs inside it stay exposed; system dirs are never hidden
+        assert dirs_to_hide(wanted, exposed=[str(venv)]) == [str(a)]
+    finally:
+        for d in (b, a, venv / "lib", venv, root):
+            d.rmdir()
+
+
 def test_unprivileged_layout_user_namespace():
     # The path non-root pools take: no uid drop, namespaces through a user namespace.
     with SandboxPool(1, limits=FAST, unprivileged=True) as p:
