@@ -1,4 +1,10 @@
-"""The KV cache: a small pytree (k_LBSKH, v_LBSKH, lengths_B, end), preallocated once per bucket.
+"""The KV cache: a small pytree (k_BKHS per layer, v_BKSH per layer, lengths_B, end),
+preallocated once per bucket.
+
+Keys are stored [B, K, H, S] and values [B, K, S, H]: the operand layouts of the two attention
+matmuls (q.k over H, p.v over S), and one array per layer rather than one stacked [L, ...] array.
+Both measured on XLA:CPU (benchmarks/bench_sampler.py, docs/BENCHMARKS.md): the natural stacked
+[L, B, S, K, H] layout made XLA transpose and copy each layer's whole cache on every decode step.
 
 Layout: rows are LEFT-padded so that every row writes its next token at the same slot `end`
 (one scalar dynamic_update_slice per layer, no per-row scatter). Row b's real tokens occupy slots
@@ -23,13 +29,14 @@ from flax import struct
 @struct.dataclass
 class KVCache:
     """Attributes:
-    k_LBSKH, v_LBSKH: keys/values per layer, in the cache dtype.
+    k_BKHS: tuple of L key arrays [B, K, H, S] (slots last), in the cache dtype.
+    v_BKSH: tuple of L value arrays [B, K, S, H], in the cache dtype.
     lengths_B: int32, real tokens held per row.
     end: int32 scalar, the next slot to write (same for all rows).
     """
 
-    k_LBSKH: jax.Array
-    v_LBSKH: jax.Array
+    k_BKHS: tuple[jax.Array, ...]
+    v_BKSH: tuple[jax.Array, ...]
     lengths_B: jax.Array
     end: jax.Array
 
@@ -37,14 +44,16 @@ class KVCache:
     def init(cls, num_layers: int, batch: int, max_len: int, num_kv_heads: int, head_dim: int,
              dtype=jnp.float32) -> "KVCache":
         """An empty cache of S = max_len slots."""
-        shape = (num_layers, batch, max_len, num_kv_heads, head_dim)
-        return cls(k_LBSKH=jnp.zeros(shape, dtype), v_LBSKH=jnp.zeros(shape, dtype),
+        k_shape = (batch, num_kv_heads, head_dim, max_len)
+        v_shape = (batch, num_kv_heads, max_len, head_dim)
+        return cls(k_BKHS=tuple(jnp.zeros(k_shape, dtype) for _ in range(num_layers)),
+                   v_BKSH=tuple(jnp.zeros(v_shape, dtype) for _ in range(num_layers)),
                    lengths_B=jnp.zeros((batch,), jnp.int32), end=jnp.zeros((), jnp.int32))
 
     @property
     def max_len(self) -> int:
         """S, the number of slots."""
-        return self.k_LBSKH.shape[2]
+        return self.v_BKSH[0].shape[2]
 
     def advance(self, T: int, lengths_B: jax.Array) -> "KVCache":
         """The cache after writing T tokens per row, leaving each row with `lengths_B` real tokens."""

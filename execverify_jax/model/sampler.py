@@ -113,9 +113,10 @@ def _prefill(graphdef, params, prompt_BP, lengths_B, key, *, strategy: Strategy,
     B, P = prompt_BP.shape
     cache = KVCache.init(cfg.num_layers, B, P + max_new, cfg.num_kv_heads, cfg.head_dim,
                          jnp.dtype(cache_dtype))
-    cache_axes = (shd.LAYERS, shd.BATCH, shd.LENGTH, shd.ACT_KV_HEADS, None)
-    cache = cache.replace(k_LBSKH=shd.shard(cache.k_LBSKH, cache_axes),
-                          v_LBSKH=shd.shard(cache.v_LBSKH, cache_axes))
+    k_axes = (shd.BATCH, shd.ACT_KV_HEADS, None, shd.LENGTH)
+    v_axes = (shd.BATCH, shd.ACT_KV_HEADS, shd.LENGTH, None)
+    cache = cache.replace(k_BKHS=tuple(shd.shard(k, k_axes) for k in cache.k_BKHS),
+                          v_BKSH=tuple(shd.shard(v, v_axes) for v in cache.v_BKSH))
     logits_B1V, cache = model.decode_step(prompt_BP, cache, lengths_B, last_only=True)
     state = SamplingState(
         cache=cache, tokens_BC=jnp.full((B, max_new), pad_id, jnp.int32),

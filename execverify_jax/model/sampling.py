@@ -25,6 +25,20 @@ def _logp_of(logits_BV: jax.Array, tokens_B: jax.Array, temperature: float) -> j
     return chosen_B - jax.nn.logsumexp(z_BV, axis=-1)
 
 
+def argmax_first(z_BV: jax.Array) -> jax.Array:
+    """argmax over the last axis (first index on ties), as two plain reductions.
+
+    jnp.argmax lowers to one variadic (value, index) reduce, which XLA:CPU runs unvectorised:
+    ~150 us per decode step for 16 x 4,096 logits, about 8% of a tiny model's step (measured).
+    A row of NaNs gives V - 1 (a valid id) instead of jnp.argmax's first NaN.
+    """
+    V = z_BV.shape[-1]
+    m_B1 = jnp.max(z_BV, axis=-1, keepdims=True)
+    iota_BV = jax.lax.broadcasted_iota(jnp.int32, z_BV.shape, z_BV.ndim - 1)
+    first_B = jnp.min(jnp.where(z_BV == m_B1, iota_BV, V), axis=-1)
+    return jnp.minimum(first_B, V - 1).astype(jnp.int32)
+
+
 @dataclasses.dataclass(frozen=True)
 class Greedy:
     """Argmax decoding."""
@@ -34,7 +48,7 @@ class Greedy:
     def select(self, logits_BV: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(tokens_B, logp_B)."""
         del key
-        tokens_B = jnp.argmax(logits_BV, axis=-1).astype(jnp.int32)
+        tokens_B = argmax_first(logits_BV)
         return tokens_B, _logp_of(logits_BV, tokens_B, self.temperature)
 
 

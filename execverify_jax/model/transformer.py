@@ -106,10 +106,9 @@ class Attention(nnx.Module):
                  ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
         """Self-attention. Without `kv`, keys are this call's tokens (S = T).
 
-        With `kv = (k_LBSKH, v_LBSKH, layer, end)`, this call's keys/values are first written into
-        layer `layer` of the cache at slots [end, end + T) and the queries attend over all S slots;
-        the updated (k_LBSKH, v_LBSKH) are returned. Writing into the stacked arrays (rather than
-        slicing a layer out and stacking it back) lets XLA update the donated cache in place.
+        With `kv = (k_BKHS, v_BKSH, end)` (this layer's cache), this call's keys/values are first
+        written at slots [end, end + T) and the queries attend over all S slots; the updated
+        (k_BKHS, v_BKSH) are returned and XLA updates the donated cache in place.
         """
         cfg = self.cfg
         B, T, _ = x_BTD.shape
@@ -119,21 +118,35 @@ class Attention(nnx.Module):
                            (shd.BATCH, shd.LENGTH, shd.ACT_HEADS, None))
         k_BTKH = apply_rope(self._proj(x_BTD, "k"), positions_BT, inv_freq)
         v_BTKH = self._proj(x_BTD, "v")
-        new_kv = None
-        if kv is not None:
-            k_LBSKH, v_LBSKH, layer, end = kv
-            at = (layer, 0, end, 0, 0)
-            k_LBSKH = jax.lax.dynamic_update_slice(k_LBSKH, k_BTKH.astype(k_LBSKH.dtype)[None], at)
-            v_LBSKH = jax.lax.dynamic_update_slice(v_LBSKH, v_BTKH.astype(v_LBSKH.dtype)[None], at)
-            new_kv = (k_LBSKH, v_LBSKH)
-            k_BTKH, v_BTKH = k_LBSKH[layer].astype(x_BTD.dtype), v_LBSKH[layer].astype(x_BTD.dtype)
         q_BTKRH = q_BTNH.reshape(B, T, K, R, H)
-        # Scores in fp32 whatever the compute dtype (bf16 logits of a long row lose the argmax).
-        s_BKRTS = jnp.einsum("btkrh,bskh->bkrts", q_BTKRH, k_BTKH,
-                             preferred_element_type=jnp.float32) * (H ** -0.5)
+        new_kv = None
+        if kv is None:
+            # Scores in fp32 whatever the compute dtype (bf16 logits of a long row lose the argmax).
+            s_BKRTS = jnp.einsum("btkrh,bskh->bkrts", q_BTKRH, k_BTKH,
+                                 preferred_element_type=jnp.float32) * (H ** -0.5)
+        else:
+            # The cache stores keys as [.., H, S] and values as [.., S, H]: exactly the operand
+            # layouts of the two attention matmuls, so no per-step transpose of a whole layer.
+            k_BKHS, v_BKSH, end = kv
+            k_BKHS = jax.lax.dynamic_update_slice(
+                k_BKHS, k_BTKH.transpose(0, 2, 3, 1).astype(k_BKHS.dtype), (0, 0, 0, end))
+            v_BKSH = jax.lax.dynamic_update_slice(
+                v_BKSH, v_BTKH.transpose(0, 2, 1, 3).astype(v_BKSH.dtype), (0, 0, end, 0))
+            new_kv = (k_BKHS, v_BKSH)
+            # Queries as [B, K, M = T*R, H] so both matmuls are plain batched [M, H] x [H, S] and
+            # [M, S] x [S, H] products (the forms XLA:CPU runs fastest; measured).
+            q_BKMH = q_BTKRH.transpose(0, 2, 1, 3, 4).reshape(B, K, T * R, H)
+            s_BKMS = jnp.einsum("bkmh,bkhs->bkms", q_BKMH, k_BKHS.astype(x_BTD.dtype),
+                                preferred_element_type=jnp.float32) * (H ** -0.5)
+            s_BKRTS = s_BKMS.reshape(B, K, T, R, -1).transpose(0, 1, 3, 2, 4)
         s_BKRTS = jnp.where(mask_BTS[:, None, None, :, :], s_BKRTS, _NEG)
         p_BKRTS = jax.nn.softmax(s_BKRTS, axis=-1).astype(x_BTD.dtype)
-        o_BTKRH = jnp.einsum("bkrts,bskh->btkrh", p_BKRTS, v_BTKH)
+        if kv is None:
+            o_BTKRH = jnp.einsum("bkrts,bskh->btkrh", p_BKRTS, v_BTKH)
+        else:
+            p_BKMS = p_BKRTS.transpose(0, 1, 3, 2, 4).reshape(B, K, T * R, -1)
+            o_BKMH = jnp.einsum("bkms,bksh->bkmh", p_BKMS, v_BKSH.astype(x_BTD.dtype))
+            o_BTKRH = o_BKMH.reshape(B, K, T, R, H).transpose(0, 2, 1, 3, 4)
         o_BTNH = shd.shard(o_BTKRH.reshape(B, T, K * R, H), (shd.BATCH, shd.LENGTH, shd.ACT_HEADS, None))
         y_BTD = jnp.einsum("btnh,nhd->btd", o_BTNH, self.wo[...].astype(x_BTD.dtype))
         if cfg.o_bias:
@@ -266,11 +279,13 @@ class Transformer(nnx.Module):
         positions_BT = jnp.maximum(positions_BT, 0)
         mask_BTS = new_cache.attention_mask(T)
         x_BTD = self.embed(tokens_BT)
-        k_LBSKH, v_LBSKH = cache.k_LBSKH, cache.v_LBSKH
+        k_cache, v_cache = [], []
         for i, block in enumerate(self.layers):
-            x_BTD, (k_LBSKH, v_LBSKH) = block(x_BTD, positions_BT, mask_BTS,
-                                             (k_LBSKH, v_LBSKH, i, cache.end))
+            x_BTD, (k_BKHS, v_BKSH) = block(x_BTD, positions_BT, mask_BTS,
+                                           (cache.k_BKHS[i], cache.v_BKSH[i], cache.end))
+            k_cache.append(k_BKHS)
+            v_cache.append(v_BKSH)
         if last_only:
             x_BTD = x_BTD[:, -1:]
         logits_BTV = self.logits(self.final_norm(x_BTD))
-        return logits_BTV, new_cache.replace(k_LBSKH=k_LBSKH, v_LBSKH=v_LBSKH)
+        return logits_BTV, new_cache.replace(k_BKHS=tuple(k_cache), v_BKSH=tuple(v_cache))

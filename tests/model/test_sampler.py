@@ -123,3 +123,15 @@ def test_helpers():
     assert make_strategy(temperature=0) == Greedy()
     assert make_strategy(temperature=0.5, top_p=0.9) == TopP(0.9, 0.5)
     assert make_strategy(temperature=0.5, top_k=4) == TopK(4, 0.5)
+
+
+def test_argmax_first_equals_jnp_argmax_with_ties():
+    from execverify_jax.model.sampling import argmax_first
+
+    rng = np.random.RandomState(0)
+    z = rng.randint(0, 5, (64, 300)).astype(np.float32)  # many ties: the first index must win
+    z[3] = -np.inf
+    z[4, 7] = np.inf
+    np.testing.assert_array_equal(np.asarray(argmax_first(jnp.asarray(z))), np.argmax(z, axis=-1))
+    nan_row = np.full((1, 10), np.nan, np.float32)
+    assert 0 <= int(argmax_first(jnp.asarray(nan_row))[0]) < 10  # a valid id, never V
