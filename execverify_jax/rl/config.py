@@ -87,6 +87,9 @@ class GRPOConfig:
 
     # DAPO-style data shaping (off in the paper).
     dynamic_sampling: bool = False  # drop groups whose rewards are all equal, refill
+    # Most prompt batches generated for one step (verl max_num_gen_batches); then the batch is
+    # filled with uninformative groups (zero advantage) rather than stopping the run.
+    dynamic_max_rounds: int = 4
     overlong_filter: bool = False  # mask out sequences truncated at max_response_len
 
     def __post_init__(self) -> None:
@@ -129,6 +132,7 @@ class GRPOConfig:
         for name in ("dynamic_sampling", "overlong_filter"):
             if not isinstance(getattr(self, name), bool):
                 raise _bad(name, getattr(self, name), "must be true or false")
+        _check_int("dynamic_max_rounds", self.dynamic_max_rounds, 1)
 
     @property
     def sequences_per_step(self) -> int:

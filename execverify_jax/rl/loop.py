@@ -21,6 +21,7 @@ Checkpoints every `save_every` steps and at the end (async Orbax); RUN/metrics.j
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -39,7 +40,8 @@ from execverify_jax.model.config import ModelConfig
 from execverify_jax.model.sampler import Sampler
 from execverify_jax.model.sampling import make_strategy
 from execverify_jax.rl import distributed as dist
-from execverify_jax.rl.advantages import group_advantages, kl_penalized_rewards, overlong_filter
+from execverify_jax.rl.advantages import (group_advantages, informative_groups, kl_penalized_rewards,
+                                          overlong_filter)
 from execverify_jax.rl.checkpoint import RunCheckpointer
 from execverify_jax.rl.metrics import MetricsWriter, reward_metrics
 from execverify_jax.rl.optim import build_optimizer, lr_schedule
@@ -151,14 +153,30 @@ def _bucket(n: int, buckets: tuple[int, ...], cap: int) -> int:
 
 
 # ------------------------------------------------------------------------------------- the loop
+@dataclasses.dataclass
+class _Rollout:
+    """G completions of each of a batch's prompts (rows grouped by prompt), scored or pending.
+
+    futures: (row, Future[RewardResult]) for the rows this process scores.
+    results: row -> RewardResult once collected (this process's rows only).
+    """
+
+    prompts: list[list[int]]
+    records: list[dict]
+    tokens_BC: np.ndarray
+    len_B: np.ndarray
+    stopped_B: np.ndarray
+    futures: list
+    t_gen: float
+    num_skipped: int = 0
+    results: dict = dataclasses.field(default_factory=dict)
+
+
 class GRPOTrainer:
     """Holds the mesh, state, jitted steps, sampler, task and writers of one run."""
 
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, task: Any = None, params: Any = None,
                  model_cfg: ModelConfig | None = None) -> None:
-        if cfg.grpo.dynamic_sampling:
-            raise ValueError("grpo.dynamic_sampling=True: DAPO dynamic sampling (refilling the batch with "
-                             "informative groups) is not implemented by the loop yet; set it to false")
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -282,18 +300,111 @@ class GRPOTrainer:
         per = n // self.pc
         return self.pi * per, (self.pi + 1) * per
 
-    def step(self, batch: dict) -> dict[str, float]:
-        """One RL step on a (global) prompt batch; returns its metrics."""
-        cfg, g = self.cfg, self.cfg.grpo
-        G = g.group_size
-        t_step = time.perf_counter()
+    def _rollout(self, batch: dict, key: jax.Array) -> "_Rollout":
+        """Generates G completions for every prompt of a (global) batch; scoring is submitted."""
         prompt_BP, plen_B = batch["prompt_BP"], batch["prompt_len_B"]
         P = prompt_BP.shape[1]
         prompts = [prompt_BP[b, P - plen_B[b]:].tolist() for b in range(prompt_BP.shape[0])]
         # Each process scores its own rows: look up only the records it needs.
         records = self.task.records(batch["record_index_B"].tolist())
-        key = jax.random.fold_in(jax.random.wrap_key_data(self.state.rng), self.rl_step)
         tokens_BC, len_B, stopped_B, futures, t_gen = self._generate(prompts, records, key)
+        return _Rollout(prompts, records, tokens_BC, len_B, stopped_B, futures, t_gen,
+                        int(batch.get("num_skipped", 0)))
+
+    def _collect(self, roll: "_Rollout") -> tuple[list, np.ndarray]:
+        """Waits for this process's scores; returns (its results, the global reward_B)."""
+        mine = sorted(roll.futures, key=lambda rf: rf[0])
+        results = [f.result() for _, f in mine]
+        roll.results = {row: res for (row, _), res in zip(mine, results)}
+        rewards_mine = np.asarray([float(x.reward) for x in results], np.float32)
+        return results, dist.allgather_rows(rewards_mine)
+
+    def _next_batch(self) -> dict | None:
+        """The next global prompt batch (every process pulls its shard), or None at the end."""
+        try:
+            local = next(self.iterator)
+        except StopIteration:
+            return None
+        batch = dist.allgather_batch(local, self.task.pad_id)
+        batch["num_skipped"] = local.get("num_skipped", 0)
+        return batch
+
+    def _dynamic_fill(self, first: "_Rollout", key: jax.Array) -> tuple["_Rollout", np.ndarray, tuple, dict]:
+        """DAPO dynamic sampling: keeps groups whose rewards are not all equal, drawing further
+        prompt batches until prompts_per_step such groups exist or `dynamic_max_rounds` rounds
+        were generated (or the data ended); the remaining slots are then filled with
+        uninformative groups (zero advantage), counted in `dynamic/filled_groups`.
+
+        Returns (the kept rollout, its global rewards, this process's (results, lengths,
+        truncation) over every row it scored, metrics). The decision uses the all-gathered rewards, so every process
+        keeps the same groups and pulls the same number of batches.
+        """
+        g = self.cfg.grpo
+        N, G = g.prompts_per_step, g.group_size
+        rounds, rewards = [first], []
+        seen: tuple[list, list, list] = ([], [], [])  # this process's results, lengths, truncation
+        kept: list[tuple[int, int]] = []
+        spare: list[tuple[int, int]] = []
+        t_score = 0.0
+        while True:
+            t0 = time.perf_counter()
+            res, reward_B = self._collect(rounds[-1])
+            t_score += time.perf_counter() - t0
+            lo, hi = self._my_rows(rounds[-1].tokens_BC.shape[0])
+            seen[0].extend(res)
+            seen[1].extend(rounds[-1].len_B[lo:hi].tolist())
+            seen[2].extend((~rounds[-1].stopped_B[lo:hi]).tolist())
+            rewards.append(reward_B)
+            informative = np.asarray(informative_groups(jnp.asarray(reward_B.reshape(-1, G))))
+            r = len(rounds) - 1
+            for gi, ok in enumerate(informative):
+                (kept if ok else spare).append((r, gi))
+            if len(kept) >= N or len(rounds) >= g.dynamic_max_rounds:
+                break
+            batch = self._next_batch()
+            if batch is None:
+                break
+            # A key per round, distinct from every chunk key of round 0.
+            rounds.append(self._rollout(batch, jax.random.fold_in(jax.random.fold_in(key, 0x5EED), r + 1)))
+        generated = sum(len(x.prompts) for x in rounds)
+        n_informative = len(kept)
+        chosen = sorted(kept[:N] + spare[:max(0, N - len(kept))])
+        rows = [(r, gi * G + j) for r, gi in chosen for j in range(G)]
+        roll = _Rollout(
+            prompts=[rounds[r].prompts[gi] for r, gi in chosen],
+            records=[rounds[r].records[gi] for r, gi in chosen],
+            tokens_BC=np.stack([rounds[r].tokens_BC[i] for r, i in rows]),
+            len_B=np.asarray([rounds[r].len_B[i] for r, i in rows]),
+            stopped_B=np.asarray([rounds[r].stopped_B[i] for r, i in rows]),
+            futures=[], t_gen=sum(x.t_gen for x in rounds),
+            num_skipped=sum(x.num_skipped for x in rounds),
+            results={k: rounds[r].results[i] for k, (r, i) in enumerate(rows) if i in rounds[r].results})
+        reward_B = np.asarray([rewards[r][i] for r, i in rows], np.float32)
+        metrics = {"dynamic/rounds": float(len(rounds)), "dynamic/generated_groups": float(generated),
+                   "dynamic/informative_frac": n_informative / max(generated, 1),
+                   "dynamic/filled_groups": float(max(0, N - n_informative)), "time/score_wait": t_score}
+        return roll, reward_B, seen, metrics
+
+    def step(self, batch: dict) -> dict[str, float]:
+        """One RL step on a (global) prompt batch; returns its metrics."""
+        cfg, g = self.cfg, self.cfg.grpo
+        G = g.group_size
+        t_step = time.perf_counter()
+        key = jax.random.fold_in(jax.random.wrap_key_data(self.state.rng), self.rl_step)
+        roll = self._rollout(batch, key)
+        reward_B = None
+        extra: dict[str, float] = {}
+        if g.dynamic_sampling:
+            # Rewards are needed before the batch is known, so no logprob/scoring overlap here.
+            roll, reward_B, seen, extra = self._dynamic_fill(roll, key)
+        plen_B = np.asarray([len(p) for p in roll.prompts], np.int32)
+        # The loader's bucket; kept groups of several batches are re-padded to the largest one's.
+        P = max(batch["prompt_BP"].shape[1], _bucket(int(plen_B.max()), tuple(cfg.data.buckets), int(plen_B.max())))
+        prompt_BP = np.full((len(roll.prompts), P), self.task.pad_id, np.int32)
+        for b, p in enumerate(roll.prompts):
+            prompt_BP[b, P - len(p):] = p
+        records, tokens_BC, len_B, stopped_B = roll.records, roll.tokens_BC, roll.len_B, roll.stopped_B
+        t_gen = roll.t_gen
         B = tokens_BC.shape[0]
         C = _bucket(int(len_B.max()), tuple(cfg.rollout.completion_buckets), cfg.rollout.max_new_tokens)
         tokens_BC = tokens_BC[:, :C]
@@ -314,12 +425,12 @@ class GRPOTrainer:
         ref_logp = self.logprob_fn(self.ref_params, dev) if self.ref_params is not None else None
         old_logp = jax.block_until_ready(old_logp)
         t_logp = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        mine = sorted(futures, key=lambda rf: rf[0])
-        results = [f.result() for _, f in mine]
-        rewards_mine = np.asarray([float(x.reward) for x in results], np.float32)
-        reward_B = dist.allgather_rows(rewards_mine)
-        t_score = time.perf_counter() - t0
+        if reward_B is None:
+            t0 = time.perf_counter()
+            results, reward_B = self._collect(roll)
+            extra["time/score_wait"] = time.perf_counter() - t0
+            lo, hi = self._my_rows(B)
+            seen = (results, len_B[lo:hi].tolist(), truncated_B[lo:hi].tolist())
         if g.kl_in_reward_coef > 0:
             reward_B = np.asarray(kl_penalized_rewards(jnp.asarray(reward_B), old_logp, ref_logp, dev["mask_BC"],
                                                        g.kl_in_reward_coef, g.kl_in_reward_estimator))
@@ -343,7 +454,9 @@ class GRPOTrainer:
         # Metrics.
         mask_tokens = float(mask_BC.sum())
         lo, hi = self._my_rows(B)
-        out = reward_metrics(results, len_B[lo:hi].tolist(), truncated_B[lo:hi].tolist())
+        # Over every row this process scored (with dynamic sampling: every generated row, as DAPO
+        # logs them, not only the kept ones); the kept batch's mean is reward/mean_global.
+        out = reward_metrics(*seen)
         out["reward/mean_global"] = float(reward_B.mean())
         for k in upd_metrics[0]:
             vals = [float(m[k]) for m in upd_metrics]
@@ -355,25 +468,26 @@ class GRPOTrainer:
         out["adv/zero_groups"] = float(np.mean(np.all(reward_B.reshape(-1, G) == reward_B.reshape(-1, G)[:, :1], axis=1)))
         out["time/generate"] = t_gen
         out["time/logprob"] = t_logp
-        out["time/score_wait"] = t_score
         out["time/update"] = t_update
         out["time/step"] = time.perf_counter() - t_step
         gen_tokens = float(len_B.sum())
         out["throughput/gen_tokens_per_s"] = gen_tokens / max(t_gen, 1e-9)
         out["throughput/train_tokens_per_s"] = float(host["attn_BT"].sum()) * g.ppo_epochs / max(t_update, 1e-9)
         out["throughput/tokens_per_s"] = (gen_tokens + float(host["attn_BT"].sum())) / max(out["time/step"], 1e-9)
-        out["data/skipped_prompts"] = float(batch.get("num_skipped", 0))
+        out["data/skipped_prompts"] = float(roll.num_skipped)
         out["optimizer_step"] = float(int(self.state.step))
-        self._log_samples(records, tokens_BC, len_B, results)
+        out.update(extra)
+        self._log_samples(records, tokens_BC, len_B, roll.results)
         return out
 
-    def _log_samples(self, records: list[dict], tokens_BC: np.ndarray, len_B: np.ndarray, results: list) -> None:
+    def _log_samples(self, records: list[dict], tokens_BC: np.ndarray, len_B: np.ndarray,
+                     results: dict[int, Any]) -> None:
         n = self.cfg.log_samples
         if self.pi != 0 or n <= 0:
             return
         G = self.cfg.grpo.group_size
         with open(self.run_dir / "samples.jsonl", "a") as f:
-            for i in range(min(n, len(results))):
+            for i in sorted(results)[:n]:
                 f.write(json.dumps({"step": self.rl_step + 1, "question_id": records[i // G].get("id"),
                                     "response": self.task.decode(tokens_BC[i, : len_B[i]].tolist()),
                                     "reward": float(results[i].reward), "reason": results[i].reason}) + "\n")
@@ -393,12 +507,9 @@ class GRPOTrainer:
         try:
             while cfg.max_steps is None or self.rl_step < cfg.max_steps:
                 t0 = time.perf_counter()
-                try:
-                    local = next(self.iterator)
-                except StopIteration:
+                batch = self._next_batch()
+                if batch is None:
                     break
-                batch = dist.allgather_batch(local, self.task.pad_id)
-                batch["num_skipped"] = local.get("num_skipped", 0)
                 t_data = time.perf_counter() - t0
                 last = self.step(batch)
                 last["time/data"] = t_data
