@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--raw-prompts", action="store_true",
                         help="feed official completion-style prompts as raw text (no chat template)")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "bf16-matmul"],
+                        help="inference numerics (auto: float32 on CPU, bfloat16 otherwise)")
     parser.add_argument("--mesh", default="data=-1", help="mesh axes, e.g. 'data=1,tensor=8'")
     parser.add_argument("--timeout", type=float, default=3.0,
                         help="seconds per sandboxed ground-truth / test run (paper: 0.5, flaky under load)")

@@ -22,8 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=1, help="samples to draw")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--raw", action="store_true", help="encode the prompt as-is, no chat template")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
-                        help="weights + compute dtype (auto: float32 on CPU, bfloat16 otherwise)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "bf16-matmul"],
+                        help="weights + compute dtype (auto: float32 on CPU, bfloat16 otherwise; "
+                             "bf16-matmul: bf16 weights and matmul inputs, fp32 elsewhere, fast on CPU)")
     parser.add_argument("--mesh", default="data=-1", help="mesh axes, e.g. 'data=1,tensor=8'")
 
 
@@ -36,14 +37,15 @@ def run(args: argparse.Namespace) -> int:
     from execverify_jax.data.tokenizer import Tokenizer
     from execverify_jax.model import sharding as shd
     from execverify_jax.model.checkpoint import load_any
+    from execverify_jax.model.config import inference_numerics
     from execverify_jax.model.sampler import Sampler
     from execverify_jax.model.sampling import make_strategy
 
     tok = Tokenizer(args.tokenizer or args.model)
-    dtype = args.dtype if args.dtype != "auto" else ("float32" if jax.default_backend() == "cpu" else "bfloat16")
+    numerics = inference_numerics(args.dtype, jax.default_backend())
     shd.maybe_initialize_distributed()
     mesh = shd.make_mesh(shd.parse_mesh_spec(args.mesh))
-    cfg, graphdef, params = load_any(args.model, mesh, shd.SAMPLE_RULES, param_dtype=dtype, dtype=dtype)
+    cfg, graphdef, params = load_any(args.model, mesh, shd.SAMPLE_RULES, **numerics)
     source = str(Path(args.model) / ("config.json" if (Path(args.model) / "config.json").is_file()
                                      else "model_config.json"))
     tok.check_model_vocab(cfg.vocab_size, source)

@@ -43,13 +43,14 @@ def load_model(model: str, tokenizer: str | None, gen: GenerationConfig):
     from execverify_jax.data.tokenizer import Tokenizer
     from execverify_jax.model import sharding as shd
     from execverify_jax.model.checkpoint import load_any
+    from execverify_jax.model.config import inference_numerics
     from execverify_jax.model.sampler import Sampler
 
     tok = Tokenizer(tokenizer or model)
-    dtype = gen.dtype if gen.dtype != "auto" else ("float32" if jax.default_backend() == "cpu" else "bfloat16")
     shd.maybe_initialize_distributed()
     mesh = shd.make_mesh(shd.parse_mesh_spec(gen.mesh))
-    cfg, graphdef, params = load_any(model, mesh, shd.SAMPLE_RULES, param_dtype=dtype, dtype=dtype)
+    cfg, graphdef, params = load_any(model, mesh, shd.SAMPLE_RULES,
+                                     **inference_numerics(gen.dtype, jax.default_backend()))
     src = Path(model) / ("config.json" if (Path(model) / "config.json").is_file() else "model_config.json")
     tok.check_model_vocab(cfg.vocab_size, str(src))
     return Sampler(cfg, graphdef, mesh=mesh, pad_id=tok.pad_id), params, tok

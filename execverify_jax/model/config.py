@@ -18,6 +18,22 @@ SUPPORTED_ARCHITECTURES = {
 }
 SUPPORTED_ROPE_TYPES = ("default", "llama3")
 DTYPES = ("float32", "bfloat16", "float16")
+# Inference numerics by name (CLI --dtype): ModelConfig overrides.
+INFERENCE_NUMERICS: dict[str, dict[str, str | None]] = {
+    "float32": {"param_dtype": "float32", "dtype": "float32", "matmul_dtype": None},
+    "bfloat16": {"param_dtype": "bfloat16", "dtype": "bfloat16", "matmul_dtype": None},
+    # bf16 weights and matmul inputs, fp32 activations/accumulation/attention: the fast CPU mode
+    "bf16-matmul": {"param_dtype": "bfloat16", "dtype": "float32", "matmul_dtype": "bfloat16"},
+}
+
+
+def inference_numerics(name: str, backend: str) -> dict[str, str | None]:
+    """ModelConfig overrides for a --dtype name; "auto" = float32 on CPU, bfloat16 elsewhere."""
+    if name == "auto":
+        name = "float32" if backend == "cpu" else "bfloat16"
+    if name not in INFERENCE_NUMERICS:
+        raise ValueError(f"--dtype {name!r}: expected auto or one of {sorted(INFERENCE_NUMERICS)}")
+    return dict(INFERENCE_NUMERICS[name])
 
 
 class UnsupportedModelError(ValueError):
@@ -52,6 +68,10 @@ class ModelConfig:
     pad_token_id: int | None = None
     param_dtype: str = "float32"  # storage dtype of parameters
     dtype: str = "float32"  # compute dtype of activations/matmuls (softmax/norms run in fp32)
+    # Inputs of the weight matmuls (projections, MLP, lm head), accumulated and returned in
+    # `dtype`; None = `dtype`. "bfloat16" with fp32 `dtype` and bf16 params is the fast CPU
+    # sampling mode: half the weight bytes, fp32 everywhere else (docs/MODEL.md).
+    matmul_dtype: str | None = None
     remat: bool = False  # nnx.remat each block (training memory for compute)
 
     def __post_init__(self) -> None:
@@ -68,6 +88,8 @@ class ModelConfig:
         for name in ("param_dtype", "dtype"):
             if getattr(self, name) not in DTYPES:
                 raise ValueError(f"ModelConfig.{name} {getattr(self, name)!r} not in {DTYPES}")
+        if self.matmul_dtype is not None and self.matmul_dtype not in DTYPES:
+            raise ValueError(f"ModelConfig.matmul_dtype {self.matmul_dtype!r} not in {DTYPES} (or null)")
         if self.model_type not in SUPPORTED_ARCHITECTURES:
             raise ValueError(f"model_type {self.model_type!r} not in {sorted(SUPPORTED_ARCHITECTURES)}")
 

@@ -37,6 +37,21 @@ def _param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str, ...], dtype,
     return nnx.Param(value.astype(dtype), logical_axes=axes)
 
 
+def weight_matmul(cfg: ModelConfig, spec: str, x: jax.Array, w: jax.Array) -> jax.Array:
+    """einsum(spec, x, w) for a weight matmul, result in x's (compute) dtype.
+
+    By default both inputs are in the compute dtype. With `cfg.matmul_dtype` set, both are cast
+    to it and the product is accumulated in the compute dtype (e.g. bf16 x bf16 -> fp32). On
+    XLA:CPU this is 1.5x faster per matmul than fp32 and halves the weight bytes a decode step
+    streams; casting bf16 weights *up* to fp32 instead would stream them twice (measured).
+    """
+    dt = x.dtype
+    if cfg.matmul_dtype is None or jnp.dtype(cfg.matmul_dtype) == dt:
+        return jnp.einsum(spec, x, w.astype(dt))
+    mdt = jnp.dtype(cfg.matmul_dtype)
+    return jnp.einsum(spec, x.astype(mdt), w.astype(mdt), preferred_element_type=dt)
+
+
 def rope_inv_freq(cfg: ModelConfig) -> np.ndarray:
     """Inverse RoPE frequencies (H/2,), float32, as transformers computes them (default / llama3)."""
     H = cfg.head_dim
@@ -96,7 +111,7 @@ class Attention(nnx.Module):
 
     def _proj(self, x_BTD: jax.Array, name: str) -> jax.Array:
         dt = x_BTD.dtype
-        y = jnp.einsum("btd,dkh->btkh", x_BTD, getattr(self, "w" + name)[...].astype(dt))
+        y = weight_matmul(self.cfg, "btd,dkh->btkh", x_BTD, getattr(self, "w" + name)[...])
         if self.cfg.qkv_bias:
             y = y + getattr(self, "b" + name)[...].astype(dt)[None, None]
         return y
@@ -148,7 +163,7 @@ class Attention(nnx.Module):
             o_BKMH = jnp.einsum("bkms,bksh->bkmh", p_BKMS, v_BKSH.astype(x_BTD.dtype))
             o_BTKRH = o_BKMH.reshape(B, K, T, R, H).transpose(0, 2, 1, 3, 4)
         o_BTNH = shd.shard(o_BTKRH.reshape(B, T, K * R, H), (shd.BATCH, shd.LENGTH, shd.ACT_HEADS, None))
-        y_BTD = jnp.einsum("btnh,nhd->btd", o_BTNH, self.wo[...].astype(x_BTD.dtype))
+        y_BTD = weight_matmul(cfg, "btnh,nhd->btd", o_BTNH, self.wo[...])
         if cfg.o_bias:
             y_BTD = y_BTD + self.bo[...].astype(x_BTD.dtype)[None, None]
         return y_BTD, new_kv
@@ -159,16 +174,16 @@ class MLP(nnx.Module):
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         D, F, pd = cfg.hidden_size, cfg.intermediate_size, cfg.param_dtype
+        self.cfg = cfg
         self.w_gate = _param(rngs, (D, F), (shd.EMBED, shd.MLP), pd, "normal")
         self.w_up = _param(rngs, (D, F), (shd.EMBED, shd.MLP), pd, "normal")
         self.w_down = _param(rngs, (F, D), (shd.MLP, shd.EMBED), pd, "normal")
 
     def __call__(self, x_BTD: jax.Array) -> jax.Array:
-        dt = x_BTD.dtype
-        g_BTF = x_BTD @ self.w_gate[...].astype(dt)
-        u_BTF = x_BTD @ self.w_up[...].astype(dt)
+        g_BTF = weight_matmul(self.cfg, "btd,df->btf", x_BTD, self.w_gate[...])
+        u_BTF = weight_matmul(self.cfg, "btd,df->btf", x_BTD, self.w_up[...])
         h_BTF = shd.shard(jax.nn.silu(g_BTF) * u_BTF, (shd.BATCH, shd.LENGTH, shd.ACT_MLP))
-        return h_BTF @ self.w_down[...].astype(dt)
+        return weight_matmul(self.cfg, "btf,fd->btd", h_BTF, self.w_down[...])
 
 
 class Block(nnx.Module):
@@ -229,12 +244,12 @@ class Transformer(nnx.Module):
 
     def logits(self, h_BTD: jax.Array) -> jax.Array:
         """fp32 logits from final hidden states (already normed)."""
-        dt = h_BTD.dtype
+        dt = jnp.dtype(self.cfg.matmul_dtype or h_BTD.dtype)
         if self.cfg.tie_word_embeddings:
-            out = jnp.einsum("btd,vd->btv", h_BTD, self.embedding[...].astype(dt),
+            out = jnp.einsum("btd,vd->btv", h_BTD.astype(dt), self.embedding[...].astype(dt),
                              preferred_element_type=jnp.float32)
         else:
-            out = jnp.einsum("btd,dv->btv", h_BTD, self.lm_head[...].astype(dt),
+            out = jnp.einsum("btd,dv->btv", h_BTD.astype(dt), self.lm_head[...].astype(dt),
                              preferred_element_type=jnp.float32)
         return shd.shard(out, (shd.BATCH, shd.LENGTH, shd.ACT_VOCAB))
 

@@ -36,6 +36,9 @@ def test_tokenizer_import_export_generate(tmp_path, qwen_dir, text_files, capsys
     assert cli.main(["generate", "--model", str(ckpt), "--tokenizer", str(tok), "--prompt", "def f(x):",
                      "--max-new-tokens", "5", "--greedy"]) == 0
     assert capsys.readouterr().out == greedy_hf  # same weights, same text
+    assert cli.main(["generate", "--model", str(ckpt), "--tokenizer", str(tok), "--prompt", "def f(x):",
+                     "--max-new-tokens", "5", "--greedy", "--dtype", "bf16-matmul"]) == 0
+    assert capsys.readouterr().out.strip()  # the bf16-matmul mode runs end to end
 
 
 def test_generate_rejects_mismatched_tokenizer(tmp_path, qwen_dir, text_files):

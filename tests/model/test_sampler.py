@@ -135,3 +135,14 @@ def test_argmax_first_equals_jnp_argmax_with_ties():
     np.testing.assert_array_equal(np.asarray(argmax_first(jnp.asarray(z))), np.argmax(z, axis=-1))
     nan_row = np.full((1, 10), np.nan, np.float32)
     assert 0 <= int(argmax_first(jnp.asarray(nan_row))[0]) < 10  # a valid id, never V
+
+
+def test_inference_numerics_names():
+    from execverify_jax.model.config import inference_numerics
+
+    assert inference_numerics("auto", "cpu")["dtype"] == "float32"
+    assert inference_numerics("auto", "gpu") == {"param_dtype": "bfloat16", "dtype": "bfloat16", "matmul_dtype": None}
+    assert inference_numerics("bf16-matmul", "cpu") == {"param_dtype": "bfloat16", "dtype": "float32",
+                                                        "matmul_dtype": "bfloat16"}
+    with pytest.raises(ValueError, match="fp8"):
+        inference_numerics("fp8", "cpu")
