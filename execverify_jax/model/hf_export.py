@@ -20,6 +20,8 @@ from flax import nnx
 from safetensors.numpy import save_file
 from tqdm import tqdm
 
+from execverify_jax.model import sharding as shd
+
 from execverify_jax.model import hf_mapping
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.model.params import flat_params
@@ -38,12 +40,6 @@ def canonical_dtype(name: str) -> str:
         raise ValueError(f"unknown dtype {name!r}; use one of {sorted(DTYPE_ALIASES)}")
     return DTYPE_ALIASES[name]
 
-
-def _to_host(x: jax.Array) -> np.ndarray:
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        from jax.experimental import multihost_utils
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(jax.device_get(x))
 
 
 def generation_config(cfg: ModelConfig) -> dict:
@@ -87,7 +83,7 @@ def save_hf(cfg: ModelConfig, state: nnx.State, out_dir: str | Path, dtype: str 
     for fname, shard in tqdm(list(zip(names, shards)), desc="export shards", disable=len(shards) < 2):
         tensors = {}
         for hf_key, path, layout, nbytes in shard:
-            host = _to_host(params[path].get_value())  # every process takes part in the gather
+            host = shd.to_host(params[path].get_value())  # every process takes part in the gather
             tensors[hf_key] = hf_mapping.to_hf(host.astype(np_dtype), layout)
             weight_map[hf_key] = fname
             total += nbytes

@@ -215,8 +215,9 @@ class Sampler:
                              f"vocab [0, {self.cfg.vocab_size})")
         state = self.generate_device(params, prompt_BP, lengths_B, max_new_tokens, strategy,
                                      stop_ids, seed)
-        tokens, lengths, logp, done = jax.device_get(
-            (state.tokens_BC, state.lengths_B, state.logp_BC, state.done_B))
+        # On a multi-host mesh the rows are spread over processes: every process gets them all.
+        tokens, lengths, logp, done = (shd.to_host(x) for x in
+                                       (state.tokens_BC, state.lengths_B, state.logp_BC, state.done_B))
         return SampleOutput(tokens_BC=np.asarray(tokens), lengths_B=np.asarray(lengths),
                             logp_BC=np.asarray(logp), stopped_B=np.asarray(done),
                             prompt_index_B=index_B)

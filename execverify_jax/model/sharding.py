@@ -208,6 +208,19 @@ def shard(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
     return jax.lax.with_sharding_constraint(x, named_sharding(logical_axes, x.shape, mesh, rules))
 
 
+def to_host(x: jax.Array | np.ndarray) -> np.ndarray:
+    """The global value of an array as numpy, on every process.
+
+    A multi-host sharded array is not fully addressable: `np.asarray`/`device_get` refuse it, so
+    its shards are all-gathered (every process must call this, like any collective). Fully
+    replicated and single-host arrays are fetched directly.
+    """
+    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+        from jax.experimental import multihost_utils
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+
+
 def parse_mesh_spec(spec: str) -> MeshConfig:
     """"data=-1,fsdp=2,tensor=1" -> MeshConfig (the CLI form); unknown axes and bad sizes are errors."""
     sizes: dict[str, int] = {}

@@ -423,7 +423,9 @@ class GRPOTrainer:
         dev = put_batch(host, self.mesh)
         old_logp = self.logprob_fn(self.state.params, dev)
         ref_logp = self.logprob_fn(self.ref_params, dev) if self.ref_params is not None else None
-        old_logp = jax.block_until_ready(old_logp)
+        # All rows on every process (a multi-host sharded array cannot be read directly).
+        old_logp_np = shd.to_host(old_logp)
+        ref_logp_np = shd.to_host(ref_logp) if ref_logp is not None else None
         t_logp = time.perf_counter() - t0
         if reward_B is None:
             t0 = time.perf_counter()
@@ -432,16 +434,17 @@ class GRPOTrainer:
             lo, hi = self._my_rows(B)
             seen = (results, len_B[lo:hi].tolist(), truncated_B[lo:hi].tolist())
         if g.kl_in_reward_coef > 0:
-            reward_B = np.asarray(kl_penalized_rewards(jnp.asarray(reward_B), old_logp, ref_logp, dev["mask_BC"],
+            reward_B = np.asarray(kl_penalized_rewards(jnp.asarray(reward_B), jnp.asarray(old_logp_np),
+                                                       jnp.asarray(ref_logp_np), jnp.asarray(host["mask_BC"]),
                                                        g.kl_in_reward_coef, g.kl_in_reward_estimator))
         adv_B = np.asarray(group_advantages(jnp.asarray(reward_B), G, g))
         # Updates: prompt-aligned mini-batches.
         t0 = time.perf_counter()
         per_mb = B // g.num_minibatches
         host["adv_B"] = adv_B.astype(np.float32)
-        host["old_logp_BC"] = np.asarray(old_logp)
-        if ref_logp is not None:
-            host["ref_logp_BC"] = np.asarray(ref_logp)
+        host["old_logp_BC"] = old_logp_np
+        if ref_logp_np is not None:
+            host["ref_logp_BC"] = ref_logp_np
         upd_metrics: list[dict] = []
         for _ in range(g.ppo_epochs):
             for m in range(g.num_minibatches):
@@ -462,7 +465,7 @@ class GRPOTrainer:
             vals = [float(m[k]) for m in upd_metrics]
             out[f"train/{k}"] = max(vals) if k.endswith("_max") else float(np.mean(vals))
         out["train/clip_frac"] = out.get("train/clip_frac_low", 0.0) + out.get("train/clip_frac_high", 0.0)
-        logp_sampled = np.asarray(old_logp)
+        logp_sampled = old_logp_np
         # Monte-Carlo entropy of the sampling policy: mean of -log p over the sampled tokens.
         out["policy/entropy_mc"] = float(-(logp_sampled * mask_BC).sum() / max(mask_tokens, 1.0))
         out["adv/zero_groups"] = float(np.mean(np.all(reward_B.reshape(-1, G) == reward_B.reshape(-1, G)[:, :1], axis=1)))

@@ -5,7 +5,7 @@
 Each process has 2 CPU devices; the mesh (data=2, fsdp=2) spans all 4 global devices. It runs two
 sharded GRPO updates on a fixed global batch, saves the train state with the run checkpointer
 (Orbax, all processes), restores it into fresh shardings, runs one more update, and process 0
-writes the parameters and metrics to OUT_DIR/result.npz.
+writes the parameters and metrics to OUT_DIR/result.npz; all processes export OUT_DIR/hf.
 """
 
 import os
@@ -61,6 +61,10 @@ assert meta["loader_states"] == [{"process": i} for i in range(nproc)], meta
 st, m = upd(restored, b)
 metrics.append(float(np.asarray(m["loss"].addressable_data(0))))  # replicated scalar
 params = [np.asarray(multihost_utils.process_allgather(x, tiled=True)) for x in jax.tree.leaves(st.params)]
+# HF export from sharded weights: every process takes part in the gathers, process 0 writes.
+from execverify_jax.model.hf_export import save_hf  # noqa: E402
+
+save_hf(cfg, st.params, os.path.join(out, "hf"), dtype="float32")
 if pid == 0:
     np.savez(os.path.join(out, "result.npz"), metrics=np.asarray(metrics), *params)
 print("worker", pid, "done", metrics, flush=True)
