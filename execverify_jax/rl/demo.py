@@ -5,8 +5,11 @@
     -> export to Hugging Face safetensors, reload with transformers, compare logits
     -> DIR/report.md (numbers + reward curve PNG)
 
-Each phase writes under DIR and is skipped when its output already exists (a re-run after an
-interruption continues; the GRPO run itself resumes from its checkpoints).
+Each phase writes under DIR; a re-run after an interruption continues: synthesis and the
+tokenizer are skipped when their outputs exist, a finished SFT run's policy is loaded instead of
+retrained (DIR/sft/sft_summary.json is written last), GRPO resumes from its checkpoints, and the
+two held-out evaluations and the export (cheap) run again. A re-run with changed SFT settings
+therefore needs a fresh DIR (or DIR/sft removed).
 Config: configs/demo_cpu.yaml (`DemoConfig`; `--set` overrides, e.g. `--set programs=200`).
 """
 
@@ -140,8 +143,12 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
         sft_q = [q for q in sft_q if q["kind"] != "io_mixed" or id(q) in keep_io]
     with SandboxPool(num_workers=2) as pool:
         convs, counts = build_examples(sft_q, pool, max_steps=tcfg.sft.rationale_max_steps)
-    _log(f"SFT on {len(convs)} traced rationales ({counts})")
-    sft = run_sft(tcfg, sft_dir, convs, tok)
+    sft = _finished_sft(sft_dir, tcfg)
+    if sft is None:
+        _log(f"SFT on {len(convs)} traced rationales ({counts})")
+        sft = run_sft(tcfg, sft_dir, convs, tok)
+    else:
+        _log(f"SFT already finished in {sft_dir}: its policy is loaded, not retrained")
     params, graphdef, model_cfg = sft["params"], sft["graphdef"], sft["model_cfg"]
     report["sft"] = {k: sft[k] for k in ("examples", "dropped_examples", "steps", "wall_s")}
     report["sft"]["final"] = {k: round(v, 4) for k, v in sft["last"].items()}
@@ -207,6 +214,19 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
     (out / "report.md").write_text(render_report(report, out, pngs))
     _log(f"done in {timings['total']:.0f}s: {out / 'report.md'}")
     return report
+
+
+def _finished_sft(sft_dir: Path, tcfg: TrainConfig) -> dict[str, Any] | None:
+    """The summary and policy of an SFT run that completed in `sft_dir` (run_sft writes
+    sft_summary.json after the model), so a re-run of the demo continues instead of retraining."""
+    summary_file, model_dir = sft_dir / "sft_summary.json", sft_dir / "model"
+    if not (summary_file.is_file() and model_dir.is_dir()):
+        return None
+    from execverify_jax.model import sharding as shd
+    from execverify_jax.model.checkpoint import restore_params
+
+    model_cfg, graphdef, params = restore_params(model_dir, shd.make_mesh(tcfg.mesh), shd.TRAIN_RULES)
+    return {**json.loads(summary_file.read_text()), "params": params, "graphdef": graphdef, "model_cfg": model_cfg}
 
 
 def export_and_check(model_cfg: Any, graphdef: Any, params: Any, tok: Any, hf_dir: Path, tok_dir: Path) -> dict:

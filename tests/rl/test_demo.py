@@ -34,12 +34,19 @@ def _check(out: Path, steps: int) -> dict:
     return report
 
 
-def test_demo_smoke(tmp_path):
+def test_demo_smoke(tmp_path, capsys):
     args = ["demo", "--out", str(tmp_path / "demo")]
     for s in SMOKE:
         args += ["--set", s]
     assert main(args) == 0
-    _check(tmp_path / "demo", 2)
+    first = _check(tmp_path / "demo", 2)
+    # A re-run continues: the finished SFT policy is loaded (not retrained) and GRPO, already at
+    # its last step, resumes from its checkpoint; the held-out numbers are the same.
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "SFT already finished" in capsys.readouterr().out
+    again = _check(tmp_path / "demo", 2)
+    assert again["eval_sft"] == first["eval_sft"] and again["eval_grpo"] == first["eval_grpo"]
 
 
 @pytest.mark.slow
