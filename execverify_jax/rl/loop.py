@@ -399,7 +399,8 @@ class GRPOTrainer:
             roll, reward_B, seen, extra = self._dynamic_fill(roll, key)
         plen_B = np.asarray([len(p) for p in roll.prompts], np.int32)
         # The loader's bucket; kept groups of several batches are re-padded to the largest one's.
-        P = max(batch["prompt_BP"].shape[1], _bucket(int(plen_B.max()), tuple(cfg.data.buckets), int(plen_B.max())))
+        longest = int(plen_B.max())
+        P = max(batch["prompt_BP"].shape[1], _bucket(longest, tuple(cfg.data.buckets), max(max(cfg.data.buckets), longest)))
         prompt_BP = np.full((len(roll.prompts), P), self.task.pad_id, np.int32)
         for b, p in enumerate(roll.prompts):
             prompt_BP[b, P - len(p):] = p
