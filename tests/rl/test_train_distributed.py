@@ -68,3 +68,18 @@ def test_grpo_loop_on_two_processes_resumes_exactly(tmp_path):
             assert np.isfinite(ra[k])
             np.testing.assert_allclose(ra[k], rb[k], rtol=1e-5, atol=1e-6, err_msg=f"step {ra['step']} {k}")
     assert (tmp_path / "straight" / "checkpoints" / "3").is_dir()
+
+
+@pytest.mark.slow
+def test_dynamic_sampling_on_two_processes(tmp_path):
+    # Every process decides from the all-gathered rewards: they keep the same groups and pull the
+    # same extra batches (a disagreement would deadlock the collectives or fail the update).
+    from execverify_jax.rl.metrics import read_metrics
+
+    loop_worker = WORKER.with_name("dist_loop_worker.py")
+    _launch(2, tmp_path / "dyn", loop_worker, (2, "grpo.dynamic_sampling=true", "grpo.dynamic_max_rounds=3"))
+    rows = read_metrics(tmp_path / "dyn")
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        assert 1 <= r["dynamic/rounds"] <= 3 and np.isfinite(r["train/loss"])
+        assert np.isclose(r["adv/zero_groups"], r["dynamic/filled_groups"] / 8)
