@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
-import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -242,12 +241,7 @@ def process_chunk(tasks: list[Task], stages: Stages, pool: Any, cfg: DataConfig,
         serializable = []
         for task, cand, fp in runnable:
             prog = _program_record(task, cand, cfg)
-            problems = records.validate(prog, "program")
-            if not problems:
-                try:
-                    records.encode_record(prog)
-                except (TypeError, ValueError):
-                    problems = ["not_json_serializable"]
+            problems = _record_problems(prog, "program")
             if problems:
                 res.rejections.add(f"malformed_program:{problems[0]}", {"cell": task.info.key})
                 continue
@@ -303,6 +297,18 @@ def _program_record(task: Task, cand: dict, cfg: DataConfig) -> dict:
     }
 
 
+def _record_problems(rec: dict, kind: str) -> list[str]:
+    """Schema problems of a program/question record, or ["not_json_serializable"] when it would
+    fail to be written (encode_record is exactly what the writers do)."""
+    problems = records.validate(rec, kind)
+    if not problems:
+        try:
+            records.encode_record(rec)
+        except (TypeError, ValueError):  # UnicodeEncodeError (lone surrogates) is a ValueError
+            problems = ["not_json_serializable"]
+    return problems
+
+
 def _finish_questions(prog: dict, qs: Iterable[Any], rejections: Rejections) -> list[dict]:
     """Gives questions stable ids and the program id; drops (and counts) malformed ones."""
     out = []
@@ -314,12 +320,7 @@ def _finish_questions(prog: dict, qs: Iterable[Any], rejections: Rejections) -> 
                 qid = f"{prog['id']}-q{j:02d}"
             used.add(qid)
             q = dict(q, id=qid, program_id=prog["id"])
-        problems = records.validate(q, "question")
-        if not problems:
-            try:
-                json.dumps(q)
-            except (TypeError, ValueError):
-                problems = ["not_json_serializable"]
+        problems = _record_problems(q, "question")
         if problems:
             rejections.add(f"malformed_question:{problems[0]}", {"program_id": prog["id"]})
             continue
