@@ -22,7 +22,7 @@ from typing import Any
 
 from execverify_jax.data import prompts
 from execverify_jax.eval.base import GradeContext
-from execverify_jax.eval.items import EvalItem, LoadReport, Verdict
+from execverify_jax.eval.items import BAD_LINE, EvalItem, LoadReport, Verdict, iter_jsonl
 from execverify_jax.eval.targets import HUMANEVAL_TARGET
 from execverify_jax.rewards import parse
 from execverify_jax.rewards.batch import Scorer
@@ -131,20 +131,15 @@ class CodeGen:
     def load(self, data: Path, style: str, limit: int | None) -> LoadReport:
         """Eurus-2-RL-Data rows (`prompt`, `reward_model.ground_truth`) or codegen question records."""
         report = LoadReport(items=[])
-        with open(data, "rb") as f:
-            for n, raw in enumerate(f):
-                if limit is not None and len(report.items) >= limit:
-                    break
-                if not raw.strip():
-                    continue
-                try:
-                    rec = json.loads(raw)
-                except ValueError:
-                    report.bad_lines += 1
-                    continue
-                item = self._item(rec, n, style, report)
-                if item is not None:
-                    report.items.append(item)
+        for n, rec in iter_jsonl(data):
+            if limit is not None and len(report.items) >= limit:
+                break
+            if rec is BAD_LINE:
+                report.bad_lines += 1
+                continue
+            item = self._item(rec, n, style, report)
+            if item is not None:
+                report.items.append(item)
         return report
 
     def _item(self, rec: Any, n: int, style: str, report: LoadReport) -> EvalItem | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 @dataclass(frozen=True)
@@ -78,20 +78,28 @@ class LoadReport:
             self.examples.append(f"{reason}: {example[:200]}")
 
 
-def read_jsonl_dicts(path: Path, report: LoadReport) -> list[dict]:
-    """The JSON objects of a JSONL file; blank lines are skipped, bad lines counted in `report`."""
-    out = []
+BAD_LINE = object()  # what iter_jsonl yields for a line that is not JSON
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line index, parsed value) for every non-blank line of a JSONL file; a line that does not
+    parse yields BAD_LINE instead of stopping the read (the callers count it)."""
     with open(path, "rb") as f:
-        for raw in f:
+        for n, raw in enumerate(f):
             if not raw.strip():
                 continue
             try:
-                rec = json.loads(raw)
+                yield n, json.loads(raw)
             except ValueError:
-                report.bad_lines += 1
-                continue
-            if isinstance(rec, dict):
-                out.append(rec)
-            else:
-                report.bad_lines += 1
+                yield n, BAD_LINE
+
+
+def read_jsonl_dicts(path: Path, report: LoadReport) -> list[dict]:
+    """The JSON objects of a JSONL file; blank lines are skipped, bad lines counted in `report`."""
+    out = []
+    for _, rec in iter_jsonl(path):
+        if isinstance(rec, dict):
+            out.append(rec)
+        else:
+            report.bad_lines += 1
     return out

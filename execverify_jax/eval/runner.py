@@ -18,7 +18,7 @@ from typing import Any
 
 from execverify_jax.eval import metrics, registry
 from execverify_jax.eval.base import STYLES, GradeContext
-from execverify_jax.eval.items import EvalItem, LoadReport, Verdict
+from execverify_jax.eval.items import EvalItem, LoadReport, Verdict, iter_jsonl
 
 GT_FAILED = "ground_truth_failed"
 _RATE_KEYS = frozenset({"acc", "accuracy", "precision", "recall", "f1", "io_accuracy", "mean_wb_acc",
@@ -74,27 +74,19 @@ def read_responses(path: Path, items: list[EvalItem]) -> tuple[list[list[str]], 
     stats = ResponseStats()
     by_id: dict[str, list[str]] = collections.defaultdict(list)
     known = {it.id for it in items}
-    with open(path, "rb") as f:
-        for raw in f:
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-            except ValueError:
-                stats.bad_lines += 1
-                continue
-            if not isinstance(rec, dict) or not isinstance(rec.get("id"), (str, int)):
-                stats.bad_lines += 1
-                continue
-            rid = str(rec["id"])
-            resps = rec.get("responses", [rec.get("response")]) if "responses" in rec else [rec.get("response")]
-            if not isinstance(resps, list) or not all(isinstance(r, str) for r in resps):
-                stats.bad_lines += 1
-                continue
-            if rid not in known:
-                stats.unknown_ids += 1
-                continue
-            by_id[rid].extend(resps)
+    for _, rec in iter_jsonl(path):
+        if not isinstance(rec, dict) or not isinstance(rec.get("id"), (str, int)):
+            stats.bad_lines += 1  # unparsable (BAD_LINE), not an object, or no id
+            continue
+        rid = str(rec["id"])
+        resps = rec.get("responses", [rec.get("response")]) if "responses" in rec else [rec.get("response")]
+        if not isinstance(resps, list) or not all(isinstance(r, str) for r in resps):
+            stats.bad_lines += 1
+            continue
+        if rid not in known:
+            stats.unknown_ids += 1
+            continue
+        by_id[rid].extend(resps)
     out = []
     for it in items:
         if not by_id.get(it.id):
