@@ -92,6 +92,43 @@ class RMSNorm(nnx.Module):
         return y.astype(self.dtype) * self.scale[...].astype(self.dtype).reshape((1,) * (y.ndim - 1) + (-1,))
 
 
+def _masked_softmax(s_BKRTS: jax.Array, mask_BTS: jax.Array, dtype) -> jax.Array:
+    """softmax over S of fp32 scores, masked slots at a large finite negative value."""
+    s_BKRTS = jnp.where(mask_BTS[:, None, None, :, :], s_BKRTS, _NEG)
+    return jax.nn.softmax(s_BKRTS, axis=-1).astype(dtype)
+
+
+def _attend(q_BTKRH: jax.Array, k_BTKH: jax.Array, v_BTKH: jax.Array, mask_BTS: jax.Array,
+            dtype) -> jax.Array:
+    """Attention over this call's own keys (S = T): the full-sequence forward."""
+    H = q_BTKRH.shape[-1]
+    # Scores in fp32 whatever the compute dtype (bf16 logits of a long row lose the argmax).
+    s_BKRTS = jnp.einsum("btkrh,bskh->bkrts", q_BTKRH, k_BTKH, preferred_element_type=jnp.float32) * (H ** -0.5)
+    return jnp.einsum("bkrts,bskh->btkrh", _masked_softmax(s_BKRTS, mask_BTS, dtype), v_BTKH)
+
+
+def _attend_cached(q_BTKRH: jax.Array, k_BTKH: jax.Array, v_BTKH: jax.Array, mask_BTS: jax.Array,
+                   kv: tuple[jax.Array, jax.Array, jax.Array], dtype
+                   ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """Writes this call's keys/values into one layer's cache at slots [end, end + T), then
+    attends over all S slots; returns (o_BTKRH, the updated (k_BKHS, v_BKSH))."""
+    B, T, K, R, H = q_BTKRH.shape
+    k_BKHS, v_BKSH, end = kv
+    # The cache stores keys as [.., H, S] and values as [.., S, H]: exactly the operand layouts of
+    # the two attention matmuls, so no per-step transpose of a whole layer.
+    k_BKHS = jax.lax.dynamic_update_slice(k_BKHS, k_BTKH.transpose(0, 2, 3, 1).astype(k_BKHS.dtype), (0, 0, 0, end))
+    v_BKSH = jax.lax.dynamic_update_slice(v_BKSH, v_BTKH.transpose(0, 2, 1, 3).astype(v_BKSH.dtype), (0, 0, end, 0))
+    # Queries as [B, K, M = T*R, H] so both matmuls are plain batched [M, H] x [H, S] and
+    # [M, S] x [S, H] products (the forms XLA:CPU runs fastest; measured).
+    q_BKMH = q_BTKRH.transpose(0, 2, 1, 3, 4).reshape(B, K, T * R, H)
+    s_BKMS = jnp.einsum("bkmh,bkhs->bkms", q_BKMH, k_BKHS.astype(dtype),
+                        preferred_element_type=jnp.float32) * (H ** -0.5)
+    p_BKRTS = _masked_softmax(s_BKMS.reshape(B, K, T, R, -1).transpose(0, 1, 3, 2, 4), mask_BTS, dtype)
+    p_BKMS = p_BKRTS.transpose(0, 1, 3, 2, 4).reshape(B, K, T * R, -1)
+    o_BKMH = jnp.einsum("bkms,bksh->bkmh", p_BKMS, v_BKSH.astype(dtype))
+    return o_BKMH.reshape(B, K, T, R, H).transpose(0, 2, 1, 3, 4), (k_BKHS, v_BKSH)
+
+
 class Attention(nnx.Module):
     """Grouped-query attention with RoPE; optional q/k/v (Qwen2) and o (Llama) biases."""
 
@@ -117,7 +154,7 @@ class Attention(nnx.Module):
         return y
 
     def __call__(self, x_BTD: jax.Array, positions_BT: jax.Array, mask_BTS: jax.Array,
-                 kv: tuple[jax.Array, jax.Array, int, jax.Array] | None = None
+                 kv: tuple[jax.Array, jax.Array, jax.Array] | None = None
                  ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
         """Self-attention. Without `kv`, keys are this call's tokens (S = T).
 
@@ -134,34 +171,10 @@ class Attention(nnx.Module):
         k_BTKH = apply_rope(self._proj(x_BTD, "k"), positions_BT, inv_freq)
         v_BTKH = self._proj(x_BTD, "v")
         q_BTKRH = q_BTNH.reshape(B, T, K, R, H)
-        new_kv = None
         if kv is None:
-            # Scores in fp32 whatever the compute dtype (bf16 logits of a long row lose the argmax).
-            s_BKRTS = jnp.einsum("btkrh,bskh->bkrts", q_BTKRH, k_BTKH,
-                                 preferred_element_type=jnp.float32) * (H ** -0.5)
+            o_BTKRH, new_kv = _attend(q_BTKRH, k_BTKH, v_BTKH, mask_BTS, x_BTD.dtype), None
         else:
-            # The cache stores keys as [.., H, S] and values as [.., S, H]: exactly the operand
-            # layouts of the two attention matmuls, so no per-step transpose of a whole layer.
-            k_BKHS, v_BKSH, end = kv
-            k_BKHS = jax.lax.dynamic_update_slice(
-                k_BKHS, k_BTKH.transpose(0, 2, 3, 1).astype(k_BKHS.dtype), (0, 0, 0, end))
-            v_BKSH = jax.lax.dynamic_update_slice(
-                v_BKSH, v_BTKH.transpose(0, 2, 1, 3).astype(v_BKSH.dtype), (0, 0, end, 0))
-            new_kv = (k_BKHS, v_BKSH)
-            # Queries as [B, K, M = T*R, H] so both matmuls are plain batched [M, H] x [H, S] and
-            # [M, S] x [S, H] products (the forms XLA:CPU runs fastest; measured).
-            q_BKMH = q_BTKRH.transpose(0, 2, 1, 3, 4).reshape(B, K, T * R, H)
-            s_BKMS = jnp.einsum("bkmh,bkhs->bkms", q_BKMH, k_BKHS.astype(x_BTD.dtype),
-                                preferred_element_type=jnp.float32) * (H ** -0.5)
-            s_BKRTS = s_BKMS.reshape(B, K, T, R, -1).transpose(0, 1, 3, 2, 4)
-        s_BKRTS = jnp.where(mask_BTS[:, None, None, :, :], s_BKRTS, _NEG)
-        p_BKRTS = jax.nn.softmax(s_BKRTS, axis=-1).astype(x_BTD.dtype)
-        if kv is None:
-            o_BTKRH = jnp.einsum("bkrts,bskh->btkrh", p_BKRTS, v_BTKH)
-        else:
-            p_BKMS = p_BKRTS.transpose(0, 1, 3, 2, 4).reshape(B, K, T * R, -1)
-            o_BKMH = jnp.einsum("bkms,bksh->bkmh", p_BKMS, v_BKSH.astype(x_BTD.dtype))
-            o_BTKRH = o_BKMH.reshape(B, K, T, R, H).transpose(0, 2, 1, 3, 4)
+            o_BTKRH, new_kv = _attend_cached(q_BTKRH, k_BTKH, v_BTKH, mask_BTS, kv, x_BTD.dtype)
         o_BTNH = shd.shard(o_BTKRH.reshape(B, T, K * R, H), (shd.BATCH, shd.LENGTH, shd.ACT_HEADS, None))
         y_BTD = weight_matmul(cfg, "btnh,nhd->btd", o_BTNH, self.wo[...])
         if cfg.o_bias:
