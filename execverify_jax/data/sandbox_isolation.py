@@ -268,7 +268,7 @@ def dirs_to_hide(wanted: list[str], exposed: list[str]) -> list[str]:
         inside_exposed = any(path == e or path.startswith(e + "/") for e in exposed)
         if os.path.isdir(path) and path not in out and not inside_exposed and _safe_to_hide(path):
             out.append(path)
-    return [p for p in sorted(out, key=len) if not any(p.startswith(q + "/") for q in out if q != p)]
+    return sorted(_outermost(out), key=len)
 
 
 def _safe_to_hide(path: str) -> bool:
@@ -281,10 +281,14 @@ def _safe_to_hide(path: str) -> bool:
     return True
 
 
+def _outermost(paths: list[str]) -> list[str]:
+    """`paths` without those nested in another listed one."""
+    return [p for p in paths if not any(q != p and p.startswith(q + "/") for q in paths)]
+
+
 def _outermost_inside(paths: list[str], top: str) -> list[str]:
     """The paths strictly inside `top`, without those nested in another listed one."""
-    inside = [p for p in paths if p.startswith(top.rstrip("/") + "/")]
-    return [p for p in inside if not any(q != p and p.startswith(q + "/") for q in inside)]
+    return _outermost([p for p in paths if p.startswith(top.rstrip("/") + "/")])
 
 
 def _remount_read_only(path: str) -> None:

@@ -20,9 +20,8 @@ from flax import nnx
 from safetensors.numpy import save_file
 from tqdm import tqdm
 
-from execverify_jax.model import sharding as shd
-
 from execverify_jax.model import hf_mapping
+from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.model.params import flat_params
 
@@ -39,7 +38,6 @@ def canonical_dtype(name: str) -> str:
     if name not in DTYPE_ALIASES:
         raise ValueError(f"unknown dtype {name!r}; use one of {sorted(DTYPE_ALIASES)}")
     return DTYPE_ALIASES[name]
-
 
 
 def generation_config(cfg: ModelConfig) -> dict:

@@ -135,19 +135,19 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
     # 3. SFT ---------------------------------------------------------------------------------
     t0 = time.perf_counter()
     sft_dir = out / "sft"
-    rng = np.random.default_rng(cfg.seed)
-    sft_q = [q for q in train_q if q["kind"] in cfg.sft_layouts]
-    io = [q for q in sft_q if q["kind"] == "io_mixed"]
-    if len(io) > cfg.sft_max_io_mixed:
-        keep_io = {id(q) for q in rng.permutation(np.array(io, dtype=object))[: cfg.sft_max_io_mixed]}
-        sft_q = [q for q in sft_q if q["kind"] != "io_mixed" or id(q) in keep_io]
-    with SandboxPool(num_workers=2) as pool:
-        convs, counts = build_examples(sft_q, pool, max_steps=tcfg.sft.rationale_max_steps)
     sft = _finished_sft(sft_dir, tcfg)
     if sft is None:
+        rng = np.random.default_rng(cfg.seed)
+        sft_q = [q for q in train_q if q["kind"] in cfg.sft_layouts]
+        io = [q for q in sft_q if q["kind"] == "io_mixed"]
+        if len(io) > cfg.sft_max_io_mixed:
+            keep_io = {id(q) for q in rng.permutation(np.array(io, dtype=object))[: cfg.sft_max_io_mixed]}
+            sft_q = [q for q in sft_q if q["kind"] != "io_mixed" or id(q) in keep_io]
+        with SandboxPool(num_workers=2) as pool:
+            convs, counts = build_examples(sft_q, pool, max_steps=tcfg.sft.rationale_max_steps)
         _log(f"SFT on {len(convs)} traced rationales ({counts})")
         sft = run_sft(tcfg, sft_dir, convs, tok)
-    else:
+    else:  # a re-run: neither the rationales are traced again nor the policy retrained
         _log(f"SFT already finished in {sft_dir}: its policy is loaded, not retrained")
     params, graphdef, model_cfg = sft["params"], sft["graphdef"], sft["model_cfg"]
     report["sft"] = {k: sft[k] for k in ("examples", "dropped_examples", "steps", "wall_s")}

@@ -336,8 +336,8 @@ class GRPOTrainer:
         uninformative groups (zero advantage), counted in `dynamic/filled_groups`.
 
         Returns (the kept rollout, its global rewards, this process's (results, lengths,
-        truncation) over every row it scored, metrics). The decision uses the all-gathered rewards, so every process
-        keeps the same groups and pulls the same number of batches.
+        truncation) over every row it scored, metrics). The decision uses the all-gathered
+        rewards, so every process keeps the same groups and pulls the same number of batches.
         """
         g = self.cfg.grpo
         N, G = g.prompts_per_step, g.group_size
@@ -466,9 +466,8 @@ class GRPOTrainer:
             vals = [float(m[k]) for m in upd_metrics]
             out[f"train/{k}"] = max(vals) if k.endswith("_max") else float(np.mean(vals))
         out["train/clip_frac"] = out.get("train/clip_frac_low", 0.0) + out.get("train/clip_frac_high", 0.0)
-        logp_sampled = old_logp_np
         # Monte-Carlo entropy of the sampling policy: mean of -log p over the sampled tokens.
-        out["policy/entropy_mc"] = float(-(logp_sampled * mask_BC).sum() / max(mask_tokens, 1.0))
+        out["policy/entropy_mc"] = float(-(old_logp_np * mask_BC).sum() / max(mask_tokens, 1.0))
         out["adv/zero_groups"] = float(np.mean(np.all(reward_B.reshape(-1, G) == reward_B.reshape(-1, G)[:, :1], axis=1)))
         out["time/generate"] = t_gen
         out["time/logprob"] = t_logp
