@@ -2,7 +2,7 @@
 decontamination, and the grain loader (tokenize + bucket + batch).
 
 - synth: `pipeline.run_synth` with the real stages on `--programs` tasks spread over the whole grid
-  (all levels and groups), once with the fused filter+trace (data/trace_batch.py) and once with the
+  (all levels and groups), once with the fused filter+trace (data/trace/batch.py) and once with the
   separate execution filter + tracer. Reports wall time, CPU seconds of this process and its
   (sandbox) children, programs per second and per CPU second, and the summed stage times.
 - dedup: normalized-AST fingerprints per second; decontamination index build time (CRUXEval +

@@ -32,11 +32,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from execverify_jax.rl.accumulate import accumulate_grads, split_microbatches  # noqa: E402
-from execverify_jax.rl.advantages import group_advantages, overlong_filter  # noqa: E402
-from execverify_jax.rl.aggregation import loss_norm  # noqa: E402
-from execverify_jax.rl.config import AGG_MODES, GRPOConfig  # noqa: E402
-from execverify_jax.rl.grpo import policy_loss  # noqa: E402
+from execverify_jax.rl.infra.accumulate import accumulate_grads, split_microbatches  # noqa: E402
+from execverify_jax.rl.objective.advantages import group_advantages, overlong_filter  # noqa: E402
+from execverify_jax.rl.objective.aggregation import loss_norm  # noqa: E402
+from execverify_jax.rl.objective.config import AGG_MODES, GRPOConfig  # noqa: E402
+from execverify_jax.rl.objective.loss import policy_loss  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from execverify_jax.data import safe_codec  # noqa: E402
-from execverify_jax.rewards.batch import PRELOAD, Scorer  # noqa: E402
+from execverify_jax.rewards.scorer import PRELOAD, Scorer  # noqa: E402
 from execverify_jax.rewards.config import RewardConfig  # noqa: E402
 
 # The prelude of the original CRUXEval harness (evaluation/crux_lcb/util.py).

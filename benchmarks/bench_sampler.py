@@ -149,7 +149,7 @@ def ours_worker(args: argparse.Namespace) -> int:
     from execverify_jax.model.config import inference_numerics
     from execverify_jax.model.hf_import import load_hf_state
     from execverify_jax.model.sampler import Sampler
-    from execverify_jax.model.sampling import Greedy
+    from execverify_jax.model.strategies import Greedy
 
     hf_dir = Path(args.ours_worker)
     prompts = np.load(hf_dir.parent / f"{hf_dir.name}_prompts.npy")

@@ -123,7 +123,7 @@ def layer_costs(n: int = 200) -> dict:
     """Per-layer costs, measured in this (throwaway, root) process with the worker's primitives."""
     import resource
 
-    from execverify_jax.data import sandbox_os
+    from execverify_jax.data.sandbox import oslayer as sandbox_os
 
     if os.geteuid() != 0:
         return {"skipped": "needs root"}
@@ -150,7 +150,7 @@ def layer_costs(n: int = 200) -> dict:
     res["per_job_uid_drop_us"] = _delta_us(n, in_child=drop)
     res["per_job_rlimits_us"] = _delta_us(n, in_child=limits)
     res["per_job_no_new_privs_pdeathsig_us"] = _delta_us(n, in_child=lambda: (sandbox_os.set_no_new_privs(), sandbox_os.set_parent_death_signal()))
-    from execverify_jax.data import sandbox_seccomp
+    from execverify_jax.data.sandbox import seccomp as sandbox_seccomp
 
     filt = sandbox_seccomp.Filter(sandbox_seccomp.build_filter())
     res["seccomp_if_installed_per_job_us"] = _delta_us(n, in_child=lambda: (sandbox_os.set_no_new_privs(), filt.install()))

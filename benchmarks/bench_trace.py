@@ -10,7 +10,7 @@ programs, with the same number of workers:
 - ours: `exec_filter.filter_programs` (two sandbox runs per program on two workers with different
   hash seeds, literal round-trip check) then `trace_many_in_sandbox` for the kept programs (one
   more sandbox job each), all in the `SandboxPool`;
-- ours, fused (on unless `--no-fused`): `trace_filter` (execverify_jax/data/trace_batch.py): the
+- ours, fused (on unless `--no-fused`): `trace_filter` (execverify_jax/data/trace/batch.py): the
   trace doubles as the filter run; batches of programs per sandbox job, run twice on two workers
   (hash seeds) and compared trace-for-trace (the second run sends digests). One row per
   `isolation` mode: a forked, confined process per program in both runs (`each`), in the kept
@@ -146,7 +146,7 @@ def bench_original(rows: list[dict], workers: int, flags: tuple[str, ...] = ()) 
 def bench_ours(rows: list[dict], workers: int) -> dict:
     from execverify_jax.data.exec_filter import Candidate, filter_programs
     from execverify_jax.data.sandbox import RUN_CALL, SandboxPool
-    from execverify_jax.data.trace import TARGET, trace_many_in_sandbox, usable
+    from execverify_jax.data.trace.tracer import TARGET, trace_many_in_sandbox, usable
 
     cands = [Candidate(r["code"], "f", r["input"]) for r in rows]
     with SandboxPool(workers, preload=(RUN_CALL, TARGET)) as pool:
@@ -167,7 +167,7 @@ def bench_ours(rows: list[dict], workers: int) -> dict:
 
 def bench_fused(rows: list[dict], workers: int, batch: int, isolation: str) -> dict:
     from execverify_jax.data.sandbox import SandboxPool
-    from execverify_jax.data.trace_batch import BATCH_TARGET, trace_filter
+    from execverify_jax.data.trace.batch import BATCH_TARGET, trace_filter
 
     with SandboxPool(workers, preload=(BATCH_TARGET,)) as pool:
         cpu0, t0 = _cpu_s(), time.perf_counter()

@@ -23,11 +23,11 @@ import numpy as np
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.model.sampler import Sampler
-from execverify_jax.model.sampling import Temperature
-from execverify_jax.rl.config import GRPOConfig, OptimConfig
-from execverify_jax.rl.optim import build_optimizer
-from execverify_jax.rl.steps import make_grpo_update, make_logprob_fn, put_batch
-from execverify_jax.rl.train_state import create_train_state, state_shardings
+from execverify_jax.model.strategies import Temperature
+from execverify_jax.rl.objective.config import GRPOConfig, OptimConfig
+from execverify_jax.rl.infra.optim import build_optimizer
+from execverify_jax.rl.infra.train_steps import make_grpo_update, make_logprob_fn, put_batch
+from execverify_jax.rl.infra.train_state import create_train_state, state_shardings
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "TPU v5p": 459.0, "TPU v5 lite": 197.0,
                     "TPU v4": 275.0, "TPU v6 lite": 918.0}

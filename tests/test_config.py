@@ -5,7 +5,7 @@ from typing import Literal
 
 import pytest
 
-from execverify_jax import config
+from execverify_jax import config_loader as config
 
 
 @dataclasses.dataclass(frozen=True)

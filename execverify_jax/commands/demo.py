@@ -26,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     """Runs the demo; prints where the report is."""
     import os
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from execverify_jax.config import ConfigError, load
-    from execverify_jax.rl.demo import DemoConfig, run_demo
+    from execverify_jax.config_loader import ConfigError, load
+    from execverify_jax.rl.apps.demo import DemoConfig, run_demo
 
     try:
         cfg = load(DemoConfig, args.config, args.overrides)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     try:
-        from execverify_jax.rl.difficulty import DifficultyConfig
+        from execverify_jax.rl.apps.difficulty import DifficultyConfig
         dcfg = DifficultyConfig(n=args.n, temperature=args.temperature, top_p=args.top_p,
                                 max_new_tokens=args.max_new_tokens, max_pass_rate=args.max_pass_rate,
                                 min_pass_rate=args.min_pass_rate, prompt=args.prompt,
@@ -61,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
     from execverify_jax.model import sharding as shd
     from execverify_jax.model.checkpoint import load_any
     from execverify_jax.model.sampler import Sampler
-    from execverify_jax.rewards.batch import PRELOAD, Scorer
-    from execverify_jax.rl.difficulty import keep, pass_rates
-    from execverify_jax.rl.loop import _all_questions
-    from execverify_jax.rl.tasks import read_question_jsonl
+    from execverify_jax.rewards.scorer import PRELOAD, Scorer
+    from execverify_jax.rl.apps.difficulty import keep, pass_rates
+    from execverify_jax.rl.grpo.loop import _all_questions
+    from execverify_jax.rl.grpo.tasks import read_question_jsonl
 
     shd.maybe_initialize_distributed()
     records = _all_questions(args.data, args.split) if Path(args.data).is_dir() else read_question_jsonl(args.data)

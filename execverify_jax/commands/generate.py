@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from execverify_jax.model.checkpoint import load_any
     from execverify_jax.model.config import inference_numerics
     from execverify_jax.model.sampler import Sampler
-    from execverify_jax.model.sampling import make_strategy
+    from execverify_jax.model.strategies import make_strategy
 
     tok = Tokenizer(args.tokenizer or args.model)
     numerics = inference_numerics(args.dtype, jax.default_backend())

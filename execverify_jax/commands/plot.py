@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Writes the PNGs and prints their paths."""
-    from execverify_jax.rl.plot import plot_run
+    from execverify_jax.rl.apps.plot import plot_run
 
     try:
         paths = plot_run(args.run, args.out, smooth=args.smooth)

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_config(path: str | None, overrides: list[str]):
     """RewardConfig from an optional YAML file plus `reward.key=value` overrides."""
-    from execverify_jax.config import apply_overrides, from_dict, read_yaml
+    from execverify_jax.config_loader import apply_overrides, from_dict, read_yaml
     from execverify_jax.rewards.config import RewardConfig
 
     data = read_yaml(path) if path else {}
@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
     """Scores every response and writes the scored file; prints the summary."""
     from tqdm import tqdm
 
-    from execverify_jax.config import ConfigError
-    from execverify_jax.rewards.batch import PRELOAD, Scorer, answer_of, mean_by_kind, validate
+    from execverify_jax.config_loader import ConfigError
+    from execverify_jax.rewards.scorer import PRELOAD, Scorer, answer_of, mean_by_kind, validate
     from execverify_jax.rewards.whitebox import RecordError
 
     try:

@@ -31,12 +31,12 @@ def load_conversations(cfg, tokenizer_split: str = "train") -> tuple[list, dict]
     if s.data is None:
         raise ValueError("sft.data: required (a ShareGPT JSONL, or a synth directory for rationales)")
     if s.source == "sharegpt":
-        from execverify_jax.rl.sft import read_conversations
+        from execverify_jax.rl.sft.trainer import read_conversations
         convs, bad = read_conversations(s.data)
         return convs, {"malformed_skipped": bad}
     from execverify_jax.data.sandbox import SandboxPool
-    from execverify_jax.rl.loop import _all_questions
-    from execverify_jax.rl.rationales import build_examples
+    from execverify_jax.rl.grpo.loop import _all_questions
+    from execverify_jax.rl.sft.rationales import build_examples
     questions = _all_questions(s.data, tokenizer_split)
     if s.max_samples is not None:
         questions = questions[: s.max_samples]
@@ -46,8 +46,8 @@ def load_conversations(cfg, tokenizer_split: str = "train") -> tuple[list, dict]
 
 def run(args: argparse.Namespace) -> int:
     """Builds the data, trains, prints a JSON summary."""
-    from execverify_jax.config import ConfigError, load
-    from execverify_jax.rl.train_config import TrainConfig
+    from execverify_jax.config_loader import ConfigError, load
+    from execverify_jax.rl.run_config import TrainConfig
 
     try:
         cfg = load(TrainConfig, args.config, args.overrides)
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from execverify_jax.data.tokenizer import Tokenizer
     from execverify_jax.model.sharding import maybe_initialize_distributed
-    from execverify_jax.rl.sft import run_sft
+    from execverify_jax.rl.sft.trainer import run_sft
 
     maybe_initialize_distributed()
     tok_path = cfg.data.tokenizer or cfg.model.init

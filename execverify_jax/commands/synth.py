@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs (or resumes) one shard; prints a summary and, with --verify, the verification report."""
-    from execverify_jax.config import ConfigError
+    from execverify_jax.config_loader import ConfigError
     from execverify_jax.data import pipeline
 
     config = args.config

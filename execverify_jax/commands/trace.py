@@ -97,12 +97,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     opts = {"max_steps": args.max_steps, "max_value_chars": args.max_value_chars}
     if args.no_sandbox:
-        from execverify_jax.data.trace import trace_program
+        from execverify_jax.data.trace.tracer import trace_program
 
         trace = trace_program(code, entry, args_src, max_seconds=args.timeout, **opts)
     else:
         from execverify_jax.data.sandbox import Limits, SandboxPool
-        from execverify_jax.data.trace import TARGET, trace_in_sandbox
+        from execverify_jax.data.trace.tracer import TARGET, trace_in_sandbox
 
         try:
             limits = Limits(timeout_s=args.timeout)

@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Loads the config, trains, prints a JSON summary."""
-    from execverify_jax.config import ConfigError, load
-    from execverify_jax.rl.train_config import TrainConfig
+    from execverify_jax.config_loader import ConfigError, load
+    from execverify_jax.rl.run_config import TrainConfig
 
     try:
         cfg = load(TrainConfig, args.config, args.overrides)
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         import os
         os.environ.setdefault("EXECVERIFY_DISTRIBUTED", "1")
     maybe_initialize_distributed()
-    from execverify_jax.rl.loop import train
+    from execverify_jax.rl.grpo.loop import train
 
     try:
         _, summary = train(cfg, args.out)

@@ -105,7 +105,7 @@ def static_reason(c: Candidate) -> str | None:
     return None
 
 
-_static_reason = static_reason  # older name, used by data/trace_batch.py
+_static_reason = static_reason  # older name, used by data/trace/batch.py
 
 
 def _run_reason(out: Outcome) -> str | None:

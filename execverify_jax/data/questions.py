@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from execverify_jax.data import prompts, safe_codec
-from execverify_jax.data.trace import usable
-from execverify_jax.data.trace_ast import BRANCH_KINDS, JUMP_KINDS, ProgramStructure, analyze
+from execverify_jax.data.trace.tracer import usable
+from execverify_jax.data.trace.structure import BRANCH_KINDS, JUMP_KINDS, ProgramStructure, analyze
 
 DEF_FRAME_KINDS = frozenset({"function", "generator"})
 QUESTION_LAYOUTS = ("io_mixed", "oi")

@@ -36,8 +36,8 @@ class GradeContext:
         with self._lock:
             if self._pool is None:
                 from execverify_jax.data.sandbox import SandboxPool
-                from execverify_jax.eval.targets import HUMANEVAL_TARGET, REVAL_TARGET, SNIPPET_TARGET
-                from execverify_jax.rewards.batch import PRELOAD
+                from execverify_jax.eval.sandboxed import HUMANEVAL_TARGET, REVAL_TARGET, SNIPPET_TARGET
+                from execverify_jax.rewards.scorer import PRELOAD
 
                 self._pool = SandboxPool(self.workers, preload=(*PRELOAD, REVAL_TARGET, SNIPPET_TARGET,
                                                                 HUMANEVAL_TARGET, *self.preload))

@@ -23,9 +23,9 @@ from typing import Any
 from execverify_jax.data import prompts
 from execverify_jax.eval.base import GradeContext
 from execverify_jax.eval.items import BAD_LINE, EvalItem, LoadReport, Verdict, iter_jsonl
-from execverify_jax.eval.targets import HUMANEVAL_TARGET
+from execverify_jax.eval.sandboxed import HUMANEVAL_TARGET
 from execverify_jax.rewards import parse
-from execverify_jax.rewards.batch import Scorer
+from execverify_jax.rewards.scorer import Scorer
 from execverify_jax.rewards.config import RewardConfig
 from execverify_jax.rewards.whitebox import RecordError
 

@@ -27,7 +27,7 @@ from execverify_jax.eval import extract
 from execverify_jax.eval.base import GradeContext
 from execverify_jax.eval.items import EvalItem, LoadReport, Verdict, read_jsonl_dicts
 from execverify_jax.rewards import parse
-from execverify_jax.rewards.batch import Scorer
+from execverify_jax.rewards.scorer import Scorer
 from execverify_jax.rewards.config import RewardConfig
 
 # The paper's harness runs this before the ground-truth code (evaluation/crux_lcb/eval.py).
@@ -194,7 +194,7 @@ class CruxEval:
                 pending.append(i)
         if pending:
             pool = ctx.pool()
-            futs = [pool.submit("execverify_jax.data.sandbox_targets:run_call",
+            futs = [pool.submit("execverify_jax.data.sandbox.calls:run_call",
                                 {"code": PRELUDE + "\n" + items[i].meta["code"],
                                  "call": f"(lambda *a, **k: (a, k))({items[i].meta['args']})"}, ctx.limits())
                     for i in pending]

@@ -58,7 +58,7 @@ def load_model(model: str, tokenizer: str | None, gen: GenerationConfig):
 
 def generate(items: Sequence[EvalItem], model: str, tokenizer: str | None, gen: GenerationConfig) -> list[list[str]]:
     """Completions for every item (n each), decoded without special tokens."""
-    from execverify_jax.model.sampling import make_strategy
+    from execverify_jax.model.strategies import make_strategy
 
     sampler, params, tok = load_model(model, tokenizer, gen)
     greedy = gen.temperature <= 0.0

@@ -34,7 +34,7 @@ from execverify_jax.data import safe_codec
 from execverify_jax.eval import extract, metrics, reval_prompts
 from execverify_jax.eval.base import GradeContext
 from execverify_jax.eval.items import EvalItem, LoadReport, Verdict, read_jsonl_dicts
-from execverify_jax.eval.targets import REVAL_TARGET, SNIPPET_TARGET
+from execverify_jax.eval.sandboxed import REVAL_TARGET, SNIPPET_TARGET
 from execverify_jax.rewards import parse
 from execverify_jax.rewards.config import RewardConfig
 from execverify_jax.rewards.whitebox import python_equal

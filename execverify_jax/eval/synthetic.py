@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from execverify_jax.data import records, safe_codec
 from execverify_jax.eval.base import GradeContext
 from execverify_jax.eval.items import EvalItem, LoadReport, Verdict
-from execverify_jax.rewards.batch import Scorer, validate
+from execverify_jax.rewards.scorer import Scorer, validate
 from execverify_jax.rewards.whitebox import RecordError
 
 

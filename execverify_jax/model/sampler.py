@@ -26,7 +26,7 @@ from jax.sharding import Mesh
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.model.kv_cache import KVCache
-from execverify_jax.model.sampling import Greedy, Strategy
+from execverify_jax.model.strategies import Greedy, Strategy
 
 DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 

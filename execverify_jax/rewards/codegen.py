@@ -2,7 +2,7 @@
 
 Parent-side, pure: extract the code, validate the test record, build sandbox payloads for
 `targets:run_tests` (inputs only) and compare what the child returned with the expected outputs.
-The sandbox jobs themselves are scheduled by `rewards/batch.py`: one job with all tests, and only
+The sandbox jobs themselves are scheduled by `rewards/scorer.py`: one job with all tests, and only
 when that job dies without per-test verdicts (hang past the wall limit, os._exit, crash), one job
 per test for the first `codegen_max_single_tests` tests, as the reference harness does.
 """

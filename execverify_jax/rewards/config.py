@@ -1,7 +1,7 @@
 """`RewardConfig`: every knob of the stage-I and stage-II rewards, as one frozen dataclass.
 
 Defaults reproduce the paper's reward values (docs/REWARDS.md lists where and why the grading
-rules differ). Load it with `execverify_jax.config.load(RewardConfig, path, ["x=y", ...])`; the
+rules differ). Load it with `execverify_jax.config_loader.load(RewardConfig, path, ["x=y", ...])`; the
 `execverify score --set reward.x=y` overrides land here.
 """
 

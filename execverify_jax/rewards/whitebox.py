@@ -5,7 +5,7 @@ executed: the assertion is parsed with `ast`, its right side must be a literal, 
 answers are compared with the structured ground truth of the question record. Input prediction
 needs one sandboxed run of the *ground-truth* program on the model's literal arguments; this
 module builds that request (`parse_oi`) and grades the outcome (`grade_oi`), and
-`rewards/batch.py` runs it.
+`rewards/scorer.py` runs it.
 """
 
 from __future__ import annotations

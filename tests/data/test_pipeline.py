@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from execverify_jax.config import ConfigError
+from execverify_jax import config_loader
+from execverify_jax.config_loader import ConfigError
 from execverify_jax.data import pipeline, records, safe_codec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,7 +126,7 @@ def make_cfg(bench: Path, **kw) -> pipeline.DataConfig:
             "decontam": {"cruxeval": str(bench), "humaneval": False},
             "split": {"heldout_fraction": 0.1, "seed": 7}}
     base.update(kw)
-    return pipeline.config_lib.from_dict(pipeline.DataConfig, base)
+    return config_loader.from_dict(pipeline.DataConfig, base)
 
 
 def read_all(out: Path, kind: str) -> list[dict]:

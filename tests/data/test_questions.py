@@ -12,7 +12,7 @@ from execverify_jax.data import safe_codec
 from execverify_jax.data.questions import (QuestionConfig, answer_lines, make_questions,
                                            select_subquestions, unusable_reason)
 from execverify_jax.data.questions import _context, _nil_candidates, _path_candidates, _state_candidates
-from execverify_jax.data.trace import trace_program
+from execverify_jax.data.trace.tracer import trace_program
 
 WORKED = textwrap.dedent("""\
     def helper(x):
@@ -291,7 +291,7 @@ def test_trailing_comments_are_optional_in_next_statement_answers():
 
 
 def test_config_loads_from_yaml_dicts():
-    from execverify_jax import config
+    from execverify_jax import config_loader as config
 
     cfg = config.from_dict(QuestionConfig, {"layouts": ["io_mixed", "oi"], "strict_indent": True})
     assert cfg.layouts == ("io_mixed", "oi") and cfg.strict_indent

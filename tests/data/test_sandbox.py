@@ -10,7 +10,7 @@ import pytest
 from execverify_jax.data import safe_codec
 from execverify_jax.data.sandbox import RUN_CALL, RUN_CALLS, RUN_STDIO, Limits, Outcome, SandboxPool, Status
 from execverify_jax.data.safe_codec import Opaque
-from execverify_jax.data.sandbox_limits import Limits as LimitsDirect
+from execverify_jax.data.sandbox.limits import Limits as LimitsDirect
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_random_is_reseeded_per_job(pool):
 
 
 def test_unknown_target_is_typed_error(pool):
-    out = pool.run("execverify_jax.data.sandbox_targets:nope", {})
+    out = pool.run("execverify_jax.data.sandbox.calls:nope", {})
     assert out.status is Status.ERROR and out.error_type == "TargetError"
     with pytest.raises(ValueError):
         pool.submit("no_colon", {})
@@ -298,8 +298,8 @@ def test_cpu_limit_of_busy_threads(pool):
 
 
 def test_worker_retires_after_an_internal_error():
-    from execverify_jax.data.sandbox import _WorkerProcess
-    from execverify_jax.data.sandbox_protocol import read_frame, write_frame
+    from execverify_jax.data.sandbox.pool import _WorkerProcess
+    from execverify_jax.data.sandbox.protocol import read_frame, write_frame
 
     w = _WorkerProcess(0, {"index": 0, "preload": [], "uid_base": 61000, "uid_count": 2000})
     try:
@@ -333,7 +333,7 @@ def test_forked_copy_of_the_pool_refuses_jobs(pool):
 
 
 def test_task_count_for_unprivileged_nproc_offset():
-    from execverify_jax.data.sandbox_isolation import tasks_of_uid
+    from execverify_jax.data.sandbox.isolation import tasks_of_uid
 
     assert tasks_of_uid(os.getuid()) >= threading.active_count()
     assert tasks_of_uid(4_000_000) == 0

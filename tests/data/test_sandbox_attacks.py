@@ -292,7 +292,7 @@ def test_pool_cwd_and_named_dirs_are_hidden(monkeypatch):
 
 
 def test_dirs_to_hide_never_hides_the_system():
-    from execverify_jax.data.sandbox_isolation import dirs_to_hide
+    from execverify_jax.data.sandbox.isolation import dirs_to_hide
 
     root = _scratch_outside_hidden_dirs()
     try:

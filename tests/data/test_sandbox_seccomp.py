@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from execverify_jax.data import sandbox_seccomp
+from execverify_jax.data.sandbox import seccomp as sandbox_seccomp
 from execverify_jax.data.sandbox import RUN_CALL, Limits, SandboxPool, Status
 
 HEADERS = {

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from execverify_jax.data import safe_codec
-from execverify_jax.data.trace import state_after, trace_program, usable
+from execverify_jax.data.trace.tracer import state_after, trace_program, usable
 
 
 def run(code: str, entry: str, args: str, **kw) -> dict:
@@ -437,7 +437,7 @@ def test_cruxeval_all_programs_in_process(cruxeval_path):
 @pytest.fixture(scope="module")
 def pool():
     from execverify_jax.data.sandbox import SandboxPool
-    from execverify_jax.data.trace import TARGET
+    from execverify_jax.data.trace.tracer import TARGET
 
     with SandboxPool(2, preload=(TARGET,)) as p:
         yield p
@@ -445,7 +445,7 @@ def pool():
 
 def test_cruxeval_all_programs_in_sandbox(cruxeval_path, pool):
     """All 800 CRUXEval programs, traced in the sandbox pool, return the recorded output."""
-    from execverify_jax.data.trace import trace_many_in_sandbox
+    from execverify_jax.data.trace.tracer import trace_many_in_sandbox
 
     rows = [json.loads(line) for line in cruxeval_path.read_text().splitlines() if line.strip()]
     traces = trace_many_in_sandbox(pool, [(r["code"], "f", r["input"]) for r in rows])
@@ -458,7 +458,7 @@ def test_cruxeval_all_programs_in_sandbox(cruxeval_path, pool):
 
 def test_sandbox_failures_are_typed(pool):
     from execverify_jax.data.sandbox import Limits
-    from execverify_jax.data.trace import trace_in_sandbox
+    from execverify_jax.data.trace.tracer import trace_in_sandbox
 
     # a C-level loop: no line events, so only the sandbox's wall-clock limit can stop it
     t = trace_in_sandbox(pool, "def f():\n    return sum(range(10 ** 12))\n", "f", "", limits=Limits(timeout_s=0.5))

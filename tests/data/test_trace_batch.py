@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from execverify_jax.data.trace import trace_program
+from execverify_jax.data.trace.tracer import trace_program
 
 GOOD = ("def f(xs):\n    out = []\n    for x in xs:\n        out.append(x * 2)\n    return out\n", "f", "[1, 2]")
 RANDOM = ("import random\ndef f():\n    return random.random()\n", "f", "")
@@ -21,14 +21,14 @@ RAISES = ("def f(x):\n    return 1 // x\n", "f", "0")
 @pytest.fixture(scope="module")
 def pool():
     from execverify_jax.data.sandbox import SandboxPool
-    from execverify_jax.data.trace_batch import BATCH_TARGET
+    from execverify_jax.data.trace.batch import BATCH_TARGET
 
     with SandboxPool(2, preload=(BATCH_TARGET,)) as p:
         yield p
 
 
 def test_verdicts(pool):
-    from execverify_jax.data.trace_batch import trace_filter
+    from execverify_jax.data.trace.batch import trace_filter
 
     items = [GOOD, RANDOM, HASH_ORDER, INF, BAD, RAISES, GOOD]
     res = trace_filter(pool, items, batch_size=4)
@@ -39,21 +39,21 @@ def test_verdicts(pool):
 
 
 def test_a_timeout_does_not_reject_its_batch_mates(pool):
-    from execverify_jax.data.trace_batch import trace_filter
+    from execverify_jax.data.trace.batch import trace_filter
 
     res = trace_filter(pool, [GOOD, SLEEP, GOOD], batch_size=3, item_timeout_s=0.5)
     assert [r.reason for r in res] == [None, "timeout", None]
 
 
 def test_a_failed_batch_falls_back_to_single_jobs(pool):
-    from execverify_jax.data.trace_batch import trace_filter
+    from execverify_jax.data.trace.batch import trace_filter
 
     res = trace_filter(pool, [GOOD, FLOOD, GOOD], batch_size=3)
     assert [r.reason for r in res] == [None, "output_overflow", None]
 
 
 def test_shared_process_leakage_is_caught_by_the_reversed_run(pool):
-    from execverify_jax.data.trace_batch import trace_filter
+    from execverify_jax.data.trace.batch import trace_filter
 
     patcher = ("import builtins\nbuiltins.len = lambda x: 0\ndef f():\n    return 1\n", "f", "")
     user = ("def f(s):\n    return len(s)\n", "f", "'abc'")
@@ -73,8 +73,8 @@ def test_shared_process_leakage_is_caught_by_the_reversed_run(pool):
 
 
 def test_batch_target_in_process_digest_matches():
-    from execverify_jax.data.trace import trace_payload, trace_target
-    from execverify_jax.data.trace_batch import digest, trace_batch_target
+    from execverify_jax.data.trace.tracer import trace_payload, trace_target
+    from execverify_jax.data.trace.batch import digest, trace_batch_target
 
     items = [trace_payload(*GOOD)]
     full = trace_batch_target({"items": items, "isolate": False})
@@ -86,7 +86,7 @@ def test_batch_target_in_process_digest_matches():
 
 def test_cruxeval_all_programs_pass_the_fused_filter(pool, cruxeval_path):
     from execverify_jax.data import safe_codec
-    from execverify_jax.data.trace_batch import trace_filter
+    from execverify_jax.data.trace.batch import trace_filter
 
     rows = [json.loads(line) for line in cruxeval_path.read_text().splitlines() if line.strip()]
     res = trace_filter(pool, [(r["code"], "f", r["input"]) for r in rows])

@@ -23,7 +23,7 @@ import types
 from pathlib import Path
 
 from execverify_jax.data import safe_codec
-from execverify_jax.eval import targets
+from execverify_jax.eval import sandboxed as targets
 from execverify_jax.eval.reval import TASKS, REval
 
 FILENAME = "<emulated>"

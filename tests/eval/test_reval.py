@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from execverify_jax.data import safe_codec
-from execverify_jax.data import trace as tracer
+from execverify_jax.data.trace import tracer
 from execverify_jax.eval.items import Verdict
 from execverify_jax.eval.reval import REval, TASKS, fill_template, parse_state_answer, state_matches
 

@@ -9,7 +9,7 @@ import scipy.special
 from flax import nnx
 
 from execverify_jax.model.sampler import Sampler, bucket_for, left_pad
-from execverify_jax.model.sampling import Greedy, Temperature, TopK, TopP, make_strategy
+from execverify_jax.model.strategies import Greedy, Temperature, TopK, TopP, make_strategy
 
 
 def _forward(model, tokens_T):
@@ -126,7 +126,7 @@ def test_helpers():
 
 
 def test_argmax_first_equals_jnp_argmax_with_ties():
-    from execverify_jax.model.sampling import argmax_first
+    from execverify_jax.model.strategies import argmax_first
 
     rng = np.random.RandomState(0)
     z = rng.randint(0, 5, (64, 300)).astype(np.float32)  # many ties: the first index must win

@@ -15,7 +15,7 @@ from execverify_jax.model.hf_import import load_hf_state
 from execverify_jax.model.kv_cache import KVCache
 from execverify_jax.model.params import abstract_model, create_model, flat_params
 from execverify_jax.model.sampler import Sampler, left_pad
-from execverify_jax.model.sampling import Temperature
+from execverify_jax.model.strategies import Temperature
 
 MESHES = [dict(data=8), dict(fsdp=4, tensor=2, data=1), dict(data=2, fsdp=2, tensor=2)]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from execverify_jax.data import safe_codec
-from execverify_jax.rewards.batch import PRELOAD
+from execverify_jax.rewards.scorer import PRELOAD
 
 PROGRAM = (
     "def f(s, k):\n"

@@ -6,7 +6,7 @@ import ast
 import json
 
 from execverify_jax.data import safe_codec
-from execverify_jax.rewards.batch import Scorer
+from execverify_jax.rewards.scorer import Scorer
 from execverify_jax.rewards.config import RewardConfig
 
 PRELUDE = "from typing import *\nfrom itertools import *\nfrom collections import *\nimport bisect"

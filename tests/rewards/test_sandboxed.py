@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from execverify_jax.rewards.batch import Scorer
+from execverify_jax.rewards.scorer import Scorer
 from execverify_jax.rewards.config import RewardConfig
 from execverify_jax.rewards.whitebox import RecordError
 
@@ -205,7 +205,7 @@ def test_bad_records_raise(pool):
 
 def test_results_do_not_depend_on_pool_size(pool, oi_record, io_record, correct_lines, respond):
     from execverify_jax.data.sandbox import SandboxPool
-    from execverify_jax.rewards.batch import PRELOAD
+    from execverify_jax.rewards.scorer import PRELOAD
 
     qs = [oi_record, io_record, STDIO, CALL] * 3
     rs = [ans("assert f('abc', 2) == 0"), respond(correct_lines), block(SUM_STDIO),
@@ -276,7 +276,7 @@ def test_expected_answers_never_enter_the_sandbox(pool, oi_record):
 
 def test_missing_or_closed_pool_never_leaves_a_future_pending(oi_record):
     from execverify_jax.data.sandbox import SandboxPool
-    from execverify_jax.rewards.batch import PRELOAD
+    from execverify_jax.rewards.scorer import PRELOAD
 
     with pytest.raises(RuntimeError):
         Scorer(None, FAST).submit(oi_record, ans("assert f('abc', 2) == 0"))

@@ -8,7 +8,7 @@ import pytest
 
 from execverify_jax.cli import main
 from execverify_jax.commands.score import load_config
-from execverify_jax.config import ConfigError
+from execverify_jax.config_loader import ConfigError
 
 
 def test_score_cli(tmp_path, io_record, oi_record, correct_lines, respond, capsys):

@@ -271,7 +271,7 @@ def test_rewards_package_never_imports_jax():
     import subprocess
     import sys
 
-    code = ("import sys\nimport execverify_jax.rewards.batch, execverify_jax.rewards.targets, "
+    code = ("import sys\nimport execverify_jax.rewards.scorer, execverify_jax.rewards.sandboxed, "
             "execverify_jax.commands.score\n"
             "bad = [m for m in ('jax', 'flax', 'optax', 'orbax') if m in sys.modules]\n"
             "assert not bad, bad\n")
@@ -288,7 +288,7 @@ def test_code_block_extraction_is_linear_and_takes_the_last_block():
 
 
 def test_io_only_batches_need_no_pool(io_record, correct_lines, respond):
-    from execverify_jax.rewards.batch import Scorer
+    from execverify_jax.rewards.scorer import Scorer
 
     results = Scorer(None, CFG).score_batch([io_record] * 3, [respond(correct_lines), "x", None])
     assert [r.reward for r in results] == [2.0, 0.0, 0.0]

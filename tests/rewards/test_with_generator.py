@@ -1,6 +1,6 @@
 """Integration with the question generator: its records and reference answers score the max.
 
-Skips when `data/questions.py` / `data/trace.py` are not importable (they are another area).
+Skips when `data/questions.py` / `data/trace/tracer.py` are not importable (they are another area).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from execverify_jax.rewards.batch import Scorer
+from execverify_jax.rewards.scorer import Scorer
 from execverify_jax.rewards.config import RewardConfig
 
 PROGRAMS = [
@@ -24,7 +24,7 @@ PROGRAMS = [
 @pytest.mark.parametrize("strict", [False, True])
 def test_generator_records_score_max(pool, strict):
     questions = pytest.importorskip("execverify_jax.data.questions")
-    trace_mod = pytest.importorskip("execverify_jax.data.trace")
+    trace_mod = pytest.importorskip("execverify_jax.data.trace.tracer")
     qcfg = questions.QuestionConfig(layouts=("io_mixed", "oi"), strict_indent=strict, coverage_questions=2)
     scorer = Scorer(pool, RewardConfig())
     n_scored = 0

@@ -26,12 +26,12 @@ from jax.experimental import multihost_utils  # noqa: E402
 
 from execverify_jax.model import sharding as shd  # noqa: E402
 from execverify_jax.model.config import ModelConfig  # noqa: E402
-from execverify_jax.rl.checkpoint import RunCheckpointer  # noqa: E402
-from execverify_jax.rl.config import GRPOConfig, OptimConfig  # noqa: E402
-from execverify_jax.rl.distributed import allgather_json  # noqa: E402
-from execverify_jax.rl.optim import build_optimizer  # noqa: E402
-from execverify_jax.rl.steps import make_grpo_update, make_logprob_fn, put_batch  # noqa: E402
-from execverify_jax.rl.train_state import abstract_train_state, create_train_state, state_shardings  # noqa: E402
+from execverify_jax.rl.infra.checkpoint import RunCheckpointer  # noqa: E402
+from execverify_jax.rl.objective.config import GRPOConfig, OptimConfig  # noqa: E402
+from execverify_jax.rl.infra.distributed import allgather_json  # noqa: E402
+from execverify_jax.rl.infra.optim import build_optimizer  # noqa: E402
+from execverify_jax.rl.infra.train_steps import make_grpo_update, make_logprob_fn, put_batch  # noqa: E402
+from execverify_jax.rl.infra.train_state import abstract_train_state, create_train_state, state_shardings  # noqa: E402
 
 assert jax.device_count() == 4, jax.devices()
 cfg = ModelConfig.tiny(vocab_size=64)

@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from execverify_jax.rl.accumulate import (accumulate_grads, accumulate_grads_loop, combine_metrics,
+from execverify_jax.rl.infra.accumulate import (accumulate_grads, accumulate_grads_loop, combine_metrics,
                                           split_microbatches)
-from execverify_jax.rl.aggregation import loss_norm
-from execverify_jax.rl.config import AGG_MODES, GRPOConfig
-from execverify_jax.rl.grpo import policy_loss
+from execverify_jax.rl.objective.aggregation import loss_norm
+from execverify_jax.rl.objective.config import AGG_MODES, GRPOConfig
+from execverify_jax.rl.objective.loss import policy_loss
 
 B, C, D, V = 7, 9, 4, 6
 

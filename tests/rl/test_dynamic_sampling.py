@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
-from execverify_jax.config import load
-from execverify_jax.rl.loop import train
-from execverify_jax.rl.metrics import read_metrics
-from execverify_jax.rl.tasks import ToyTask, _done
-from execverify_jax.rl.train_config import TrainConfig
+from execverify_jax.config_loader import load
+from execverify_jax.rl.grpo.loop import train
+from execverify_jax.rl.infra.metrics import read_metrics
+from execverify_jax.rl.grpo.tasks import ToyTask, _done
+from execverify_jax.rl.run_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from execverify_jax.rl.advantages import (group_advantages, informative_groups, kl_penalized_rewards,
+from execverify_jax.rl.objective.advantages import (group_advantages, informative_groups, kl_penalized_rewards,
                                           overlong_filter, truncated_sequences)
-from execverify_jax.rl.config import GRPOConfig
+from execverify_jax.rl.objective.config import GRPOConfig
 
 
 def test_hand_worked_group():

@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from execverify_jax.config import ConfigError, from_dict, load
-from execverify_jax.rl.config import GRPOConfig, OptimConfig
+from execverify_jax.config_loader import ConfigError, from_dict, load
+from execverify_jax.rl.objective.config import GRPOConfig, OptimConfig
 
 
 def test_defaults_are_the_papers_verl_run():

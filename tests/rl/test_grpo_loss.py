@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from execverify_jax.rl.config import AGG_MODES, GRPOConfig
-from execverify_jax.rl.grpo import policy_loss
+from execverify_jax.rl.objective.config import AGG_MODES, GRPOConfig
+from execverify_jax.rl.objective.loss import policy_loss
 
 # Four tokens, one per sequence, hand-worked with eps 0.2/0.2 and dual clip c = 3:
 #   A=+1, rho=e^0.5=1.6487 -> max(-1.6487, -1.2) = -1.2            (high clip)

@@ -7,8 +7,8 @@ import numpy as np
 import optax
 import pytest
 
-from execverify_jax.rl.config import OptimConfig
-from execverify_jax.rl.optim import build_optimizer, lr_schedule
+from execverify_jax.rl.objective.config import OptimConfig
+from execverify_jax.rl.infra.optim import build_optimizer, lr_schedule
 
 
 def test_schedules_by_hand():

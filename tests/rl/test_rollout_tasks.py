@@ -9,11 +9,11 @@ import pytest
 
 from execverify_jax.data import pipeline, records
 from execverify_jax.data.sandbox import SandboxPool
-from execverify_jax.rewards.batch import PRELOAD, Scorer
-from execverify_jax.rl.loop import _all_questions, codegen_from_synth
-from execverify_jax.rl.rationales import build_examples
-from execverify_jax.rl.sft import read_conversations, tokenize_conversation
-from execverify_jax.rl.tasks import eurus_to_record, program_to_codegen
+from execverify_jax.rewards.scorer import PRELOAD, Scorer
+from execverify_jax.rl.grpo.loop import _all_questions, codegen_from_synth
+from execverify_jax.rl.sft.rationales import build_examples
+from execverify_jax.rl.sft.trainer import read_conversations, tokenize_conversation
+from execverify_jax.rl.grpo.tasks import eurus_to_record, program_to_codegen
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_sft_mask_covers_the_assistant_turn(tmp_path):
 
 def test_difficulty_probe_uses_the_reward_parser(synth_dir, pool):
     from execverify_jax.data import safe_codec
-    from execverify_jax.rl.difficulty import DifficultyConfig, keep, probe, solved
+    from execverify_jax.rl.apps.difficulty import DifficultyConfig, keep, probe, solved
 
     q = next(q for q in _all_questions(str(synth_dir), "train")
              if q["kind"] == "oi" and safe_codec.from_jsonable(q["answer"]["output"]) is not None)

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from execverify_jax.rl.accumulate import accumulate_grads, accumulate_grads_loop, split_microbatches
-from execverify_jax.rl.aggregation import loss_norm
-from execverify_jax.rl.sft_loss import next_token_targets, sft_loss
+from execverify_jax.rl.infra.accumulate import accumulate_grads, accumulate_grads_loop, split_microbatches
+from execverify_jax.rl.objective.aggregation import loss_norm
+from execverify_jax.rl.sft.loss import next_token_targets, sft_loss
 
 
 def np_ce(logits, target, mask):

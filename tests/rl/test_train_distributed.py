@@ -55,7 +55,7 @@ def test_two_processes_agree_with_one(tmp_path):
 
 @pytest.mark.slow
 def test_grpo_loop_on_two_processes_resumes_exactly(tmp_path):
-    from execverify_jax.rl.metrics import read_metrics
+    from execverify_jax.rl.infra.metrics import read_metrics
 
     loop_worker = WORKER.with_name("dist_loop_worker.py")
     _launch(2, tmp_path / "straight", loop_worker, (3,))
@@ -74,7 +74,7 @@ def test_grpo_loop_on_two_processes_resumes_exactly(tmp_path):
 def test_dynamic_sampling_on_two_processes(tmp_path):
     # Every process decides from the all-gathered rewards: they keep the same groups and pull the
     # same extra batches (a disagreement would deadlock the collectives or fail the update).
-    from execverify_jax.rl.metrics import read_metrics
+    from execverify_jax.rl.infra.metrics import read_metrics
 
     loop_worker = WORKER.with_name("dist_loop_worker.py")
     _launch(2, tmp_path / "dyn", loop_worker, (2, "grpo.dynamic_sampling=true", "grpo.dynamic_max_rounds=3"))

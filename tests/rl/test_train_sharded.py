@@ -7,10 +7,10 @@ import pytest
 
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
-from execverify_jax.rl.config import GRPOConfig, OptimConfig
-from execverify_jax.rl.optim import build_optimizer
-from execverify_jax.rl.steps import make_grpo_update, make_logprob_fn, make_sft_update, put_batch
-from execverify_jax.rl.train_state import create_train_state, state_shardings
+from execverify_jax.rl.objective.config import GRPOConfig, OptimConfig
+from execverify_jax.rl.infra.optim import build_optimizer
+from execverify_jax.rl.infra.train_steps import make_grpo_update, make_logprob_fn, make_sft_update, put_batch
+from execverify_jax.rl.infra.train_state import create_train_state, state_shardings
 
 CFG = ModelConfig.tiny(vocab_size=64, num_heads=4, num_kv_heads=2)
 

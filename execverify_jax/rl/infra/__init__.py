@@ -1,0 +1,1 @@
+"""Training infrastructure: jitted steps, accumulation, optimizer, train state, checkpoints, metrics, multi-host helpers."""

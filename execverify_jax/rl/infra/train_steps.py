@@ -1,0 +1,173 @@
+"""Jitted training steps: GRPO update, SFT update, and the log-prob pass that precedes an update.
+
+Batch layout of a GRPO mini-batch (host numpy or device arrays, B sequences):
+  tokens_BT    int32  prompt (left-padded to P) followed by the completion (right-padded to C)
+  attn_BT      bool   real tokens (prompt and completion)
+  mask_BC      f32    completion tokens that enter the loss (completion length, stop id included)
+  adv_B        f32    GRPO advantages
+  old_logp_BC  f32    log-probs under the policy that will be updated, recomputed right before the
+                      update as the paper does (verl recomputes `old_log_prob` with the actor)
+  ref_logp_BC  f32    (only when a KL term is on) log-probs under the frozen reference
+Completion log-probs are read from the last C positions of `token_logprobs`, so P is implicit.
+
+Every step is exact under micro-batching: the loss normaliser (`aggregation.loss_norm`) is
+computed once on the whole mini-batch and the micro-batch contributions are summed by
+`rl/accumulate.accumulate_grads` (a `lax.scan`, so one compiled body for any number of
+micro-batches). The optimizer (rl/infra/optim.py) clips the accumulated gradient by global norm.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from execverify_jax.model import sharding as shd
+from execverify_jax.model.logprobs import token_logprobs
+from execverify_jax.rl.infra.accumulate import accumulate_grads, split_microbatches
+from execverify_jax.rl.objective.aggregation import loss_norm
+from execverify_jax.rl.objective.config import GRPOConfig
+from execverify_jax.rl.objective.loss import policy_loss
+from execverify_jax.rl.sft.loss import next_token_targets, sft_loss
+from execverify_jax.rl.infra.train_state import TrainState
+
+
+def put_batch(batch: dict[str, Any], mesh: Mesh, rules: shd.Rules = shd.TRAIN_RULES) -> dict[str, jax.Array]:
+    """Places a host batch on the mesh, sharding axis 0 over the batch axes (when it divides).
+
+    Multi-host: every process passes the *global* batch (all processes build the same one from
+    their own shard of prompts gathered by the loop), so this is a plain device_put.
+    """
+    out = {}
+    for k, v in batch.items():
+        v = np.asarray(v)
+        sh = shd.named_sharding((shd.BATCH,) + (None,) * (v.ndim - 1), v.shape, mesh, rules)
+        out[k] = jax.device_put(v, sh)
+    return out
+
+
+def _completion_logp(model: Any, tokens_BT: jax.Array, attn_BT: jax.Array, C: int,
+                     temperature: float, chunk: int | None) -> jax.Array:
+    logp_BT = token_logprobs(model, tokens_BT, attn_BT, temperature=temperature, chunk=chunk)
+    return logp_BT[:, -C:]
+
+
+def _completion_logp_entropy(model: Any, tokens_BT: jax.Array, attn_BT: jax.Array, C: int,
+                             temperature: float) -> tuple[jax.Array, jax.Array]:
+    """(logp_BC, entropy_BC) from full logits (only used when an entropy bonus is on)."""
+    h_BTD = model.hidden(tokens_BT, None, attn_BT)[:, -C - 1:-1]
+    logits_BCV = model.logits(h_BTD) / temperature
+    logz_BC = jax.nn.logsumexp(logits_BCV, axis=-1)
+    logp_BCV = logits_BCV - logz_BC[..., None]
+    target_BC = tokens_BT[:, -C:]
+    logp_BC = jnp.take_along_axis(logp_BCV, target_BC[..., None], axis=-1)[..., 0]
+    entropy_BC = -jnp.sum(jnp.exp(logp_BCV) * logp_BCV, axis=-1)
+    return logp_BC, entropy_BC
+
+
+def make_logprob_fn(graphdef: nnx.GraphDef, mesh: Mesh, *, micro_batch_size: int,
+                    temperature: float = 1.0, chunk: int | None = None,
+                    rules: shd.Rules = shd.TRAIN_RULES) -> Callable[[Any, dict], jax.Array]:
+    """Jitted (params, batch{tokens_BT, attn_BT, mask_BC}) -> logp_BC, micro-batch by micro-batch."""
+
+    @jax.jit
+    def run(params: Any, tokens_BT: jax.Array, attn_BT: jax.Array, C_like: jax.Array) -> jax.Array:
+        model = nnx.merge(graphdef, params)
+        C = C_like.shape[1]
+        B = tokens_BT.shape[0]
+        mbs = split_microbatches({"t": tokens_BT, "a": attn_BT}, micro_batch_size)
+        out = jax.lax.map(lambda mb: _completion_logp(model, mb["t"], mb["a"], C, temperature, chunk), mbs)
+        return out.reshape(-1, C)[:B]
+
+    def call(params: Any, batch: dict) -> jax.Array:
+        with shd.use_rules(mesh, rules):
+            return run(params, batch["tokens_BT"], batch["attn_BT"], batch["mask_BC"])
+
+    return call
+
+
+def make_grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, cfg: GRPOConfig,
+                     mesh: Mesh, state_shardings: TrainState, *, temperature: float = 1.0,
+                     chunk: int | None = None, lr_schedule: optax.Schedule | None = None,
+                     rules: shd.Rules = shd.TRAIN_RULES) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+    """Jitted (state, minibatch) -> (state, metrics): one optimizer update on one mini-batch.
+
+    metrics: loss, grad_norm (before clipping), lr, and every metric of `grpo.policy_loss`
+    (pg_loss, approx_kl, clip_frac_low/high, dual_clip_frac, ratio_mean/max, num_tokens,
+    kl_loss/kl_ref/entropy when those terms are on).
+    """
+    use_entropy = cfg.entropy_coef > 0
+
+    def loss_fn(params: Any, mb: dict, norm: Any) -> tuple[jax.Array, dict]:
+        model = nnx.merge(graphdef, params)
+        C = mb["mask_BC"].shape[1]
+        entropy_BC = None
+        if use_entropy:
+            logp_BC, entropy_BC = _completion_logp_entropy(model, mb["tokens_BT"], mb["attn_BT"], C, temperature)
+        else:
+            logp_BC = _completion_logp(model, mb["tokens_BT"], mb["attn_BT"], C, temperature, chunk)
+        return policy_loss(logp_BC, mb["old_logp_BC"], mb["adv_B"], mb["mask_BC"], cfg,
+                           ref_logp_BC=mb.get("ref_logp_BC"), entropy_BC=entropy_BC, norm=norm)
+
+    @functools.partial(jax.jit, donate_argnums=(0,))
+    def update(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        norm = loss_norm(batch["mask_BC"])
+        mbs = split_microbatches(batch, cfg.micro_batch_size)
+        loss, grads, metrics = accumulate_grads(loss_fn, state.params, mbs, norm)
+        return _apply_grads(state, grads, loss, metrics, tx, state_shardings, lr_schedule)
+
+    def call(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        with shd.use_rules(mesh, rules):
+            return update(state, batch)
+
+    return call
+
+
+def make_sft_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, mesh: Mesh,
+                    state_shardings: TrainState, *, micro_batch_size: int, mode: str = "token-mean",
+                    lr_schedule: optax.Schedule | None = None,
+                    rules: shd.Rules = shd.TRAIN_RULES) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+    """Jitted (state, batch{ids_BT, attn_BT, loss_mask_BT}) -> (state, metrics): masked CE on the
+    assistant tokens (`loss_mask_BT`), global token mean over the whole batch (paper's SFT)."""
+
+    def loss_fn(params: Any, mb: dict, norm: Any) -> tuple[jax.Array, dict]:
+        model = nnx.merge(graphdef, params)
+        logits_BTV = model(mb["ids_BT"], mask_BT=mb["attn_BT"])
+        return sft_loss(logits_BTV, mb["target_BT"], mb["tmask_BT"], norm=norm, mode=mode)
+
+    @functools.partial(jax.jit, donate_argnums=(0,))
+    def update(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        target_BT, tmask_BT = next_token_targets(batch["ids_BT"], batch["loss_mask_BT"])
+        full = {"ids_BT": batch["ids_BT"], "attn_BT": batch["attn_BT"], "target_BT": target_BT,
+                "tmask_BT": tmask_BT}
+        norm = loss_norm(tmask_BT)
+        loss, grads, metrics = accumulate_grads(loss_fn, state.params, split_microbatches(full, micro_batch_size), norm)
+        return _apply_grads(state, grads, loss, metrics, tx, state_shardings, lr_schedule)
+
+    def call(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        with shd.use_rules(mesh, rules):
+            return update(state, batch)
+
+    return call
+
+
+def _apply_grads(state: TrainState, grads: Any, loss: jax.Array, metrics: dict,
+                 tx: optax.GradientTransformation, state_shardings: TrainState,
+                 lr_schedule: optax.Schedule | None) -> tuple[TrainState, dict]:
+    """One optimizer step from accumulated gradients (inside the jitted update), keeping the
+    state's sharding; adds loss, grad norm (before clipping) and lr to the metrics."""
+    grad_norm = optax.tree.norm(grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new = TrainState(params=params, opt_state=opt_state, step=state.step + 1, rng=state.rng)
+    new = jax.lax.with_sharding_constraint(new, state_shardings)
+    metrics = dict(metrics, loss=loss, grad_norm=grad_norm)
+    if lr_schedule is not None:
+        metrics["lr"] = jnp.asarray(lr_schedule(state.step), jnp.float32)
+    return new, metrics

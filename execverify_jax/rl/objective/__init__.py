@@ -1,0 +1,1 @@
+"""The GRPO objective: advantages, policy loss, KL, aggregation, and its config (pure JAX)."""

@@ -1,0 +1,1 @@
+"""SFT warm-up: the trainer, its loss and traced rationales."""
