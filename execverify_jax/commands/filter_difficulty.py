@@ -63,11 +63,11 @@ def run(args: argparse.Namespace) -> int:
     from execverify_jax.model.sampler import Sampler
     from execverify_jax.rewards.scorer import PRELOAD, Scorer
     from execverify_jax.rl.apps.difficulty import keep, pass_rates
-    from execverify_jax.rl.grpo.loop import _all_questions
+    from execverify_jax.rl.builders import all_questions
     from execverify_jax.rl.grpo.tasks import read_question_jsonl
 
     shd.maybe_initialize_distributed()
-    records = _all_questions(args.data, args.split) if Path(args.data).is_dir() else read_question_jsonl(args.data)
+    records = all_questions(args.data, args.split) if Path(args.data).is_dir() else read_question_jsonl(args.data)
     if args.limit is not None:
         records = records[: args.limit]
     mesh = shd.make_mesh(shd.parse_mesh_spec(args.mesh))

@@ -35,9 +35,9 @@ def load_conversations(cfg, tokenizer_split: str = "train") -> tuple[list, dict]
         convs, bad = read_conversations(s.data)
         return convs, {"malformed_skipped": bad}
     from execverify_jax.data.sandbox import SandboxPool
-    from execverify_jax.rl.grpo.loop import _all_questions
+    from execverify_jax.rl.builders import all_questions
     from execverify_jax.rl.sft.rationales import build_examples
-    questions = _all_questions(s.data, tokenizer_split)
+    questions = all_questions(s.data, tokenizer_split)
     if s.max_samples is not None:
         questions = questions[: s.max_samples]
     with SandboxPool(num_workers=cfg.sandbox_workers) as pool:

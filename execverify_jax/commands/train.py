@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         import os
         os.environ.setdefault("EXECVERIFY_DISTRIBUTED", "1")
     maybe_initialize_distributed()
-    from execverify_jax.rl.grpo.loop import train
+    from execverify_jax.rl.grpo.trainer import train
 
     try:
         _, summary = train(cfg, args.out)

@@ -24,7 +24,7 @@ if nproc > 1:
 from pathlib import Path  # noqa: E402
 
 from execverify_jax.config_loader import load  # noqa: E402
-from execverify_jax.rl.grpo.loop import train  # noqa: E402
+from execverify_jax.rl.grpo.trainer import train  # noqa: E402
 from execverify_jax.rl.run_config import TrainConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

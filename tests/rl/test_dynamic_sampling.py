@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from execverify_jax.config_loader import load
-from execverify_jax.rl.grpo.loop import train
+from execverify_jax.rl.grpo.trainer import train
 from execverify_jax.rl.infra.metrics import read_metrics
 from execverify_jax.rl.grpo.tasks import ToyTask, _done
 from execverify_jax.rl.run_config import TrainConfig

@@ -10,7 +10,7 @@ import pytest
 from execverify_jax.data import pipeline, records
 from execverify_jax.data.sandbox import SandboxPool
 from execverify_jax.rewards.scorer import PRELOAD, Scorer
-from execverify_jax.rl.grpo.loop import _all_questions, codegen_from_synth
+from execverify_jax.rl.builders import all_questions, codegen_from_synth
 from execverify_jax.rl.sft.rationales import build_examples
 from execverify_jax.rl.sft.trainer import read_conversations, tokenize_conversation
 from execverify_jax.rl.grpo.tasks import eurus_to_record, program_to_codegen
@@ -33,7 +33,7 @@ def pool():
 
 
 def test_traced_rationales_score_the_maximum(synth_dir, pool):
-    qs = _all_questions(str(synth_dir), "train")
+    qs = all_questions(str(synth_dir), "train")
     assert {q["kind"] for q in qs} == {"io_mixed", "oi"}
     convs, counts = build_examples(qs, pool, max_steps=5)
     assert counts["examples"] == len(convs) > 0
@@ -92,7 +92,7 @@ def test_difficulty_probe_uses_the_reward_parser(synth_dir, pool):
     from execverify_jax.data import safe_codec
     from execverify_jax.rl.apps.difficulty import DifficultyConfig, keep, probe, solved
 
-    q = next(q for q in _all_questions(str(synth_dir), "train")
+    q = next(q for q in all_questions(str(synth_dir), "train")
              if q["kind"] == "oi" and safe_codec.from_jsonable(q["answer"]["output"]) is not None)
     prog = q["answer"]["program"]
     messages, graded = probe(q, "cruxeval")

@@ -60,8 +60,8 @@ def _log(msg: str) -> None:
 
 
 def _questions(data_dir: Path, split: str) -> list[dict]:
-    from execverify_jax.rl.grpo.loop import _all_questions
-    return _all_questions(str(data_dir), split)
+    from execverify_jax.rl.builders import all_questions
+    return all_questions(str(data_dir), split)
 
 
 def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> dict[str, Any]:
@@ -77,7 +77,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
     from execverify_jax.model.sampler import Sampler
     from execverify_jax.rewards.scorer import PRELOAD, Scorer
     from execverify_jax.rl.apps.evaluate import evaluate, summarize
-    from execverify_jax.rl.grpo.loop import GRPOTrainer
+    from execverify_jax.rl.grpo.trainer import GRPOTrainer
     from execverify_jax.rl.apps.plot import plot_run
     from execverify_jax.rl.sft.rationales import build_examples
     from execverify_jax.rl.sft.trainer import run_sft

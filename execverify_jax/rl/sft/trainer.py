@@ -114,7 +114,7 @@ def run_sft(cfg: Any, run_dir: str | Path, conversations: list[list[dict]], toke
     from execverify_jax.model import sharding as shd
     from execverify_jax.model.checkpoint import save_params
     from execverify_jax.model.hf_export import copy_tokenizer_files
-    from execverify_jax.rl.grpo.loop import build_model_config, load_init_params
+    from execverify_jax.rl.builders import build_model_config, load_init_params
     from execverify_jax.rl.infra.metrics import MetricsWriter
     from execverify_jax.rl.infra.optim import build_optimizer, lr_schedule
     from execverify_jax.rl.infra.train_steps import make_sft_update, put_batch

@@ -1,0 +1,115 @@
+"""From a scored rollout to optimizer updates: the padded update batch, advantages, prompt-aligned
+mini-batch updates (each one exact micro-batch-accumulated optimizer step) and the step's metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from execverify_jax.rl.grpo.rollout import Rollout
+from execverify_jax.rl.infra.metrics import reward_metrics
+from execverify_jax.rl.infra.train_steps import put_batch
+from execverify_jax.rl.objective.advantages import group_advantages, kl_penalized_rewards, overlong_filter
+from execverify_jax.rl.run_config import TrainConfig
+
+
+def bucket(n: int, buckets: tuple[int, ...], cap: int) -> int:
+    for b in sorted(buckets):
+        if b >= n:
+            return min(b, cap)
+    return cap
+
+
+def update_batch(roll: Rollout, loader_P: int, cfg: TrainConfig, pad_id: int) -> dict[str, np.ndarray]:
+    """Host arrays of the update: tokens_BT / attn_BT (prompt left-padded to a data bucket, then
+    the completion cut to its completion bucket) and mask_BC (completion tokens that count)."""
+    G = cfg.grpo.group_size
+    plen_B = np.asarray([len(p) for p in roll.prompts], np.int32)
+    # The loader's bucket; kept groups of several batches are re-padded to the largest one's.
+    longest = int(plen_B.max())
+    P = max(loader_P, bucket(longest, tuple(cfg.data.buckets), max(max(cfg.data.buckets), longest)))
+    prompt_BP = np.full((len(roll.prompts), P), pad_id, np.int32)
+    for b, p in enumerate(roll.prompts):
+        prompt_BP[b, P - len(p):] = p
+    C = bucket(int(roll.len_B.max()), tuple(cfg.rollout.completion_buckets), cfg.rollout.max_new_tokens)
+    tokens_BC = roll.tokens_BC[:, :C]
+    mask_BC = (np.arange(C)[None, :] < roll.len_B[:, None]).astype(np.float32)
+    if cfg.grpo.overlong_filter:
+        mask_BC = np.asarray(overlong_filter(jnp.asarray(mask_BC), jnp.asarray(~roll.stopped_B)))
+    rep_prompt = np.repeat(prompt_BP, G, axis=0)
+    rep_plen = np.repeat(plen_B, G)
+    prompt_attn = np.arange(P)[None, :] >= (P - rep_plen)[:, None]
+    return {"tokens_BT": np.concatenate([rep_prompt, tokens_BC], 1).astype(np.int32),
+            "attn_BT": np.concatenate([prompt_attn, mask_BC > 0], 1),
+            "mask_BC": mask_BC}
+
+
+def advantages(reward_B: np.ndarray, host: dict, old_logp_BC: np.ndarray, ref_logp_BC: np.ndarray | None,
+               cfg: TrainConfig) -> np.ndarray:
+    """Group advantages of the (optionally KL-penalised) rewards."""
+    g = cfg.grpo
+    if g.kl_in_reward_coef > 0:
+        reward_B = np.asarray(kl_penalized_rewards(jnp.asarray(reward_B), jnp.asarray(old_logp_BC),
+                                                   jnp.asarray(ref_logp_BC), jnp.asarray(host["mask_BC"]),
+                                                   g.kl_in_reward_coef, g.kl_in_reward_estimator))
+    return np.asarray(group_advantages(jnp.asarray(reward_B), g.group_size, g)).astype(np.float32)
+
+
+def run_updates(update_fn: Callable, state: Any, host: dict[str, np.ndarray], mesh: Any,
+                cfg: TrainConfig) -> tuple[Any, list[dict]]:
+    """`ppo_epochs` passes of `num_minibatches` prompt-aligned mini-batch updates."""
+    g = cfg.grpo
+    per_mb = host["tokens_BT"].shape[0] // g.num_minibatches
+    metrics: list[dict] = []
+    for _ in range(g.ppo_epochs):
+        for m in range(g.num_minibatches):
+            sl = slice(m * per_mb, (m + 1) * per_mb)
+            mb = put_batch({k: v[sl] for k, v in host.items()}, mesh)
+            state, met = update_fn(state, mb)
+            metrics.append(met)
+    return state, jax.device_get(metrics)
+
+
+def step_metrics(seen: tuple, reward_B: np.ndarray, upd_metrics: list[dict], host: dict[str, np.ndarray],
+                 old_logp_BC: np.ndarray, roll: Rollout, times: dict[str, float], cfg: TrainConfig) -> dict[str, float]:
+    """The step's metrics: rewards over every row this process scored (with dynamic sampling every
+    generated row, as DAPO logs them; the kept batch's mean is reward/mean_global), update
+    statistics, timings and throughputs."""
+    G = cfg.grpo.group_size
+    mask_BC = host["mask_BC"]
+    out = reward_metrics(*seen)
+    out["reward/mean_global"] = float(reward_B.mean())
+    for k in upd_metrics[0]:
+        vals = [float(m[k]) for m in upd_metrics]
+        out[f"train/{k}"] = max(vals) if k.endswith("_max") else float(np.mean(vals))
+    out["train/clip_frac"] = out.get("train/clip_frac_low", 0.0) + out.get("train/clip_frac_high", 0.0)
+    # Monte-Carlo entropy of the sampling policy: mean of -log p over the sampled tokens.
+    out["policy/entropy_mc"] = float(-(old_logp_BC * mask_BC).sum() / max(float(mask_BC.sum()), 1.0))
+    groups = reward_B.reshape(-1, G)
+    out["adv/zero_groups"] = float(np.mean(np.all(groups == groups[:, :1], axis=1)))
+    out.update(times)
+    gen_tokens = float(roll.len_B.sum())
+    train_tokens = float(host["attn_BT"].sum())
+    out["throughput/gen_tokens_per_s"] = gen_tokens / max(times["time/generate"], 1e-9)
+    out["throughput/train_tokens_per_s"] = train_tokens * cfg.grpo.ppo_epochs / max(times["time/update"], 1e-9)
+    out["throughput/tokens_per_s"] = (gen_tokens + train_tokens) / max(times["time/step"], 1e-9)
+    out["data/skipped_prompts"] = float(roll.num_skipped)
+    return out
+
+
+class Timer:
+    """Wall seconds of a `with` block, added to `times[name]`."""
+
+    def __init__(self, times: dict[str, float], name: str) -> None:
+        self.times, self.name = times, name
+
+    def __enter__(self) -> "Timer":
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.times[self.name] = self.times.get(self.name, 0.0) + time.perf_counter() - self.t0
