@@ -47,6 +47,38 @@ def on_cpu_limit(signum: int, frame: Any) -> None:
     os._exit(EXIT_CPU_LIMIT)
 
 
+class JobNamespaces:
+    """What each job's child sets up for itself before dropping privileges (decided by the
+    worker's probe, `IsolationSetup._probe_job_namespaces`): `flags` for one unshare(2), then
+    `mounts` as mount(2) argument tuples in that new mount namespace."""
+
+    __slots__ = ("flags", "mounts")
+
+    def __init__(self, flags: int = 0, mounts: tuple[tuple[str, str, str, int, str | None], ...] = ()) -> None:
+        self.flags, self.mounts = flags, mounts
+
+
+def job_mounts(proc: bool, shm: bool, shm_mb: int) -> tuple[tuple[str, str, str, int, str | None], ...]:
+    """The per-job mounts: a procfs of the job's own PID namespace (it lists only the job's
+    processes; it must be mounted from inside that namespace, i.e. by the job's init) and an
+    empty /dev/shm (POSIX shared memory and semaphores die with the job)."""
+    out: list[tuple[str, str, str, int, str | None]] = []
+    if proc:
+        out.append(("proc", "/proc", "proc", sandbox_os.PROC_MOUNT_FLAGS, None))
+    if shm:
+        out.append(("tmpfs", "/dev/shm", "tmpfs", sandbox_os.TMPFS_MOUNT_FLAGS, f"size={shm_mb}m,nr_inodes=4k,mode=1777"))
+    return tuple(out)
+
+
+def enter_job_namespaces(ns: JobNamespaces) -> None:
+    """A private IPC namespace (SysV objects and POSIX queues are freed when the job's last
+    process exits) and a private mount namespace holding the job's procfs and /dev/shm."""
+    if ns.flags:
+        sandbox_os.unshare(ns.flags)
+    for source, target, fstype, flags, data in ns.mounts:
+        sandbox_os.mount(source, target, fstype, flags, data)
+
+
 def _set_limits(limits: dict[str, Any]) -> None:
     mb = 1024 * 1024
     cpu = int(limits["cpu_seconds"])
@@ -109,10 +141,13 @@ def run_child(
     fds: dict[str, int],
     workdir: str,
     uid: int | None,
+    namespaces: JobNamespaces | None = None,
 ) -> None:
     """Confines this process, runs `fn(payload)` and exits. Never returns."""
     try:
         os.setsid()
+        if namespaces is not None:
+            enter_job_namespaces(namespaces)
         # Std streams -> the worker's capture pipes; result -> fd 3; every other fd is closed
         # (the worker's protocol pipes, the uid lock, the namespace fd...).
         os.dup2(fds["devnull"], 0)

@@ -33,6 +33,7 @@ from execverify_jax.data.sandbox.child import (
     EXIT_RESULT_FAILED,
     EXIT_SETUP_FAILED,
     SAFE_PATH,
+    JobNamespaces,
     audit_hook,
     on_cpu_limit,
     run_child,
@@ -53,6 +54,7 @@ class Worker(IsolationSetup):
         self.caps: dict[str, Any] = {"notes": []}
         self.uid: int | None = None
         self.pidns_fd: int | None = None
+        self.job_ns: JobNamespaces | None = None  # per-job IPC/mount namespace, procfs, /dev/shm
         self.targets: dict[str, Callable[[Any], Any]] = {}
         self.devnull = os.open(os.devnull, os.O_RDWR)
         self._workdir_ready = False
@@ -144,7 +146,7 @@ class Worker(IsolationSetup):
         pid = os.fork()
         if pid == 0:  # the job; never returns
             fds = {"out": out_w, "err": err_w, "res": res_w, "devnull": self.devnull}
-            run_child(fn, payload, limits, fds, workdir, self.uid)
+            run_child(fn, payload, limits, fds, workdir, self.uid, self.job_ns)
         for fd in (out_w, err_w, res_w):
             os.close(fd)
         try:
