@@ -361,6 +361,8 @@ def test_unprivileged_layout_user_namespace():
             pytest.skip(f"user namespaces unavailable: {caps['notes']}")
         assert caps["netns"] and caps["pidns"], caps
         assert attack(p, "def f():\n    return 5").value == 5
+        if caps.get("private_proc"):  # here too, a procfs of the job's own PID namespace
+            assert attack(p, "import os\ndef f():\n    return [q for q in os.listdir('/proc') if q.isdigit()]").value == ["1"]
         marker = f"sandbox-escape-{uuid.uuid4().hex}"
         code = (
             "import subprocess, sys\ndef f():\n"
