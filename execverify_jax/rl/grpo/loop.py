@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from execverify_jax import config_loader as config_lib
+from execverify_jax.data import records as records_io
 from execverify_jax.data.loader import LoaderConfig
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
@@ -489,11 +490,11 @@ class GRPOTrainer:
         if self.pi != 0 or n <= 0:
             return
         G = self.cfg.grpo.group_size
-        with open(self.run_dir / "samples.jsonl", "a") as f:
+        with open(self.run_dir / "samples.jsonl", "a", encoding="utf-8") as f:
             for i in sorted(results)[:n]:
-                f.write(json.dumps({"step": self.rl_step + 1, "question_id": records[i // G].get("id"),
-                                    "response": self.task.decode(tokens_BC[i, : len_B[i]].tolist()),
-                                    "reward": float(results[i].reward), "reason": results[i].reason}) + "\n")
+                f.write(records_io.json_line({"step": self.rl_step + 1, "question_id": records[i // G].get("id"),
+                                              "response": self.task.decode(tokens_BC[i, : len_B[i]].tolist()),
+                                              "reward": float(results[i].reward), "reason": results[i].reason}))
 
     # --------------------------------------------------------------------------------- run
     def train(self) -> dict[str, Any]:
