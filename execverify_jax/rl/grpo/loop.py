@@ -142,8 +142,8 @@ def loader_config(cfg: TrainConfig, process_count: int) -> LoaderConfig:
 def _step_of(line: str) -> int:
     try:
         return int(json.loads(line).get("step", 0))
-    except ValueError:
-        return 1 << 30  # a torn line: dropped
+    except (ValueError, TypeError, AttributeError):
+        return 1 << 30  # a torn (or foreign) line: dropped
 
 
 def _bucket(n: int, buckets: tuple[int, ...], cap: int) -> int:
@@ -227,9 +227,9 @@ class GRPOTrainer:
             self._restore(resume)
         samples = self.run_dir / "samples.jsonl"
         if self.pi == 0 and samples.exists():  # drop samples of steps that will be re-run
-            keep = [l for l in samples.read_text().splitlines()
+            keep = [l for l in samples.read_text(encoding="utf-8", errors="replace").splitlines()
                     if l.strip() and resume is not None and _step_of(l) <= self.rl_step]
-            samples.write_text("".join(l + "\n" for l in keep))
+            samples.write_text("".join(l + "\n" for l in keep), encoding="utf-8")
         self.writer = MetricsWriter(self.run_dir, resume_step=self.rl_step if resume is not None else 0,
                                     enabled=self.pi == 0, tensorboard=cfg.tensorboard)
         if self.pi == 0:
