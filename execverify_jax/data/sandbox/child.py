@@ -1,7 +1,8 @@
 """The forked job process: confine itself, run the target, send back its result, `_exit`.
 
-Runs only in a child freshly forked from a sandbox worker. Order matters: session and fds first,
-then limits and the privilege drop (after which nothing can be undone), then the untrusted code.
+Runs only in a child freshly forked from a sandbox worker. Order matters: session, the job's own
+IPC/mount namespaces and mounts (they need the privileges dropped next), fds, then limits and
+the privilege drop (after which nothing can be undone), then the untrusted code.
 What every job shares (scrubbed environment, SIGXCPU handler, audit hook, no_new_privs, seccomp)
 is set once in the worker and inherited: each Python-level step here costs the child
 copy-on-write page faults, the largest part of a job's fixed cost. The result goes to fd 3 as one JSON object; the worker forwards it untouched and the parent
