@@ -132,10 +132,11 @@ def main() -> None:
         before = snapshot(pool)
         statuses: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         wrong_normal = 0
-        proc_visible = 0  # most /proc/PID/environ a job could read (its own: 1)
+        proc_visible = 0  # most /proc/PID/environ a job could read
         mq_names = []
         t0 = time.perf_counter()
         done = 0
+        mid = None
         while done < args.jobs:
             n = min(args.chunk, args.jobs - done)
             ks = list(range(done, done + n))
@@ -149,6 +150,8 @@ def main() -> None:
                 if kind == "proc_snoop" and out.ok:
                     proc_visible = max(proc_visible, out.value)
             done += n
+            if mid is None and done >= args.jobs // 2:
+                mid = snapshot(pool)  # growth that goes on would show in both halves
             rate = done / (time.perf_counter() - t0)
             print(f"  {done:6d} jobs  {rate:7.1f} jobs/s  restarts={pool.restarts}", flush=True)
         elapsed = time.perf_counter() - t0
@@ -159,8 +162,8 @@ def main() -> None:
         "jobs": args.jobs, "workers": args.workers, "seconds": round(elapsed, 1),
         "jobs_per_s": round(args.jobs / elapsed, 1), "kinds": kinds, "left_out": left_out,
         "statuses": {k: dict(v) for k, v in statuses.items()}, "wrong_normal_results": wrong_normal,
-        "most_processes_a_job_could_read_in_proc": proc_visible,
-        "restarts": restarts, "posix_queues_left_on_host": mq_left, "before": before, "after": after,
+        "most_proc_environ_a_job_could_read": proc_visible,
+        "restarts": restarts, "posix_queues_left_on_host": mq_left, "before": before, "halfway": mid, "after": after,
         "capabilities": {k: caps.get(k) for k in ("uid_drop", "userns", "pidns", "ipcns", "private_proc", "private_shm", "seccomp")},
         "loadavg_at_end": os.getloadavg(),
     }
