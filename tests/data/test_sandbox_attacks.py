@@ -555,8 +555,9 @@ def test_host_process_under_the_sandbox_uid_is_invisible(pool):
             "import os\ndef f():\n    seen = []\n    for p in os.listdir('/proc'):\n        if p.isdigit():\n"
             "            try:\n                seen.append(open(f'/proc/{p}/environ', 'rb').read().decode(errors='replace'))\n"
             "            except OSError:\n                pass\n"
-            f"    for path in ('/proc/{host.pid}/environ', '/proc/{host.pid}/mem'):\n"
-            "        try:\n            seen.append(open(path, 'rb').read(64).decode(errors='replace'))\n"
+            f"    for path, mode in (('/proc/{host.pid}/environ', 'rb'), ('/proc/{host.pid}/mem', 'r+b')):\n"
+            "        try:\n            with open(path, mode) as fh:\n"
+            "                seen.append('opened ' + fh.read(64).decode(errors='replace') if mode == 'rb' else 'opened for writing')\n"
             "        except OSError as e:\n            seen.append(type(e).__name__)\n    return seen"
         )
         out = attack(pool, code)
