@@ -134,10 +134,10 @@ def _per_job_namespaces_us(n: int) -> float:
             sandbox_os.unshare(sandbox_os.CLONE_NEWNS)
             sandbox_os.mount("none", "/", None, sandbox_os.MS_REC | sandbox_os.MS_PRIVATE)
             fd = os.open("/proc/self/ns/pid", os.O_RDONLY)
-            ns = JobNamespaces(sandbox_os.CLONE_NEWNS | sandbox_os.CLONE_NEWIPC, job_mounts(True, True, 64))
+            ns = JobNamespaces(sandbox_os.CLONE_NEWNS | sandbox_os.CLONE_NEWIPC, job_mounts(True, True, 64), cap_ipc=True)
             pidns = dict(before=lambda: sandbox_os.new_pid_namespace_for_children(fd),
                          after=lambda: sandbox_os.setns(fd, sandbox_os.CLONE_NEWPID))
-            with_ns = _delta_us(n, in_child=lambda: enter_job_namespaces(ns), **pidns)
+            with_ns = _delta_us(n, in_child=lambda: enter_job_namespaces(ns, 1024), **pidns)
             value = with_ns - _delta_us(n, **pidns)
         finally:
             os.write(wfd, repr(value).encode())

@@ -582,3 +582,20 @@ def test_posix_shm_is_the_job_own_and_dies_with_it(pool):
     assert first.ok and first.value == [name], first  # POSIX shm works inside the job...
     assert second.ok and second.value == [], second  # ...and is gone for the next one
     assert not os.path.exists(f"/dev/shm/{name}")
+
+
+def test_sysv_ipc_within_a_job_is_capped(pool):
+    # Detached SysV segments are outside RLIMIT_AS: the job's IPC namespace caps their total at
+    # the job's memory limit (one job once pinned 1.5 GB under a 1 GB limit), and queues and
+    # semaphore sets at small counts.
+    if not pool.capabilities.get("ipc_limits"):
+        pytest.skip(f"no IPC limits per job: {pool.capabilities['notes']}")
+    code = (
+        "import ctypes\ndef f():\n    libc = ctypes.CDLL(None, use_errno=True)\n"
+        "    shm = [libc.shmget(0, 64 << 20, 0o1000 | 0o600) for _ in range(10)]\n"
+        "    msq = [libc.msgget(0, 0o1000 | 0o600) for _ in range(40)]\n"
+        "    sem = [libc.semget(0, 250, 0o1000 | 0o600) for _ in range(40)]\n"
+        "    return [sum(x >= 0 for x in ids) for ids in (shm, msq, sem)]"
+    )
+    out = attack(pool, code, Limits(timeout_s=5.0, memory_mb=256))
+    assert out.ok and out.value == [4, 16, 4], out  # 4 x 64 MB = the 256 MB limit

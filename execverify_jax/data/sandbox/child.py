@@ -51,12 +51,29 @@ def on_cpu_limit(signum: int, frame: Any) -> None:
 class JobNamespaces:
     """What each job's child sets up for itself before dropping privileges (decided by the
     worker's probe, `IsolationSetup._probe_job_namespaces`): `flags` for one unshare(2), then
-    `mounts` as mount(2) argument tuples in that new mount namespace."""
+    `mounts` as mount(2) argument tuples in that new mount namespace, then (`cap_ipc`) the IPC
+    limits of its new IPC namespace (`ipc_sysctls`)."""
 
-    __slots__ = ("flags", "mounts")
+    __slots__ = ("flags", "mounts", "cap_ipc")
 
-    def __init__(self, flags: int = 0, mounts: tuple[tuple[str, str, str, int, str | None], ...] = ()) -> None:
-        self.flags, self.mounts = flags, mounts
+    def __init__(self, flags: int = 0, mounts: tuple[tuple[str, str, str, int, str | None], ...] = (), cap_ipc: bool = False) -> None:
+        self.flags, self.mounts, self.cap_ipc = flags, mounts, cap_ipc
+
+
+def ipc_sysctls(memory_mb: int) -> tuple[tuple[str, bytes], ...]:
+    """The limits a job's fresh IPC namespace gets (a new one starts with the kernel's defaults,
+    which are practically unlimited): SysV shared memory in all at most the job's memory limit
+    (detached segments are outside RLIMIT_AS), 64 segments, 16 message queues (16 KiB each), 16
+    semaphore sets of at most 250 (1024 semaphores in all)."""
+    total = int(memory_mb) << 20
+    page = os.sysconf("SC_PAGE_SIZE")
+    return (
+        ("/proc/sys/kernel/shmmax", str(total).encode()),
+        ("/proc/sys/kernel/shmall", str(total // page).encode()),
+        ("/proc/sys/kernel/shmmni", b"64"),
+        ("/proc/sys/kernel/msgmni", b"16"),
+        ("/proc/sys/kernel/sem", b"250 1024 32 16"),
+    )
 
 
 def job_mounts(proc: bool, shm: bool, shm_mb: int) -> tuple[tuple[str, str, str, int, str | None], ...]:
@@ -71,13 +88,21 @@ def job_mounts(proc: bool, shm: bool, shm_mb: int) -> tuple[tuple[str, str, str,
     return tuple(out)
 
 
-def enter_job_namespaces(ns: JobNamespaces) -> None:
+def enter_job_namespaces(ns: JobNamespaces, memory_mb: int) -> None:
     """A private IPC namespace (SysV objects and POSIX queues are freed when the job's last
-    process exits) and a private mount namespace holding the job's procfs and /dev/shm."""
+    process exits; their total size capped by `ipc_sysctls`) and a private mount namespace
+    holding the job's procfs and /dev/shm."""
     if ns.flags:
         sandbox_os.unshare(ns.flags)
     for source, target, fstype, flags, data in ns.mounts:
         sandbox_os.mount(source, target, fstype, flags, data)
+    if ns.cap_ipc:  # /proc/sys/kernel/{shm,msg,sem}* belong to the writer's IPC namespace
+        for path, value in ipc_sysctls(memory_mb):
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, value)
+            finally:
+                os.close(fd)
 
 
 def _set_limits(limits: dict[str, Any]) -> None:
@@ -148,7 +173,7 @@ def run_child(
     try:
         os.setsid()
         if namespaces is not None:
-            enter_job_namespaces(namespaces)
+            enter_job_namespaces(namespaces, int(limits["memory_mb"]))
         # Std streams -> the worker's capture pipes; result -> fd 3; every other fd is closed
         # (the worker's protocol pipes, the uid lock, the namespace fd...).
         os.dup2(fds["devnull"], 0)

@@ -264,7 +264,7 @@ class IsolationSetup:
         empty /dev/shm. Each part is tried in a throwaway child exactly as a job would (under
         the seccomp filter, in a fresh PID namespace); the parts that work are kept."""
         caps, notes = self.caps, self.caps["notes"]
-        caps["ipcns"] = caps["private_proc"] = caps["private_shm"] = False
+        caps["ipcns"] = caps["private_proc"] = caps["private_shm"] = caps["ipc_limits"] = False
         if enabled:
             shm_mb = int(self.config.get("tmpfs_mb", 64))
             parts = {
@@ -290,6 +290,14 @@ class IsolationSetup:
                     notes.append(f"per-job namespaces unavailable together: {error}")
                     self.job_ns = None
                     caps["ipcns"] = caps["private_proc"] = caps["private_shm"] = False
+            if self.job_ns is not None and caps["ipcns"]:
+                capped = JobNamespaces(self.job_ns.flags, self.job_ns.mounts, cap_ipc=True)
+                error = self._probe_in_child(capped)
+                caps["ipc_limits"] = error is None
+                if error:  # e.g. a read-only /proc/sys
+                    notes.append(f"ipc_limits unavailable ({error}): a job's SysV IPC can grow past its memory limit while it runs (it is freed when it ends)")
+                else:
+                    self.job_ns = capped
         if not caps["ipcns"]:
             notes.append("no IPC namespace per job: SysV IPC objects and POSIX message queues a job creates outlive it, on the host")
         if not caps["private_proc"]:
@@ -308,7 +316,7 @@ class IsolationSetup:
                 if self.seccomp is not None:  # the filter every job inherits must let it through
                     sandbox_os.set_no_new_privs()
                     self.seccomp.install()
-                enter_job_namespaces(ns)
+                enter_job_namespaces(ns, 1024)
             except BaseException as exc:  # noqa: BLE001 - reported to the worker
                 msg = f"{type(exc).__name__}: {exc}".encode()[:500]
             finally:
