@@ -164,7 +164,7 @@ def main() -> None:
         "statuses": {k: dict(v) for k, v in statuses.items()}, "wrong_normal_results": wrong_normal,
         "most_proc_environ_a_job_could_read": proc_visible,
         "restarts": restarts, "posix_queues_left_on_host": mq_left, "before": before, "halfway": mid, "after": after,
-        "capabilities": {k: caps.get(k) for k in ("uid_drop", "userns", "pidns", "ipcns", "private_proc", "private_shm", "seccomp")},
+        "capabilities": {k: caps.get(k) for k in ("uid_drop", "userns", "pidns", "ipcns", "ipc_limits", "private_proc", "private_shm", "seccomp")},
         "loadavg_at_end": os.getloadavg(),
     }
     growth = {k: (after[k], before[k]) for k in before if after[k] != before[k]}

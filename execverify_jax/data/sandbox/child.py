@@ -63,14 +63,10 @@ class JobNamespaces:
 def ipc_sysctls(memory_mb: int) -> tuple[tuple[str, bytes], ...]:
     """The limits a job's fresh IPC namespace gets (a new one starts with the kernel's defaults,
     which are practically unlimited): SysV shared memory in all at most the job's memory limit
-    (detached segments are outside RLIMIT_AS), 64 segments, 16 message queues (16 KiB each), 16
-    semaphore sets of at most 250 (1024 semaphores in all)."""
-    total = int(memory_mb) << 20
-    page = os.sysconf("SC_PAGE_SIZE")
+    (detached segments are outside RLIMIT_AS), 16 message queues (16 KiB each), 16 semaphore
+    sets of at most 250 (1024 semaphores in all). Only what bounds memory: each write costs."""
     return (
-        ("/proc/sys/kernel/shmmax", str(total).encode()),
-        ("/proc/sys/kernel/shmall", str(total // page).encode()),
-        ("/proc/sys/kernel/shmmni", b"64"),
+        ("/proc/sys/kernel/shmall", str((int(memory_mb) << 20) // os.sysconf("SC_PAGE_SIZE")).encode()),
         ("/proc/sys/kernel/msgmni", b"16"),
         ("/proc/sys/kernel/sem", b"250 1024 32 16"),
     )
