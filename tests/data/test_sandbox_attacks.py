@@ -501,7 +501,20 @@ def _host_remove_sysv(key):
         libc.semctl(sem, 0, _IPC_RMID)
 
 
-def test_ipc_objects_die_with_the_job(pool):
+@pytest.fixture(scope="module")
+def unprivileged_pool():
+    with SandboxPool(1, limits=FAST, unprivileged=True) as p:
+        yield p
+
+
+@pytest.fixture(params=["root", "unprivileged"])
+def either_pool(request):
+    """The root layout (uid drop) and the non-root one (user namespace)."""
+    return request.getfixturevalue("pool" if request.param == "root" else "unprivileged_pool")
+
+
+def test_ipc_objects_die_with_the_job(either_pool):
+    pool = either_pool
     caps = pool.capabilities
     key = 0x5E000000 + uuid.uuid4().int % 0xFFFFFF
     mq_name = f"/evx-{uuid.uuid4().hex[:12]}"
@@ -522,7 +535,8 @@ def test_ipc_objects_die_with_the_job(pool):
         _host_mq_exists(mq_name)
 
 
-def test_proc_lists_only_the_job_processes(pool):
+def test_proc_lists_only_the_job_processes(either_pool):
+    pool = either_pool
     if not pool.capabilities.get("private_proc"):
         pytest.skip(f"no procfs of the job's own: {pool.capabilities['notes']}")
     code = (
@@ -568,7 +582,8 @@ def test_host_process_under_the_sandbox_uid_is_invisible(pool):
         host.wait()
 
 
-def test_posix_shm_is_the_job_own_and_dies_with_it(pool):
+def test_posix_shm_is_the_job_own_and_dies_with_it(either_pool):
+    pool = either_pool
     if not pool.capabilities.get("private_shm"):
         pytest.skip("no /dev/shm of the job's own")
     name = f"evx-{uuid.uuid4().hex[:12]}"
@@ -584,7 +599,8 @@ def test_posix_shm_is_the_job_own_and_dies_with_it(pool):
     assert not os.path.exists(f"/dev/shm/{name}")
 
 
-def test_sysv_ipc_within_a_job_is_capped(pool):
+def test_sysv_ipc_within_a_job_is_capped(either_pool):
+    pool = either_pool
     # Detached SysV segments are outside RLIMIT_AS: the job's IPC namespace caps their total at
     # the job's memory limit (one job once pinned 1.5 GB under a 1 GB limit), and queues and
     # semaphore sets at small counts.
