@@ -513,6 +513,13 @@ def either_pool(request):
     return request.getfixturevalue("pool" if request.param == "root" else "unprivileged_pool")
 
 
+def _having(pool, cap):
+    """`pool`, or a skip naming the missing per-job layer and the pool's notes."""
+    if not pool.capabilities.get(cap):
+        pytest.skip(f"{cap} unavailable: {pool.capabilities['notes']}")
+    return pool
+
+
 def test_ipc_objects_die_with_the_job(either_pool):
     pool = either_pool
     caps = pool.capabilities
@@ -536,9 +543,7 @@ def test_ipc_objects_die_with_the_job(either_pool):
 
 
 def test_proc_lists_only_the_job_processes(either_pool):
-    pool = either_pool
-    if not pool.capabilities.get("private_proc"):
-        pytest.skip(f"no procfs of the job's own: {pool.capabilities['notes']}")
+    pool = _having(either_pool, "private_proc")
     code = (
         "import os, subprocess, sys\ndef ppid(pid):\n"
         "    with open(f'/proc/{pid}/status') as fh:\n"
@@ -583,9 +588,7 @@ def test_host_process_under_the_sandbox_uid_is_invisible(pool):
 
 
 def test_posix_shm_is_the_job_own_and_dies_with_it(either_pool):
-    pool = either_pool
-    if not pool.capabilities.get("private_shm"):
-        pytest.skip("no /dev/shm of the job's own")
+    pool = _having(either_pool, "private_shm")
     name = f"evx-{uuid.uuid4().hex[:12]}"
     code = (
         "import os\ndef f(write):\n    p = '/dev/shm/" + name + "'\n    if write:\n"
@@ -600,12 +603,10 @@ def test_posix_shm_is_the_job_own_and_dies_with_it(either_pool):
 
 
 def test_sysv_ipc_within_a_job_is_capped(either_pool):
-    pool = either_pool
     # Detached SysV segments are outside RLIMIT_AS: the job's IPC namespace caps their total at
     # the job's memory limit (one job once pinned 1.5 GB under a 1 GB limit), and queues and
     # semaphore sets at small counts.
-    if not pool.capabilities.get("ipc_limits"):
-        pytest.skip(f"no IPC limits per job: {pool.capabilities['notes']}")
+    pool = _having(either_pool, "ipc_limits")
     code = (
         "import ctypes\ndef f():\n    libc = ctypes.CDLL(None, use_errno=True)\n"
         "    shm = [libc.shmget(0, 64 << 20, 0o1000 | 0o600) for _ in range(10)]\n"
