@@ -281,8 +281,10 @@ class IsolationSetup:
                 caps[name] = error is None
                 if error:
                     notes.append(f"{name} unavailable: {error}")
-            flags = sum({p.flags for name, p in parts.items() if caps[name]})
-            mounts = tuple(m for name, p in parts.items() if caps[name] for m in p.mounts)
+            flags = 0
+            for name, part in parts.items():
+                flags |= part.flags if caps[name] else 0
+            mounts = tuple(m for name, part in parts.items() if caps[name] for m in part.mounts)
             if flags:
                 self.job_ns = JobNamespaces(flags, mounts)
                 error = self._probe_in_child(self.job_ns)
