@@ -119,6 +119,38 @@ def _delta_us(n: int, before=None, in_child=None, after=None) -> float:
     return statistics.median(variant) - statistics.median(base)
 
 
+def _per_job_namespaces_us(n: int) -> float:
+    """What each job's own IPC + mount namespace, procfs and /dev/shm add to a job that already
+    has a PID namespace. Measured in a helper that first takes a private mount namespace, as the
+    worker does (the job's mounts must not propagate to the host)."""
+    from execverify_jax.data.sandbox import oslayer as sandbox_os
+    from execverify_jax.data.sandbox.child import JobNamespaces, enter_job_namespaces, job_mounts
+
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        value = float("nan")
+        try:
+            sandbox_os.unshare(sandbox_os.CLONE_NEWNS)
+            sandbox_os.mount("none", "/", None, sandbox_os.MS_REC | sandbox_os.MS_PRIVATE)
+            fd = os.open("/proc/self/ns/pid", os.O_RDONLY)
+            ns = JobNamespaces(sandbox_os.CLONE_NEWNS | sandbox_os.CLONE_NEWIPC, job_mounts(True, True, 64), cap_ipc=True)
+            base, variant = [], []
+            for _ in range(max(1, n // 10)):  # alternating rounds, both with a PID namespace
+                for out, in_child in ((base, None), (variant, lambda: enter_job_namespaces(ns, 1024))):
+                    out.append(_fork_cost_us(10, before=lambda: sandbox_os.new_pid_namespace_for_children(fd), in_child=in_child))
+                    sandbox_os.setns(fd, sandbox_os.CLONE_NEWPID)
+            value = statistics.median(variant) - statistics.median(base)
+        finally:
+            os.write(wfd, repr(value).encode())
+            os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd) as f:
+        text = f.read()
+    os.waitpid(pid, 0)
+    return float(text)
+
+
 def layer_costs(n: int = 200) -> dict:
     """Per-layer costs, measured in this (throwaway, root) process with the worker's primitives."""
     import resource
@@ -163,6 +195,7 @@ def layer_costs(n: int = 200) -> dict:
         sandbox_os.mount("tmpfs", "/tmp", "tmpfs", 0, "size=64m,mode=0755")
 
     res["per_worker_mountns_tmpfs_us"] = _delta_us(20, in_child=mounts)
+    res["per_job_ipc_mount_ns_proc_shm_us"] = _per_job_namespaces_us(n)
     # The uid sweep used when there is no PID namespace: one extra fork + setuid + kill(-1).
     res["per_job_uid_sweep_fallback_us"] = _fork_cost_us(n, in_child=lambda: (drop(), _kill_all()))
     return {k: round(v, 1) for k, v in res.items()}

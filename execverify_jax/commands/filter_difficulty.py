@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     import numpy as np
 
+    from execverify_jax.data.records import json_line
     from execverify_jax.data.sandbox import SandboxPool
     from execverify_jax.data.tokenizer import Tokenizer
     from execverify_jax.model import sharding as shd
@@ -76,13 +77,13 @@ def run(args: argparse.Namespace) -> int:
     tok.check_model_vocab(mcfg.vocab_size, args.model)
     sampler = Sampler(mcfg, graphdef, mesh=mesh, pad_id=tok.pad_id)
     rates, kept = [], 0
-    with SandboxPool(num_workers=args.workers, preload=PRELOAD) as pool, open(args.out, "w") as f:
+    with SandboxPool(num_workers=args.workers, preload=PRELOAD) as pool, open(args.out, "w", encoding="utf-8") as f:
         scorer = Scorer(pool)
         for rec, rate in pass_rates(params, sampler, tok, scorer, records, dcfg, progress=not args.no_progress):
             rates.append(rate)
             if keep(rate, dcfg):
                 kept += 1
-                f.write(json.dumps({**rec, "difficulty": {"pass_rate": rate, "n": dcfg.n}}) + "\n")
+                f.write(json_line({**rec, "difficulty": {"pass_rate": rate, "n": dcfg.n}}))
     hist = {f"{k / dcfg.n:.1f}": int(v) for k, v in
             zip(*np.unique(np.round(np.asarray(rates) * dcfg.n).astype(int), return_counts=True))}
     stats = {"questions": len(records), "kept": kept, "dropped": len(records) - kept,

@@ -3,7 +3,10 @@
 Reads questions (JSONL, one question record per line, keyed by `id`) and responses (JSONL,
 `{"question_id", "response"}` per line), writes each response record plus `reward` and
 `breakdown`, and prints a summary: mean reward and format rate per layout, and how many malformed
-lines were skipped. Exit status 0 on success (even with skipped lines), 2 for usage errors.
+lines were skipped. Every non-blank response line gets an output row, in input order: one that
+cannot be scored (invalid JSON, unknown question, no text, a scoring failure) is written with
+reward 0 and `breakdown.reason`; any text is written (records.json_line escapes what UTF-8 cannot
+hold). Exit status 0 on success (even with skipped lines), 2 for usage errors.
 """
 
 from __future__ import annotations
@@ -40,26 +43,45 @@ def load_config(path: str | None, overrides: list[str]):
     return from_dict(RewardConfig, merged, "reward")
 
 
-def _read_jsonl(path: str, what: str, skipped: dict) -> list[tuple[int, dict]]:
-    rows = []
+def _read_jsonl(path: str, what: str, skipped: dict) -> list[tuple[int, dict | None, str]]:
+    """(line number, object or None, why not) per non-blank line. Bytes that are not UTF-8
+    become U+FFFD; raw control characters (a NUL) inside strings are accepted."""
+    rows: list[tuple[int, dict | None, str]] = []
     with open(path, encoding="utf-8", errors="replace") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except ValueError:
-                skipped[f"{what}: invalid JSON"] = skipped.get(f"{what}: invalid JSON", 0) + 1
+                obj = json.loads(line, strict=False)
+            except (ValueError, RecursionError):
+                _skip(skipped, f"{what}: invalid JSON")
+                rows.append((lineno, None, "invalid_json"))
                 continue
             if not isinstance(obj, dict):
-                skipped[f"{what}: not an object"] = skipped.get(f"{what}: not an object", 0) + 1
+                _skip(skipped, f"{what}: not an object")
+                rows.append((lineno, None, "not_an_object"))
                 continue
-            rows.append((lineno, obj))
+            rows.append((lineno, obj, ""))
     return rows
+
+
+def _unscored(row: dict, reason: str) -> dict:
+    """A response row that could not be scored, as written: reward 0 and why."""
+    return {**row, "reward": 0.0, "breakdown": {"reward": 0.0, "kind": None, "format": False, "reason": reason}}
 
 
 def _skip(skipped: dict, key: str) -> None:
     skipped[key] = skipped.get(key, 0) + 1
+
+
+def _scored_row(r: dict, fut, results: list, skipped: dict) -> dict:
+    try:
+        res = fut.result()
+    except Exception as exc:  # noqa: BLE001 - one response's failure must not cost the others
+        _skip(skipped, f"responses: scoring failed ({type(exc).__name__})")
+        return _unscored(r, f"scoring_error: {type(exc).__name__}: {str(exc)[:200]}")
+    results.append(res)
+    return {**r, "reward": res.reward, "breakdown": res.to_dict()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from execverify_jax.config_loader import ConfigError
+    from execverify_jax.data.records import json_line
     from execverify_jax.rewards.scorer import PRELOAD, Scorer, answer_of, mean_by_kind, validate
     from execverify_jax.rewards.whitebox import RecordError
 
@@ -84,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     questions: dict[str, dict] = {}
-    for _, q in q_rows:
+    for _, q, _why in q_rows:
+        if q is None:
+            continue
         qid = q.get("id")
         if not isinstance(qid, (str, int)):
             _skip(skipped, "questions: no id")
@@ -96,18 +121,23 @@ def run(args: argparse.Namespace) -> int:
             continue
         questions[str(qid)] = q
 
-    jobs = []
-    for _, r in r_rows:
-        q = questions.get(str(r.get("question_id")))
-        if q is None:
+    # Every response line gets an output row, in input order: those that cannot be scored are
+    # written with reward 0 and a reason (a consumer can align output rows with input lines).
+    jobs: list[tuple[dict, dict | None, str]] = []
+    for lineno, r, why in r_rows:
+        q = questions.get(str(r.get("question_id"))) if r is not None else None
+        if r is None:
+            r = {"response_line": lineno}
+        elif q is None:
             _skip(skipped, "responses: unknown or skipped question_id")
-            continue
-        if not isinstance(r.get("response"), str):
+            why = "unknown_question"
+        elif not isinstance(r.get("response"), str):
             _skip(skipped, "responses: no response text")
-            continue
-        jobs.append((r, q))
+            why, q = "no_response_text", None
+        jobs.append((r, q, why))
+    scorable = [(r, q) for r, q, _ in jobs if q is not None]
 
-    needs_pool = any(answer_of(q)["layout"] != "io_mixed" for _, q in jobs)
+    needs_pool = any(answer_of(q)["layout"] != "io_mixed" for _, q in scorable)
     pool = None
     if needs_pool:
         from execverify_jax.data.sandbox import SandboxPool
@@ -116,14 +146,11 @@ def run(args: argparse.Namespace) -> int:
     results = []
     try:
         scorer = Scorer(pool, cfg)
-        futures = scorer.submit_batch([q for _, q in jobs], [r["response"] for r, _ in jobs])
+        futures = iter(scorer.submit_batch([q for _, q in scorable], [r["response"] for r, _ in scorable]))
         with open(args.out, "w", encoding="utf-8") as out:
-            for (r, _), fut in tqdm(zip(jobs, futures), total=len(jobs), desc="scoring", unit="resp",
-                                    disable=args.no_progress, file=sys.stderr):
-                res = fut.result()
-                results.append(res)
-                out.write(json.dumps({**r, "reward": res.reward, "breakdown": res.to_dict()},
-                                     ensure_ascii=False) + "\n")
+            for r, q, why in tqdm(jobs, desc="scoring", unit="resp", disable=args.no_progress, file=sys.stderr):
+                row = _unscored(r, why) if q is None else _scored_row(r, next(futures), results, skipped)
+                out.write(json_line(row))
     finally:
         if pool is not None:
             pool.close()

@@ -23,13 +23,12 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
-import json
 import random
 import tokenize
 from dataclasses import dataclass, field
 from typing import Any
 
-from execverify_jax.data import prompts, safe_codec
+from execverify_jax.data import prompts, records, safe_codec
 from execverify_jax.data.trace.tracer import usable
 from execverify_jax.data.trace.structure import BRANCH_KINDS, JUMP_KINDS, ProgramStructure, analyze
 
@@ -366,8 +365,8 @@ def answer_lines(record: dict) -> list[str]:
 
 
 def dumps_record(record: dict) -> str:
-    """One JSON line for a question record."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    """One JSON line for a question record (records.json_text: never raises on its text)."""
+    return records.json_text(record)
 
 
 def to_prompt_answer(record: dict) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -47,13 +48,90 @@ class ReadErrors(collections.Counter):
     """Counts of skipped records by reason (e.g. 'bad_json', 'missing_field:id')."""
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_MAX_DEPTH = 100  # deeper than this, the fallback writes a value's repr (cycles end here too)
+_REPR_CAP = 10_000
+
+
+def json_text(obj: Any, indent: int | None = None) -> str:
+    """JSON for any writer (records, scores, samples, metrics): never raises, always UTF-8-safe.
+
+    The text keeps non-ASCII characters as they are. What plain `json.dumps` cannot write is
+    escaped or replaced instead of raising halfway through a file:
+    - lone surrogates (a response holding "\\udc80", valid JSON in, or bytes decoded with
+      surrogateescape) are written as \\uXXXX escapes: valid JSON and valid UTF-8, and a
+      reader's `json.loads` gives back exactly the same string (`ensure_ascii=False` would leave
+      them raw, and encoding the line to UTF-8 raises UnicodeEncodeError: the crash this fixes);
+    - NUL and other control characters are escaped by json itself;
+    - values json does not know (bytes, NumPy scalars, sets, objects, non-string keys, cycles,
+      nesting deeper than 100) are converted by `jsonable`: bytes decode as UTF-8 with
+      replacement, NumPy scalars become numbers, anything else its (capped) repr.
+    """
+    seps = (",", ": ") if indent is not None else (",", ":")
+    try:
+        text = json.dumps(obj, ensure_ascii=False, separators=seps, indent=indent)
+    except (TypeError, ValueError, RecursionError):
+        text = json.dumps(jsonable(obj), ensure_ascii=False, separators=seps, indent=indent)
+    if not text.isascii() and _LONE_SURROGATE.search(text):
+        # A surrogate code point can only sit inside a JSON string here: its escape is valid.
+        text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
+
+
+def jsonable(obj: Any, depth: int = 0) -> Any:
+    """`obj` made of dicts with str keys, lists, str, int, float, bool and None only."""
+    if obj is None or isinstance(obj, (str, bool, int, float)):
+        return obj
+    if depth >= _MAX_DEPTH:
+        return _safe_repr(obj)
+    if isinstance(obj, dict):
+        return {k if isinstance(k, str) else _key(k): jsonable(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [jsonable(v, depth + 1) for v in obj]
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj).decode("utf-8", "replace")
+    item = getattr(obj, "item", None)  # NumPy/JAX scalars, without importing either
+    if callable(item) and getattr(obj, "shape", None) == ():
+        try:
+            value = item()
+        except Exception:  # noqa: BLE001 - fall through to the repr
+            value = None
+        if isinstance(value, (str, bool, int, float)):
+            return value
+    return _safe_repr(obj)
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, (bytes, bytearray)):
+        return bytes(key).decode("utf-8", "replace")
+    return json.dumps(key) if key is None or isinstance(key, (bool, int, float)) else _safe_repr(key)
+
+
+def _safe_repr(obj: Any) -> str:
+    try:
+        text = repr(obj)
+    except Exception as exc:  # noqa: BLE001 - a hostile __repr__ must not stop a writer
+        text = f"<unrepresentable {type(obj).__name__}: {type(exc).__name__}>"
+    return text if isinstance(text, str) and len(text) <= _REPR_CAP else str(text)[:_REPR_CAP] + "...<truncated>"
+
+
+def json_line(obj: Any) -> str:
+    """One JSONL line (with its newline) for `obj`; see `json_text`."""
+    return json_text(obj) + "\n"
+
+
 def encode_record(record: dict) -> bytes:
-    """One record as compact UTF-8 JSON bytes (the ArrayRecord payload)."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """One record as compact UTF-8 JSON bytes (the ArrayRecord payload); never raises."""
+    return json_text(record).encode("utf-8")
 
 
 def decode_record(data: bytes | str) -> dict:
-    """Inverse of `encode_record`; raises ValueError for anything that is not a JSON object."""
+    """Inverse of `encode_record`; raises ValueError for anything that is not a JSON object.
+
+    Bytes that are not valid UTF-8 (a file edited by hand, a foreign tool) are decoded with
+    U+FFFD replacements instead of costing the whole record."""
+    if isinstance(data, (bytes, bytearray)):
+        data = bytes(data).decode("utf-8", "replace")
     obj = json.loads(data)
     if not isinstance(obj, dict):
         raise ValueError(f"record is a {type(obj).__name__}, not an object")
@@ -135,7 +213,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def write_json(path: str | Path, obj: Any) -> None:
     """Atomically writes `obj` as indented JSON (manifests, stats, chunk metadata)."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(path, (json_text(obj, indent=2) + "\n").encode("utf-8"))
 
 
 def read_json(path: str | Path) -> Any:
@@ -191,12 +269,12 @@ def read_arrayrecord(path: str | Path, kind: str | None = None, errors: ReadErro
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
-    """Writes records as JSON lines atomically; returns the number written."""
+    """Writes records as JSON lines atomically; returns the number written (every record: text
+    that plain json cannot write is escaped or replaced, see `json_text`)."""
     n = 0
     with _atomic_target(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
-            f.write("\n")
+            f.write(json_line(rec))
             n += 1
         f.flush()
         os.fsync(f.fileno())

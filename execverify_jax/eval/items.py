@@ -83,14 +83,16 @@ BAD_LINE = object()  # what iter_jsonl yields for a line that is not JSON
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     """(line index, parsed value) for every non-blank line of a JSONL file; a line that does not
-    parse yields BAD_LINE instead of stopping the read (the callers count it)."""
+    parse yields BAD_LINE instead of stopping the read (the callers count it). Bytes that are not
+    UTF-8 become U+FFFD and raw control characters inside strings are accepted: a response with
+    a stray byte or NUL is still graded, not lost."""
     with open(path, "rb") as f:
         for n, raw in enumerate(f):
             if not raw.strip():
                 continue
             try:
-                yield n, json.loads(raw)
-            except ValueError:
+                yield n, json.loads(raw.decode("utf-8", "replace"), strict=False)
+            except (ValueError, RecursionError):
                 yield n, BAD_LINE
 
 

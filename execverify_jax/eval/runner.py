@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from execverify_jax.data import records
 from execverify_jax.eval import metrics, registry
 from execverify_jax.eval.base import STYLES, GradeContext
 from execverify_jax.eval.items import EvalItem, LoadReport, Verdict, iter_jsonl
@@ -98,11 +98,9 @@ def read_responses(path: Path, items: list[EvalItem]) -> tuple[list[list[str]], 
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
-    """Writes JSON lines (creating the folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    """Writes JSON lines atomically (creating the folder): every row, whatever its text
+    (records.json_text escapes what UTF-8 cannot hold)."""
+    records.write_jsonl(path, rows)
 
 
 def task_metrics(items: list[EvalItem], verdicts: list[list[Verdict]]) -> dict[str, dict[str, Any]]:
@@ -203,7 +201,7 @@ def run(cfg: EvalConfig, print_fn=print) -> dict[str, Any]:
     if cfg.out:
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str))
+        records.write_json(out / "results.json", results)
         rows = []
         for it, resps, vs in zip(items, responses, verdicts):
             for k, (r, v) in enumerate(zip(resps, vs)):

@@ -246,6 +246,15 @@ class ParsedAssert:
     rhs: ast.expr
 
 
+def placeholder_or(text: str, reason: str) -> str:
+    """`placeholder_left` when `text` failed to parse and holds the prompt's `????`, else `reason`.
+
+    A bare `????` is not Python, so an answer that parses never left the placeholder: `????`
+    inside a string literal (an expected output or input of '????') is a legitimate value.
+    """
+    return "placeholder_left" if "????" in text else reason
+
+
 def parse_assert(line: str, cfg: RewardConfig) -> ParsedAssert:
     """Parses one assertion line; raises AssertError for any other shape.
 

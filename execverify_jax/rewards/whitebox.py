@@ -358,12 +358,10 @@ def parse_oi(answer: dict, response: str | bytes | None, cfg: RewardConfig) -> O
     line = parse.first_assert_line(body)
     if line is None:
         return RewardResult(0.0, "oi", False, "no_assert", details)
-    if "????" in line:
-        return RewardResult(0.0, "oi", False, "placeholder_left", details)
     try:
         pa = parse.parse_assert(line, cfg)
     except parse.AssertError:
-        return RewardResult(0.0, "oi", False, "bad_assert", details)
+        return RewardResult(0.0, "oi", False, parse.placeholder_or(line, "bad_assert"), details)
     if pa.func != entry:
         return RewardResult(0.0, "oi", False, "wrong_function", details)
     try:

@@ -229,10 +229,11 @@ def test_limits_are_validated():
 
 def test_capabilities_are_reported(pool):
     caps = pool.capabilities
-    for key in ("uid_drop", "netns", "mountns", "pidns", "audit_hook", "rlimits", "notes"):
+    for key in ("uid_drop", "netns", "mountns", "pidns", "ipcns", "private_proc", "private_shm", "audit_hook", "rlimits", "notes"):
         assert key in caps
     if os.geteuid() == 0:
         assert caps["uid_drop"] and caps["netns"] and caps["pidns"], caps
+        assert caps["ipcns"] and caps["private_proc"] and caps["private_shm"], caps
 
 
 def test_environment_is_scrubbed(pool):
@@ -284,6 +285,10 @@ def test_fallback_without_namespaces_or_uid_drop_still_works():
     with SandboxPool(1, namespaces=False, drop_privileges=False) as p:
         caps = p.capabilities
         assert not caps["netns"] and not caps["pidns"] and not caps["uid_drop"]
+        # What is then exposed is said, not silently lost (docs/SANDBOX.md).
+        assert not caps["ipcns"] and not caps["private_proc"] and not caps["private_shm"]
+        assert any("no IPC namespace per job" in n for n in caps["notes"]), caps["notes"]
+        assert any("no procfs of the job's own" in n for n in caps["notes"]), caps["notes"]
         assert call(p, "def f(x): return x + 1", "f(1)").value == 2
         # The audit hook still blocks Python-level sockets.
         out = call(p, "import socket\ndef f(): socket.socket()", "f()")

@@ -5,8 +5,13 @@ Attacks that could hurt the shared machine if a layer were missing (unbounded fo
 kill(-1)) are skipped unless the uid drop and the PID namespace are active.
 """
 
+import ctypes
+import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -118,7 +123,9 @@ def test_disk_fill_in_work_dir_is_capped(pool):
 
 def test_writes_outside_work_dir_are_blocked(pool, tmp_path):
     name = f"sandbox-attack-{uuid.uuid4().hex}"
-    targets = [f"/tmp/{name}", str(REPO / name), f"/var/tmp/{name}", f"/dev/shm/{name}", str(tmp_path / name)]
+    targets = [f"/tmp/{name}", str(REPO / name), f"/var/tmp/{name}", str(tmp_path / name)]
+    if not pool.capabilities.get("private_shm"):  # else /dev/shm is the job's own (see below)
+        targets.append(f"/dev/shm/{name}")
     code = (
         "def f():\n    res = []\n"
         f"    for p in {targets!r}:\n"
@@ -241,20 +248,58 @@ def test_killing_the_worker_without_isolation_layers_is_survived():
 
 
 def test_reading_the_checkout_and_home(pool):
-    if not pool.capabilities.get("hidden_dirs"):
+    if not pool.capabilities.get("mountns"):
         pytest.skip("no mount namespace")
-    code = "import os\ndef f():\n    return os.path.exists(%r), sorted(os.listdir(%r))" % (str(REPO / "tests"), str(REPO))
+    code = "import os\ndef f():\n    return os.path.exists(%r), os.path.exists(%r), sorted(os.listdir(%r))" % (
+        str(REPO / "tests"), str(REPO / ".git"), str(REPO))
     out = attack(pool, code)
-    assert out.ok and out.value[0] is False and "tests" not in out.value[1]
+    assert out.ok and out.value[:2] == (False, False) and not {"tests", ".git"} & set(out.value[2]), out
 
 
-def test_checkout_outside_the_fixed_list_is_hidden(pool):
-    # A CI runner clones anywhere (not under /work or /home): the checkout this package runs
-    # from is hidden wherever it is, with only the package bound back.
-    caps = pool.capabilities
-    if not caps.get("hidden_dirs"):
-        pytest.skip("no mount namespace")
-    assert any(str(REPO).startswith(h.rstrip("/") + "/") or str(REPO) == h for h in caps["hidden_dirs"])
+_CLONE_JOB = (
+    "import os\ndef f(clone):\n    out = {}\n"
+    "    for rel in ('', 'tests', '.git', 'tests/answers.txt', '.git/config'):\n"
+    "        p = os.path.join(clone, rel)\n"
+    "        try:\n            out[rel] = sorted(os.listdir(p)) if os.path.isdir(p) else open(p).read()\n"
+    "        except OSError as e:\n            out[rel] = type(e).__name__\n    return out"
+)
+_CLONE_PROBE = (
+    "import json, sys\nfrom execverify_jax.data.sandbox import RUN_CALL, SandboxPool\n"
+    "with SandboxPool(1) as pool:\n"
+    "    out = pool.run(RUN_CALL, {'code': sys.argv[2], 'call': f'f({sys.argv[1]!r})'})\n"
+    "    print(json.dumps({'mountns': pool.capabilities.get('mountns'), 'ok': out.ok, 'value': out.value}))"
+)
+
+
+@pytest.mark.parametrize("parent", ["/tmp", "/opt", "~"])
+def test_a_clone_anywhere_hides_its_tests_and_git(parent):
+    # A CI runner clones anywhere (not under /work or /home): a job run from a clone under /tmp
+    # (covered by the private /tmp), /opt (hidden as the checkout) or a home directory must not
+    # list or read the clone's tests/ or .git, whichever layer hides them.
+    base = Path(os.path.expanduser(parent))
+    clone = base / f"execverify-clone-{uuid.uuid4().hex[:8]}"
+    try:
+        clone.mkdir()
+    except OSError as exc:
+        pytest.skip(f"cannot write {base}: {exc}")
+    try:
+        shutil.copytree(REPO / "execverify_jax", clone / "execverify_jax", ignore=shutil.ignore_patterns("__pycache__"))
+        for rel in ("tests/answers.txt", ".git/config"):
+            (clone / rel).parent.mkdir()
+            (clone / rel).write_text("expected answer")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(clone)}
+        cmd = [sys.executable, "-c", _CLONE_PROBE, str(clone), _CLONE_JOB]
+        proc = subprocess.run(cmd, cwd="/", env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        got = json.loads(proc.stdout.strip().splitlines()[-1])
+        if not got["mountns"]:
+            pytest.skip("no mount namespace")
+        value = got["value"]
+        assert got["ok"] and value[""] in (["execverify_jax"], []), value
+        for rel in ("tests", ".git", "tests/answers.txt", ".git/config"):
+            assert value[rel] in ("FileNotFoundError", "PermissionError"), (rel, value)
+    finally:
+        shutil.rmtree(clone, ignore_errors=True)
 
 
 def _scratch_outside_hidden_dirs():
@@ -316,6 +361,8 @@ def test_unprivileged_layout_user_namespace():
             pytest.skip(f"user namespaces unavailable: {caps['notes']}")
         assert caps["netns"] and caps["pidns"], caps
         assert attack(p, "def f():\n    return 5").value == 5
+        if caps.get("private_proc"):  # here too, a procfs of the job's own PID namespace
+            assert attack(p, "import os\ndef f():\n    return [q for q in os.listdir('/proc') if q.isdigit()]").value == ["1"]
         marker = f"sandbox-escape-{uuid.uuid4().hex}"
         code = (
             "import subprocess, sys\ndef f():\n"
@@ -402,3 +449,170 @@ def _proc_state(pid):
             return f.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return None
+
+
+# ------------------------------------------------------------------ IPC and /proc (per job)
+_IPC_CREAT = 0o1000
+_IPC_RMID = 0
+
+
+def _ipc_code(key, mq_name):
+    # Creates (or, with create=False, looks up) a touched-then-detached SysV segment, a SysV
+    # queue and semaphore set, and a POSIX message queue; returns their ids (-1: not there).
+    return (
+        "import ctypes, os\ndef f(create):\n    libc = ctypes.CDLL(None, use_errno=True)\n"
+        "    libc.shmat.restype = ctypes.c_void_p\n"
+        f"    flags = ({_IPC_CREAT} | 0o600) if create else 0\n"
+        f"    shm = libc.shmget({key}, 1 << 20, flags)\n"
+        "    if shm >= 0:\n        addr = libc.shmat(shm, None, 0)\n"
+        "        ctypes.memset(addr, 1, 1 << 20)\n        libc.shmdt(ctypes.c_void_p(addr))\n"
+        f"    msq = libc.msgget({key}, flags)\n    sem = libc.semget({key}, 1, flags)\n"
+        "    oflag = (os.O_CREAT | os.O_RDWR) if create else os.O_RDONLY\n"
+        f"    mq = libc.mq_open({mq_name!r}.encode(), oflag, 0o600, None)\n"
+        "    return [shm, msq, sem, mq]"
+    )
+
+
+def _host_sysv_keys():
+    keys = set()
+    for kind in ("shm", "msg", "sem"):
+        with open(f"/proc/sysvipc/{kind}") as fh:
+            keys.update((kind, int(line.split()[0])) for line in list(fh)[1:])
+    return keys
+
+
+def _host_mq_exists(name):
+    libc = ctypes.CDLL(None, use_errno=True)
+    mqd = libc.mq_open(name.encode(), os.O_RDONLY)
+    if mqd >= 0:
+        libc.mq_close(mqd)
+        libc.mq_unlink(name.encode())  # leave nothing behind even when the test fails
+    return mqd >= 0
+
+
+def _host_remove_sysv(key):
+    libc = ctypes.CDLL(None, use_errno=True)
+    shm, msq, sem = libc.shmget(key, 0, 0), libc.msgget(key, 0), libc.semget(key, 0, 0)
+    if shm >= 0:
+        libc.shmctl(shm, _IPC_RMID, None)
+    if msq >= 0:
+        libc.msgctl(msq, _IPC_RMID, None)
+    if sem >= 0:
+        libc.semctl(sem, 0, _IPC_RMID)
+
+
+@pytest.fixture(scope="module")
+def unprivileged_pool():
+    with SandboxPool(1, limits=FAST, unprivileged=True) as p:
+        yield p
+
+
+@pytest.fixture(params=["root", "unprivileged"])
+def either_pool(request):
+    """The root layout (uid drop) and the non-root one (user namespace)."""
+    return request.getfixturevalue("pool" if request.param == "root" else "unprivileged_pool")
+
+
+def _having(pool, cap):
+    """`pool`, or a skip naming the missing per-job layer and the pool's notes."""
+    if not pool.capabilities.get(cap):
+        pytest.skip(f"{cap} unavailable: {pool.capabilities['notes']}")
+    return pool
+
+
+def test_ipc_objects_die_with_the_job(either_pool):
+    pool = either_pool
+    caps = pool.capabilities
+    key = 0x5E000000 + uuid.uuid4().int % 0xFFFFFF
+    mq_name = f"/evx-{uuid.uuid4().hex[:12]}"
+    code = _ipc_code(key, mq_name)
+    try:
+        made = pool.submit(RUN_CALL, {"code": code, "call": "f(True)"}, worker=0).result()
+        assert made.ok and all(i >= 0 for i in made.value), made  # the job could create them all
+        host = {k for k in _host_sysv_keys() if k[1] == key}
+        on_host = _host_mq_exists(mq_name)
+        # The next job on the same worker finds none of them: no channel between jobs.
+        later = pool.submit(RUN_CALL, {"code": code, "call": "f(False)"}, worker=0).result()
+        if not caps.get("ipcns"):
+            pytest.skip(f"no IPC namespace per job: {caps['notes']}")
+        assert host == set() and not on_host
+        assert later.ok and later.value == [-1, -1, -1, -1], later
+    finally:
+        _host_remove_sysv(key)
+        _host_mq_exists(mq_name)
+
+
+def test_proc_lists_only_the_job_processes(either_pool):
+    pool = _having(either_pool, "private_proc")
+    code = (
+        "import os, subprocess, sys\ndef ppid(pid):\n"
+        "    with open(f'/proc/{pid}/status') as fh:\n"
+        "        return int([l for l in fh if l.startswith('PPid:')][0].split()[1])\n"
+        "def f():\n    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
+        "    listed = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
+        "    out = listed, os.getpid(), child.pid, ppid('self'), ppid(child.pid), os.getppid()\n"
+        "    child.kill()\n    return out"
+    )
+    out = attack(pool, code)
+    assert out.ok, out
+    listed, me, child, my_ppid, child_ppid, getppid = out.value
+    assert me == 1 and listed == sorted([1, child])  # the job is its namespace's init; nothing else
+    assert my_ppid == 0 and getppid == 0 and child_ppid == 1  # no host PID leaks through PPid
+
+
+def test_host_process_under_the_sandbox_uid_is_invisible(pool):
+    # A host process running as the uid a job runs as (a leftover, or another tool's) was
+    # visible through the host's /proc: the job could read its environ and write its memory.
+    caps = pool.capabilities
+    if not (caps.get("uid_drop") and caps.get("private_proc")):
+        pytest.skip("needs the uid drop (root) and a procfs of the job's own")
+    marker = f"host-secret-{uuid.uuid4().hex}"
+    uid = caps["uid"]
+    host = subprocess.Popen(["sleep", "30"], user=uid, group=uid, extra_groups=[], env={"SECRET": marker})
+    try:
+        code = (
+            "import os\ndef f():\n    seen = []\n    for p in os.listdir('/proc'):\n        if p.isdigit():\n"
+            "            try:\n                seen.append(open(f'/proc/{p}/environ', 'rb').read().decode(errors='replace'))\n"
+            "            except OSError:\n                pass\n"
+            f"    for path, mode in (('/proc/{host.pid}/environ', 'rb'), ('/proc/{host.pid}/mem', 'r+b')):\n"
+            "        try:\n            with open(path, mode) as fh:\n"
+            "                seen.append('opened ' + fh.read(64).decode(errors='replace') if mode == 'rb' else 'opened for writing')\n"
+            "        except OSError as e:\n            seen.append(type(e).__name__)\n    return seen"
+        )
+        out = attack(pool, code)
+        assert out.ok and not any(marker in s for s in out.value), out
+        assert set(out.value[-2:]) <= {"FileNotFoundError", "PermissionError"}, out  # environ, mem
+    finally:
+        host.kill()
+        host.wait()
+
+
+def test_posix_shm_is_the_job_own_and_dies_with_it(either_pool):
+    pool = _having(either_pool, "private_shm")
+    name = f"evx-{uuid.uuid4().hex[:12]}"
+    code = (
+        "import os\ndef f(write):\n    p = '/dev/shm/" + name + "'\n    if write:\n"
+        "        with open(p, 'wb') as fh:\n            fh.write(b'x' * 4096)\n"
+        "    return os.listdir('/dev/shm')"
+    )
+    first = pool.submit(RUN_CALL, {"code": code, "call": "f(True)"}, worker=0).result()
+    second = pool.submit(RUN_CALL, {"code": code, "call": "f(False)"}, worker=0).result()
+    assert first.ok and first.value == [name], first  # POSIX shm works inside the job...
+    assert second.ok and second.value == [], second  # ...and is gone for the next one
+    assert not os.path.exists(f"/dev/shm/{name}")
+
+
+def test_sysv_ipc_within_a_job_is_capped(either_pool):
+    # Detached SysV segments are outside RLIMIT_AS: the job's IPC namespace caps their total at
+    # the job's memory limit (one job once pinned 1.5 GB under a 1 GB limit), and queues and
+    # semaphore sets at small counts.
+    pool = _having(either_pool, "ipc_limits")
+    code = (
+        "import ctypes\ndef f():\n    libc = ctypes.CDLL(None, use_errno=True)\n"
+        "    shm = [libc.shmget(0, 64 << 20, 0o1000 | 0o600) for _ in range(10)]\n"
+        "    msq = [libc.msgget(0, 0o1000 | 0o600) for _ in range(40)]\n"
+        "    sem = [libc.semget(0, 250, 0o1000 | 0o600) for _ in range(40)]\n"
+        "    return [sum(x >= 0 for x in ids) for ids in (shm, msq, sem)]"
+    )
+    out = attack(pool, code, Limits(timeout_s=5.0, memory_mb=256))
+    assert out.ok and out.value == [4, 16, 4], out  # 4 x 64 MB = the 256 MB limit

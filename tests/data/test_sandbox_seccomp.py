@@ -71,6 +71,21 @@ def test_denied_syscalls_fail_with_eperm(pool):
     assert out.value[-1] == (-1, 38)  # clone3: ENOSYS, so libc falls back to clone
 
 
+def test_namespace_calls_the_filter_lets_through_are_refused_to_jobs(pool):
+    # The filter passes unshare(CLONE_NEWNS|CLONE_NEWIPC) and mount with exactly the flags of
+    # the job's own procfs and /dev/shm (each job's first step needs them); the job's code,
+    # without privileges, must still be refused both by the kernel.
+    code = (
+        "import ctypes\ndef f():\n    libc = ctypes.CDLL(None, use_errno=True)\n    out = []\n"
+        "    r = libc.unshare(0x00020000 | 0x08000000)\n    out.append((r, ctypes.get_errno() if r else 0))\n"
+        "    for fs, target, flags in ((b'proc', b'/proc', 14), (b'tmpfs', b'/dev/shm', 6), (b'tmpfs', b'/tmp', 6)):\n"
+        "        r = libc.mount(fs, target, fs, ctypes.c_ulong(flags), None)\n"
+        "        out.append((r, ctypes.get_errno() if r else 0))\n    return out"
+    )
+    out = pool.run(RUN_CALL, {"code": code, "call": "f()"})
+    assert out.ok and out.value == [(-1, 1)] * 4, out
+
+
 def test_normal_process_and_thread_use_still_works(pool):
     code = (
         "import os, threading, subprocess, sys\ndef f():\n    t = threading.Thread(target=lambda: None)\n    t.start(); t.join()\n"

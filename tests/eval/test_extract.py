@@ -49,6 +49,8 @@ def test_predicted_call_args_both_styles():
     assert extract.predicted_call_args("```python\nassert f(x=[1, 2]) == 3\n```", "f", CFG) == ("x=[1, 2]", "")
     assert extract.predicted_call_args("f(16) == 17", "f", CFG) == ("16", "")
     assert extract.predicted_call_args("assert 17 == f(16)", "f", CFG) == ("16", "")
+    # '????' inside a string (an expected output or input) is a value, not the placeholder
+    assert extract.predicted_call_args("assert f('????') == '????'", "f", CFG) == ("'????'", "")
 
 
 @pytest.mark.parametrize("span,reason", [

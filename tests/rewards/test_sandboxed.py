@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from execverify_jax.data import safe_codec
 from execverify_jax.rewards.scorer import Scorer
 from execverify_jax.rewards.config import RewardConfig
 from execverify_jax.rewards.whitebox import RecordError
@@ -45,6 +46,23 @@ def block(code: str) -> str:
 def test_oi(pool, oi_record, text, reward):
     r = Scorer(pool, FAST).score(oi_record, ans(text))
     assert r.reward == reward, r
+
+
+def _oi(code: str, args: str, output) -> dict:
+    return {"id": "q?", "kind": "oi", "answer": {"layout": "oi", "program": {"code": code, "entry": "f", "args": args},
+                                                 "output": safe_codec.to_jsonable(output)}}
+
+
+def test_oi_question_marks_inside_literals_are_values_not_the_placeholder(pool):
+    # The prompt's placeholder is a bare `????` in the argument list (not Python); '????' as a
+    # string, the asserted output here or an argument, is a legitimate answer.
+    scorer = Scorer(pool, FAST)
+    marks_out = _oi("def f(n):\n    return '?' * n", "4", "????")
+    assert scorer.score(marks_out, ans("assert f(4) == '????'")).reward == 2.0
+    marks_in = _oi("def f(s):\n    return len(s)", "'????'", 4)
+    assert scorer.score(marks_in, ans("assert f('????') == 4")).reward == 2.0
+    left = scorer.score(marks_out, ans("assert f(????) == '????'"))
+    assert left.reward == 0.0 and left.reason == "placeholder_left"
 
 
 def test_oi_rewriting_the_function_does_not_help(pool, oi_record):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
+import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -298,13 +299,14 @@ def _program_record(task: Task, cand: dict, cfg: DataConfig) -> dict:
 
 
 def _record_problems(rec: dict, kind: str) -> list[str]:
-    """Schema problems of a program/question record, or ["not_json_serializable"] when it would
-    fail to be written (encode_record is exactly what the writers do)."""
+    """Schema problems of a program/question record, or ["not_json_serializable"] when it holds a
+    value JSON has no type for (the writers would store its repr; a record is rejected instead).
+    Text is never a problem: the writers escape lone surrogates (records.json_text)."""
     problems = records.validate(rec, kind)
     if not problems:
         try:
-            records.encode_record(rec)
-        except (TypeError, ValueError):  # UnicodeEncodeError (lone surrogates) is a ValueError
+            json.dumps(rec)  # ensure_ascii: only types and cycles can fail here
+        except (TypeError, ValueError, RecursionError):
             problems = ["not_json_serializable"]
     return problems
 

@@ -1,7 +1,8 @@
 """The forked job process: confine itself, run the target, send back its result, `_exit`.
 
-Runs only in a child freshly forked from a sandbox worker. Order matters: session and fds first,
-then limits and the privilege drop (after which nothing can be undone), then the untrusted code.
+Runs only in a child freshly forked from a sandbox worker. Order matters: session, the job's own
+IPC/mount namespaces and mounts (they need the privileges dropped next), fds, then limits and
+the privilege drop (after which nothing can be undone), then the untrusted code.
 What every job shares (scrubbed environment, SIGXCPU handler, audit hook, no_new_privs, seccomp)
 is set once in the worker and inherited: each Python-level step here costs the child
 copy-on-write page faults, the largest part of a job's fixed cost. The result goes to fd 3 as one JSON object; the worker forwards it untouched and the parent
@@ -45,6 +46,59 @@ def audit_hook(event: str, args: tuple) -> None:
 
 def on_cpu_limit(signum: int, frame: Any) -> None:
     os._exit(EXIT_CPU_LIMIT)
+
+
+class JobNamespaces:
+    """What each job's child sets up for itself before dropping privileges (decided by the
+    worker's probe, `IsolationSetup._probe_job_namespaces`): `flags` for one unshare(2), then
+    `mounts` as mount(2) argument tuples in that new mount namespace, then (`cap_ipc`) the IPC
+    limits of its new IPC namespace (`ipc_sysctls`)."""
+
+    __slots__ = ("flags", "mounts", "cap_ipc")
+
+    def __init__(self, flags: int = 0, mounts: tuple[tuple[str, str, str, int, str | None], ...] = (), cap_ipc: bool = False) -> None:
+        self.flags, self.mounts, self.cap_ipc = flags, mounts, cap_ipc
+
+
+def ipc_sysctls(memory_mb: int) -> tuple[tuple[str, bytes], ...]:
+    """The limits a job's fresh IPC namespace gets (a new one starts with the kernel's defaults,
+    which are practically unlimited): SysV shared memory in all at most the job's memory limit
+    (detached segments are outside RLIMIT_AS), 16 message queues (16 KiB each), 16 semaphore
+    sets of at most 250 (1024 semaphores in all). Only what bounds memory: each write costs."""
+    return (
+        ("/proc/sys/kernel/shmall", str((int(memory_mb) << 20) // os.sysconf("SC_PAGE_SIZE")).encode()),
+        ("/proc/sys/kernel/msgmni", b"16"),
+        ("/proc/sys/kernel/sem", b"250 1024 32 16"),
+    )
+
+
+def job_mounts(proc: bool, shm: bool, shm_mb: int) -> tuple[tuple[str, str, str, int, str | None], ...]:
+    """The per-job mounts: a procfs of the job's own PID namespace (it lists only the job's
+    processes; it must be mounted from inside that namespace, i.e. by the job's init) and an
+    empty /dev/shm (POSIX shared memory and semaphores die with the job)."""
+    out: list[tuple[str, str, str, int, str | None]] = []
+    if proc:
+        out.append(("proc", "/proc", "proc", sandbox_os.PROC_MOUNT_FLAGS, None))
+    if shm:
+        out.append(("tmpfs", "/dev/shm", "tmpfs", sandbox_os.TMPFS_MOUNT_FLAGS, f"size={shm_mb}m,nr_inodes=4k,mode=1777"))
+    return tuple(out)
+
+
+def enter_job_namespaces(ns: JobNamespaces, memory_mb: int) -> None:
+    """A private IPC namespace (SysV objects and POSIX queues are freed when the job's last
+    process exits; their total size capped by `ipc_sysctls`) and a private mount namespace
+    holding the job's procfs and /dev/shm."""
+    if ns.flags:
+        sandbox_os.unshare(ns.flags)
+    for source, target, fstype, flags, data in ns.mounts:
+        sandbox_os.mount(source, target, fstype, flags, data)
+    if ns.cap_ipc:  # /proc/sys/kernel/{shm,msg,sem}* belong to the writer's IPC namespace
+        for path, value in ipc_sysctls(memory_mb):
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, value)
+            finally:
+                os.close(fd)
 
 
 def _set_limits(limits: dict[str, Any]) -> None:
@@ -109,10 +163,13 @@ def run_child(
     fds: dict[str, int],
     workdir: str,
     uid: int | None,
+    namespaces: JobNamespaces | None = None,
 ) -> None:
     """Confines this process, runs `fn(payload)` and exits. Never returns."""
     try:
         os.setsid()
+        if namespaces is not None:
+            enter_job_namespaces(namespaces, int(limits["memory_mb"]))
         # Std streams -> the worker's capture pipes; result -> fd 3; every other fd is closed
         # (the worker's protocol pipes, the uid lock, the namespace fd...).
         os.dup2(fds["devnull"], 0)

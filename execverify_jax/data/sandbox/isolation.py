@@ -16,6 +16,7 @@ from typing import Any, Callable
 from execverify_jax.data.sandbox import oslayer as sandbox_os
 
 from execverify_jax.data.sandbox import seccomp as sandbox_seccomp
+from execverify_jax.data.sandbox.child import JobNamespaces, enter_job_namespaces, job_mounts
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # execverify_jax/
 UID_LOCK_DIR = "/tmp/execverify-sandbox-uids"
@@ -95,6 +96,7 @@ class IsolationSetup:
             self._try(True, "pidns", self._become_pid_namespace_init)
         caps["seccomp"] = self._try(bool(self.config.get("seccomp", True)), "seccomp", self._load_seccomp)
         caps["pidns"] = self._try(use_ns, "pidns", self._check_pidns)
+        self._probe_job_namespaces(use_ns)
         if not caps["pidns"] and self.uid is None:
             notes.append("no PID namespace and no uid drop: processes that leave the job's process group survive it")
         caps["audit_hook"] = True
@@ -255,6 +257,80 @@ class IsolationSetup:
             os.close(self.pidns_fd)
             self.pidns_fd = None
             raise
+
+    def _probe_job_namespaces(self, enabled: bool) -> None:
+        """Decides what each job sets up for itself (`child.enter_job_namespaces`): a private IPC
+        namespace, and in a private mount namespace a procfs of the job's PID namespace and an
+        empty /dev/shm. Each part is tried in a throwaway child exactly as a job would (under
+        the seccomp filter, in a fresh PID namespace); the parts that work are kept."""
+        caps, notes = self.caps, self.caps["notes"]
+        caps["ipcns"] = caps["private_proc"] = caps["private_shm"] = caps["ipc_limits"] = False
+        if enabled:
+            shm_mb = int(self.config.get("tmpfs_mb", 64))
+            parts = {
+                "ipcns": JobNamespaces(sandbox_os.CLONE_NEWIPC),
+                "private_proc": JobNamespaces(sandbox_os.CLONE_NEWNS, job_mounts(True, False, shm_mb)),
+                "private_shm": JobNamespaces(sandbox_os.CLONE_NEWNS, job_mounts(False, True, shm_mb)),
+            }
+            if self.pidns_fd is None:  # a procfs mounted outside a job PID namespace shows the host's
+                del parts["private_proc"]
+            if not caps["mountns"] or not os.path.isdir("/dev/shm"):
+                del parts["private_shm"]
+            for name, part in parts.items():
+                error = self._probe_in_child(part)
+                caps[name] = error is None
+                if error:
+                    notes.append(f"{name} unavailable: {error}")
+            flags = 0
+            for name, part in parts.items():
+                flags |= part.flags if caps[name] else 0
+            mounts = tuple(m for name, part in parts.items() if caps[name] for m in part.mounts)
+            if flags:
+                self.job_ns = JobNamespaces(flags, mounts)
+                error = self._probe_in_child(self.job_ns)
+                if error:  # each part works alone but not together: keep none of them
+                    notes.append(f"per-job namespaces unavailable together: {error}")
+                    self.job_ns = None
+                    caps["ipcns"] = caps["private_proc"] = caps["private_shm"] = False
+            if self.job_ns is not None and caps["ipcns"]:
+                capped = JobNamespaces(self.job_ns.flags, self.job_ns.mounts, cap_ipc=True)
+                error = self._probe_in_child(capped)
+                caps["ipc_limits"] = error is None
+                if error:  # e.g. a read-only /proc/sys
+                    notes.append(f"ipc_limits unavailable ({error}): a job's SysV IPC can grow past its memory limit while it runs (it is freed when it ends)")
+                else:
+                    self.job_ns = capped
+        if not caps["ipcns"]:
+            notes.append("no IPC namespace per job: SysV IPC objects and POSIX message queues a job creates outlive it, on the host")
+        if not caps["private_proc"]:
+            notes.append("no procfs of the job's own: /proc lists the host's processes (filtered by uid only with proc_hidepid)")
+
+    def _probe_in_child(self, ns: JobNamespaces) -> str | None:
+        """None if a job-like child can enter `ns`, else the error it met."""
+        rfd, wfd = os.pipe()
+        if self.pidns_fd is not None:
+            sandbox_os.new_pid_namespace_for_children(self.pidns_fd)
+        pid = os.fork()
+        if pid == 0:
+            msg = b""
+            try:
+                os.close(rfd)
+                if self.seccomp is not None:  # the filter every job inherits must let it through
+                    sandbox_os.set_no_new_privs()
+                    self.seccomp.install()
+                enter_job_namespaces(ns, 1024)
+            except BaseException as exc:  # noqa: BLE001 - reported to the worker
+                msg = f"{type(exc).__name__}: {exc}".encode()[:500]
+            finally:
+                os.write(wfd, msg)
+                os._exit(0)
+        os.close(wfd)
+        with os.fdopen(rfd, "rb") as f:
+            msg = f.read()
+        status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        if msg or status != 0:
+            return msg.decode("utf-8", "replace") or f"probe exited with {status}"
+        return None
 
     # ----------------------------------------------------------------------------- targets
 

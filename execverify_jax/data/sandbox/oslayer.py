@@ -14,6 +14,7 @@ import signal
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
@@ -27,6 +28,11 @@ MS_BIND = 4096
 MS_MOVE = 8192
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+# The exact flags of the two mounts a job's child makes in its own mount namespace (a procfs for
+# its PID namespace, a tmpfs on /dev/shm). The seccomp filter lets mount(2) through with exactly
+# these flags and no others (see seccomp.py).
+PROC_MOUNT_FLAGS = MS_NOSUID | MS_NODEV | MS_NOEXEC
+TMPFS_MOUNT_FLAGS = MS_NOSUID | MS_NODEV
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38

@@ -1,8 +1,11 @@
 """A seccomp-BPF deny-list for sandbox jobs: shrink the kernel surface a job can reach.
 
 Denied with EPERM: debugging other processes (ptrace, process_vm_*), namespace and mount
-operations (unshare and setns except for exactly CLONE_NEWPID, which the worker needs and an
-unprivileged job cannot use; the mount family, pivot_root, chroot; clone with any CLONE_NEW*),
+operations (unshare except with only CLONE_NEWPID/CLONE_NEWNS/CLONE_NEWIPC, setns except with
+exactly CLONE_NEWPID, mount except with exactly the flags of the job's own procfs and /dev/shm
+mounts: the worker and each job's first moments need those, and a job, once it has dropped its
+privileges, is refused them by the kernel; umount2, the new mount API, pivot_root, chroot; clone
+with any CLONE_NEW*),
 io_uring, bpf, perf_event_open, userfaultfd, the key store, module/kexec/reboot/swap/clock
 administration, and every x32 syscall on x86_64. clone3 gets ENOSYS (its flags live in memory
 the filter cannot read) so glibc falls back to clone, whose flags are checked. Everything else is
@@ -79,8 +82,11 @@ RET_ERRNO = 0x00050000
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 # struct seccomp_data offsets; args are u64, we read their low 32 bits (little endian).
-_OFF_NR, _OFF_ARCH, _OFF_ARG0, _OFF_ARG1 = 0, 4, 16, 24
-CLONE_NEWPID = 0x20000000
+_OFF_NR, _OFF_ARCH, _OFF_ARG0, _OFF_ARG1, _OFF_ARG3 = 0, 4, 16, 24, 40
+CLONE_NEWPID = sandbox_os.CLONE_NEWPID
+# What unshare may ask for: a PID namespace for the next job (the worker), a mount and an IPC
+# namespace for the job itself (its first step, before it drops its privileges).
+UNSHARE_ALLOWED = sandbox_os.CLONE_NEWPID | sandbox_os.CLONE_NEWNS | sandbox_os.CLONE_NEWIPC
 
 
 class _SockFprog(ctypes.Structure):
@@ -123,15 +129,18 @@ def build_filter(arch: str | None = None) -> bytes | None:
     if arch == "x86_64":
         prog.append((_JGE_K, "deny", 0, X32_SYSCALL_BIT))
     # The worker itself runs under this filter (installed once, inherited by every job) and
-    # still needs a fresh PID namespace per job: unshare/setns with exactly CLONE_NEWPID pass.
-    # A job gains nothing from them: without CAP_SYS_ADMIN (no user namespaces: denied below)
-    # the kernel refuses both.
+    # still needs a fresh PID namespace per job (setns/unshare with CLONE_NEWPID); each job, as
+    # its first step, takes a mount and an IPC namespace of its own and mounts a procfs and a
+    # /dev/shm there (unshare with CLONE_NEWNS|CLONE_NEWIPC, mount with exactly those flags).
+    # The job's code gains nothing from them: without CAP_SYS_ADMIN (no user namespaces: denied
+    # below) the kernel refuses all three.
     prog += [
         (_JEQ_K, "unshare", 0, nr["unshare"]),
         (_JEQ_K, "setns", 0, nr["setns"]),
+        (_JEQ_K, "mount", 0, nr["mount"]),
     ]
     for name in DENIED:
-        if name in nr and name not in ("unshare", "setns"):
+        if name in nr and name not in ("unshare", "setns", "mount"):
             prog.append((_JEQ_K, "deny", 0, nr[name]))
     prog += [
         (_JEQ_K, "enosys", 0, nr["clone3"]),
@@ -143,11 +152,15 @@ def build_filter(arch: str | None = None) -> bytes | None:
         (_RET_K, 0, 0, RET_ALLOW),
         ("label", "unshare"),
         (_LD_W_ABS, 0, 0, _OFF_ARG0),
-        (_JEQ_K, "allow_pidns", "deny", CLONE_NEWPID),
+        (_JSET_K, "deny", "allow_ns", ~UNSHARE_ALLOWED & 0xFFFFFFFF),
         ("label", "setns"),
         (_LD_W_ABS, 0, 0, _OFF_ARG1),
-        (_JEQ_K, "allow_pidns", "deny", CLONE_NEWPID),
-        ("label", "allow_pidns"),
+        (_JEQ_K, "allow_ns", "deny", CLONE_NEWPID),
+        ("label", "mount"),
+        (_LD_W_ABS, 0, 0, _OFF_ARG3),
+        (_JEQ_K, "allow_ns", 0, sandbox_os.PROC_MOUNT_FLAGS),
+        (_JEQ_K, "allow_ns", "deny", sandbox_os.TMPFS_MOUNT_FLAGS),
+        ("label", "allow_ns"),
         (_RET_K, 0, 0, RET_ALLOW),
         ("label", "deny"),
         (_RET_K, 0, 0, RET_ERRNO | errno.EPERM),

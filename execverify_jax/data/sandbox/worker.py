@@ -7,10 +7,13 @@ on its original stdin/stdout (moved to private fds; fds 0/1 become /dev/null).
 
 Per worker, once (`sandbox_isolation.IsolationSetup`): a locked unprivileged uid (root only), a
 new network namespace, a new mount namespace (private size-limited tmpfs over the temp dirs,
-hidden home/checkout/data dirs, a minimal /dev, a hidepid procfs); then what every job inherits:
-scrubbed environment, SIGXCPU handler, audit hook, no_new_privs, seccomp (`confine_worker`).
+hidden home/checkout/data dirs, a minimal /dev, a hidepid procfs as a fallback), a probe of the
+per-job namespaces; then what every job inherits: scrubbed environment, SIGXCPU handler, audit
+hook, no_new_privs, seccomp (`confine_worker`).
 Per job: an empty work dir, a fresh PID namespace (the job is its init, so everything it spawns
-dies with it), pipes for stdout/stderr/result, fork, then wait with a deadline and caps.
+dies with it), pipes for stdout/stderr/result, fork, then wait with a deadline and caps. The
+child first enters an IPC and a mount namespace of its own and mounts its own procfs and
+/dev/shm (`child.enter_job_namespaces`): all of it, SysV/POSIX IPC objects included, dies with it.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from execverify_jax.data.sandbox.child import (
     EXIT_RESULT_FAILED,
     EXIT_SETUP_FAILED,
     SAFE_PATH,
+    JobNamespaces,
     audit_hook,
     on_cpu_limit,
     run_child,
@@ -53,6 +57,7 @@ class Worker(IsolationSetup):
         self.caps: dict[str, Any] = {"notes": []}
         self.uid: int | None = None
         self.pidns_fd: int | None = None
+        self.job_ns: JobNamespaces | None = None  # per-job IPC/mount namespace, procfs, /dev/shm
         self.targets: dict[str, Callable[[Any], Any]] = {}
         self.devnull = os.open(os.devnull, os.O_RDWR)
         self._workdir_ready = False
@@ -144,7 +149,7 @@ class Worker(IsolationSetup):
         pid = os.fork()
         if pid == 0:  # the job; never returns
             fds = {"out": out_w, "err": err_w, "res": res_w, "devnull": self.devnull}
-            run_child(fn, payload, limits, fds, workdir, self.uid)
+            run_child(fn, payload, limits, fds, workdir, self.uid, self.job_ns)
         for fd in (out_w, err_w, res_w):
             os.close(fd)
         try:

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from execverify_jax import config_loader as config_lib
+from execverify_jax.data import records as records_io
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.rl.builders import build_model_config, build_task, load_init_params, loader_config
@@ -53,8 +54,8 @@ KILL_ENV = "EXECVERIFY_TEST_KILL_AT_STEP"  # tests: SIGKILL this process right a
 def _step_of(line: str) -> int:
     try:
         return int(json.loads(line).get("step", 0))
-    except ValueError:
-        return 1 << 30  # a torn line: dropped
+    except (ValueError, TypeError, AttributeError):
+        return 1 << 30  # a torn (or foreign) line: dropped
 
 
 class GRPOTrainer:
@@ -101,9 +102,9 @@ class GRPOTrainer:
             self._restore(resume)
         samples = self.run_dir / "samples.jsonl"
         if self.pi == 0 and samples.exists():  # drop samples of steps that will be re-run
-            keep = [l for l in samples.read_text().splitlines()
+            keep = [l for l in samples.read_text(encoding="utf-8", errors="replace").splitlines()
                     if l.strip() and resume is not None and _step_of(l) <= self.rl_step]
-            samples.write_text("".join(l + "\n" for l in keep))
+            samples.write_text("".join(l + "\n" for l in keep), encoding="utf-8")
         self.writer = MetricsWriter(self.run_dir, resume_step=self.rl_step if resume is not None else 0,
                                     enabled=self.pi == 0, tensorboard=cfg.tensorboard)
         if self.pi == 0:
@@ -196,11 +197,11 @@ class GRPOTrainer:
         if self.pi != 0 or n <= 0:
             return
         G = self.cfg.grpo.group_size
-        with open(self.run_dir / "samples.jsonl", "a") as f:
+        with open(self.run_dir / "samples.jsonl", "a", encoding="utf-8") as f:
             for i in sorted(results)[:n]:
-                f.write(json.dumps({"step": self.rl_step + 1, "question_id": records[i // G].get("id"),
-                                    "response": self.task.decode(tokens_BC[i, : len_B[i]].tolist()),
-                                    "reward": float(results[i].reward), "reason": results[i].reason}) + "\n")
+                f.write(records_io.json_line({"step": self.rl_step + 1, "question_id": records[i // G].get("id"),
+                                              "response": self.task.decode(tokens_BC[i, : len_B[i]].tolist()),
+                                              "reward": float(results[i].reward), "reason": results[i].reason}))
 
     # --------------------------------------------------------------------------------- run
     def train(self) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from execverify_jax.data import records
+
 # Sub-question kinds of io_mixed answers -> the paper's names.
 KIND_METRIC = {"next_statement": "path", "value_type": "state", "coverage": "coverage"}
 
@@ -72,14 +74,14 @@ class MetricsWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
             keep = []
-            for line in self.path.read_text().splitlines():
+            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
                     row = json.loads(line)
                 except ValueError:
                     continue  # a torn last line from a killed run
-                if resume_step is not None and row.get("step", 0) <= resume_step:
+                if resume_step is not None and isinstance(row, dict) and row.get("step", 0) <= resume_step:
                     keep.append(line)
-            self.path.write_text("".join(l + "\n" for l in keep))
+            self.path.write_text("".join(l + "\n" for l in keep), encoding="utf-8")
         if tensorboard:
             from tensorboardX import SummaryWriter
             self.tb = SummaryWriter(str(Path(run_dir) / "tb"),
@@ -89,16 +91,19 @@ class MetricsWriter:
         """Writes the step's scalars (non-finite values are written as null in the JSON)."""
         if not self.enabled:
             return
-        row = {"step": step}
-        for k, v in sorted(metrics.items()):
-            v = float(v)
-            row[k] = v if math.isfinite(v) else None
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        row: dict[str, Any] = {"step": step}
+        for k, v in sorted(metrics.items(), key=lambda kv: str(kv[0])):
+            try:
+                v = float(v)
+                row[str(k)] = v if math.isfinite(v) else None
+            except (TypeError, ValueError):  # not a scalar: kept as text, never a crash
+                row[str(k)] = v if isinstance(v, str) else records.jsonable(v)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(records.json_line(row))
             f.flush()
         if self.tb is not None:
             for k, v in row.items():
-                if k != "step" and v is not None:
+                if k != "step" and isinstance(v, float):
                     self.tb.add_scalar(k, v, step)
             self.tb.flush()
 
@@ -112,7 +117,7 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     """The rows of RUN/metrics.jsonl (skipping torn lines)."""
     rows = []
     p = Path(run_dir) / "metrics.jsonl"
-    for line in p.read_text().splitlines() if p.exists() else []:
+    for line in p.read_text(encoding="utf-8", errors="replace").splitlines() if p.exists() else []:
         try:
             rows.append(json.loads(line))
         except ValueError:
