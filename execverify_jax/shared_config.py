@@ -6,9 +6,9 @@ these one definitions. Values are checked with the `config_loader` helpers (`Con
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from execverify_jax.config_loader import ConfigError, bad, check_int, check_range
+from execverify_jax.config_loader import ConfigError, bad, check_choice, check_int, check_range
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
@@ -77,3 +77,31 @@ class SamplingConfig:
     def greedy(self) -> bool:
         """Temperature 0: argmax decoding."""
         return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class GenerationConfig(SamplingConfig):
+    """Decoding options of `execverify eval` (its `generation:` section) and `execverify generate`.
+
+    n: samples per prompt (pass@k); temperature 0 (the default here) = greedy, the paper's setting.
+    raw_prompts: encode an item's `raw_prompt` as-is (completion style) instead of the chat template.
+    dtype: inference numerics (auto: float32 on CPU, bfloat16 otherwise; see model/config.py).
+    """
+
+    max_new_tokens: int = 1024
+    temperature: float = 0.0
+    batch_size: int = 16
+    n: int = 1
+    seed: int = 0
+    raw_prompts: bool = False
+    dtype: str = "auto"
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int("batch_size", self.batch_size, 1)
+        check_int("n", self.n, 1)
+        check_choice("dtype", self.dtype, DTYPES)
+
+
+DTYPES = ("auto", "float32", "bfloat16", "bf16-matmul")
