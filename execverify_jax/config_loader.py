@@ -267,7 +267,7 @@ def _read_one(p: Path) -> dict:
     return data
 
 
-def read_tree(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, dict[tuple[str, ...], Path]]:
+def read_tree(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, dict[tuple[str, ...], Path | None]]:
     """Reads a YAML mapping with its `base:` includes resolved.
 
     Returns (data, origins): origins maps every key path to the file that set it last.
@@ -286,7 +286,7 @@ def read_tree(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict, di
     elif not (isinstance(bases, list) and all(isinstance(b, str) for b in bases)):
         raise ConfigError(f"{p}: base={bases!r}: must be a file name or a list of file names", "base")
     data: dict = {}
-    origins: dict[tuple[str, ...], Path] = {}
+    origins: dict[tuple[str, ...], Path | None] = {}
     for b in bases:
         sub, sub_origins = read_tree(p.parent / b, (*_chain, real))
         data = deep_merge(data, sub)
@@ -305,13 +305,16 @@ def load(cls: type[T], path: str | Path | None = None, overrides: list[str] | No
     """Loads `cls` from an optional YAML file, then `values` ({dotted key: value}, e.g. the
     command's flags), then `key=value` overrides. Errors about a key read from a file name it."""
     data, origins = read_tree(path) if path is not None else ({}, {})
+    set_here: list[list[str]] = []
     for key, value in (values or {}).items():
         set_key(data, key.split("."), value, f"option {key}")
-        origins.update({tuple(key.split(".")[:i]): None for i in range(1, key.count(".") + 2)})
+        set_here.append(key.split("."))
     data = apply_overrides(data, overrides or [])
-    for item in overrides or []:
-        keys = parse_override(item)[0]
-        origins.update({tuple(keys[:i]): None for i in range(1, len(keys) + 1)})
+    set_here += [parse_override(item)[0] for item in overrides or []]
+    for keys in set_here:  # the command line set these: no file to blame (mappings it created too)
+        for i in range(1, len(keys)):
+            origins.setdefault(tuple(keys[:i]), None)
+        origins[tuple(keys)] = None
     try:
         return from_dict(cls, data)
     except ConfigError as exc:

@@ -15,7 +15,8 @@ HELP = "generate text with a checkpoint or HF directory"
 @dataclass(frozen=True)
 class GenerateOptions(GenerationConfig):
     """`execverify generate` options: the shared GenerationConfig (flat keys: temperature, n, mesh,
-    ...; here 256 new tokens at temperature 1 by default) plus what to load and the prompt."""
+    ...; here 256 new tokens at temperature 1 by default; batch_size is unused, there is one
+    prompt) plus what to load and the prompt."""
 
     max_new_tokens: int = 256
     temperature: float = 1.0

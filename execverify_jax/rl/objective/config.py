@@ -16,7 +16,7 @@ import dataclasses
 import math
 from typing import Literal
 
-from execverify_jax.config_loader import bad, check_int, check_range, check_real
+from execverify_jax.config_loader import bad, check_bool, check_int, check_range, check_real
 
 AggMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
 AGG_MODES: tuple[str, ...] = (
@@ -83,8 +83,7 @@ class GRPOConfig:
         check_int("ppo_epochs", self.ppo_epochs, 1)
         check_int("micro_batch_size", self.micro_batch_size, 1)
         check_int("max_response_len", self.max_response_len, 1)
-        if not isinstance(self.norm_adv_by_std, bool):
-            raise bad("norm_adv_by_std", self.norm_adv_by_std, "must be true or false")
+        check_bool("norm_adv_by_std", self.norm_adv_by_std)
         if check_real("adv_eps", self.adv_eps) <= 0:
             raise bad("adv_eps", self.adv_eps, "must be > 0")
         for name in ("clip_eps_low", "clip_eps_high"):
@@ -108,8 +107,7 @@ class GRPOConfig:
         if self.kl_clamp is not None and check_real("kl_clamp", self.kl_clamp) <= 0:
             raise bad("kl_clamp", self.kl_clamp, "must be > 0 (or null to disable)")
         for name in ("dynamic_sampling", "overlong_filter"):
-            if not isinstance(getattr(self, name), bool):
-                raise bad(name, getattr(self, name), "must be true or false")
+            check_bool(name, getattr(self, name))
         check_int("dynamic_max_rounds", self.dynamic_max_rounds, 1)
 
     @property
