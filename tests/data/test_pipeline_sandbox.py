@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from execverify_jax import config_loader
 from execverify_jax.data import pipeline, records, safe_codec
 
 PROGRAMS = {
@@ -45,7 +46,7 @@ class HandStages(pipeline.RealStages):
 
 @pytest.mark.parametrize("fused", [True, False])
 def test_real_stages_end_to_end(tmp_path: Path, fused: bool) -> None:
-    cfg = pipeline.config_lib.from_dict(pipeline.DataConfig, {
+    cfg = config_loader.from_dict(pipeline.DataConfig, {
         "levels": [1], "attempts": 1, "workers": 2, "chunk_size": 2, "fused_filter_trace": fused,
         "questions": {"layouts": ["io_mixed", "oi"]}, "decontam": {"humaneval": False},
         "split": {"heldout_fraction": 0.0}})
