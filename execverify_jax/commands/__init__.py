@@ -38,7 +38,7 @@ def load_options(cls: type[T], args: argparse.Namespace, command: str,
     for dest, key in (flags or {}).items():
         value = getattr(args, dest, None)
         if value is not None:
-            values[key] = list(value) if isinstance(value, tuple) else value
+            values[key] = value
     try:
         return load(cls, args.config, args.overrides, values)
     except ConfigError as exc:
