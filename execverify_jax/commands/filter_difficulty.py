@@ -12,48 +12,57 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from execverify_jax.commands import add_config_args, load_options
 
 NAME = "filter-difficulty"
 HELP = "keep questions by the policy's own pass rate"
 
 
+# argparse dest -> FilterConfig key (rl/apps/difficulty.py); the flags are shorthands.
+FLAGS = {"model": "model", "tokenizer": "tokenizer", "data": "data", "split": "split", "out": "out",
+         "n": "difficulty.n", "temperature": "difficulty.temperature", "top_p": "difficulty.top_p",
+         "max_new_tokens": "difficulty.max_new_tokens", "max_pass_rate": "difficulty.max_pass_rate",
+         "min_pass_rate": "difficulty.min_pass_rate", "prompt": "difficulty.prompt",
+         "batch_prompts": "difficulty.batch_prompts", "limit": "limit", "workers": "workers", "mesh": "mesh",
+         "seed": "difficulty.seed", "progress": "progress"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Registers the flags (no heavy imports)."""
-    parser.add_argument("--model", required=True, help="Orbax checkpoint dir (with tokenizer files) or HF dir")
+    """Registers the flags (no heavy imports). Defaults are FilterConfig's."""
+    add_config_args(parser, example="difficulty.top_p=0.9")
+    parser.add_argument("--model", help="Orbax checkpoint dir (with tokenizer files) or HF dir; required")
     parser.add_argument("--tokenizer", default=None, help="tokenizer dir (default: --model)")
-    parser.add_argument("--data", required=True, help="synth output dir or question JSONL")
-    parser.add_argument("--split", default="train", help="split of a synth dir (default: train)")
-    parser.add_argument("--out", required=True, help="output JSONL of kept questions")
-    parser.add_argument("--n", type=int, default=10, help="samples per question (default: 10)")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus p (the paper's run: 0.9)")
-    parser.add_argument("--max-new-tokens", type=int, default=4096)
-    parser.add_argument("--max-pass-rate", type=float, default=0.3)
-    parser.add_argument("--min-pass-rate", type=float, default=0.0)
-    parser.add_argument("--prompt", choices=["cruxeval", "question"], default="cruxeval",
-                        help="probe with the CRUXEval-O prompt (paper) or the question's own prompt")
-    parser.add_argument("--batch-prompts", type=int, default=16)
+    parser.add_argument("--data", help="synth output dir or question JSONL; required")
+    parser.add_argument("--split", help="split of a synth dir (default: train)")
+    parser.add_argument("--out", help="output JSONL of kept questions; required")
+    parser.add_argument("--n", type=int, help="samples per question (default: 10)")
+    parser.add_argument("--temperature", type=float, help="default 1")
+    parser.add_argument("--top-p", type=float, help="nucleus p (default 1; the paper's run: 0.9)")
+    parser.add_argument("--max-new-tokens", type=int, help="default 4096")
+    parser.add_argument("--max-pass-rate", type=float, help="default 0.3")
+    parser.add_argument("--min-pass-rate", type=float, help="default 0")
+    parser.add_argument("--prompt", choices=["cruxeval", "question"],
+                        help="probe with the CRUXEval-O prompt (paper, default) or the question's own prompt")
+    parser.add_argument("--batch-prompts", type=int, help="default 16")
     parser.add_argument("--limit", type=int, default=None, help="only the first N questions")
     parser.add_argument("--workers", type=int, default=None, help="sandbox workers")
-    parser.add_argument("--mesh", default="data=-1", help="mesh, e.g. data=-1,tensor=2")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--mesh", help="mesh, e.g. data=-1,tensor=2 (default data=-1)")
+    parser.add_argument("--seed", type=int, help="default 0")
+    parser.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None)
 
 
 def run(args: argparse.Namespace) -> int:
     """Samples, grades, filters; prints the summary."""
+    from dataclasses import asdict
     from pathlib import Path
 
-    try:
-        from execverify_jax.rl.apps.difficulty import DifficultyConfig
-        dcfg = DifficultyConfig(n=args.n, temperature=args.temperature, top_p=args.top_p,
-                                max_new_tokens=args.max_new_tokens, max_pass_rate=args.max_pass_rate,
-                                min_pass_rate=args.min_pass_rate, prompt=args.prompt,
-                                batch_prompts=args.batch_prompts, seed=args.seed)
-    except ValueError as exc:
-        print(f"execverify filter-difficulty: {exc}", file=sys.stderr)
+    from execverify_jax.rl.apps.difficulty import FilterConfig
+
+    cfg = load_options(FilterConfig, args, "filter-difficulty", FLAGS)
+    if cfg is None:
         return 2
+    dcfg = cfg.difficulty
     import numpy as np
 
     from execverify_jax.data.records import json_line
@@ -68,18 +77,18 @@ def run(args: argparse.Namespace) -> int:
     from execverify_jax.rl.grpo.tasks import read_question_jsonl
 
     shd.maybe_initialize_distributed()
-    records = all_questions(args.data, args.split) if Path(args.data).is_dir() else read_question_jsonl(args.data)
-    if args.limit is not None:
-        records = records[: args.limit]
-    mesh = shd.make_mesh(shd.parse_mesh_spec(args.mesh))
-    mcfg, graphdef, params = load_any(args.model, mesh)
-    tok = Tokenizer(args.tokenizer or args.model)
-    tok.check_model_vocab(mcfg.vocab_size, args.model)
+    records = all_questions(cfg.data, cfg.split) if Path(cfg.data).is_dir() else read_question_jsonl(cfg.data)
+    if cfg.limit is not None:
+        records = records[: cfg.limit]
+    mesh = shd.make_mesh(cfg.mesh)
+    mcfg, graphdef, params = load_any(cfg.model, mesh)
+    tok = Tokenizer(cfg.tokenizer or cfg.model)
+    tok.check_model_vocab(mcfg.vocab_size, cfg.model)
     sampler = Sampler(mcfg, graphdef, mesh=mesh, pad_id=tok.pad_id)
     rates, kept = [], 0
-    with SandboxPool(num_workers=args.workers, preload=PRELOAD) as pool, open(args.out, "w", encoding="utf-8") as f:
+    with SandboxPool(num_workers=cfg.workers, preload=PRELOAD) as pool, open(cfg.out, "w", encoding="utf-8") as f:
         scorer = Scorer(pool)
-        for rec, rate in pass_rates(params, sampler, tok, scorer, records, dcfg, progress=not args.no_progress):
+        for rec, rate in pass_rates(params, sampler, tok, scorer, records, dcfg, progress=cfg.progress):
             rates.append(rate)
             if keep(rate, dcfg):
                 kept += 1
@@ -89,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     stats = {"questions": len(records), "kept": kept, "dropped": len(records) - kept,
              "always_solved": int(sum(r == 1.0 for r in rates)), "never_solved": int(sum(r == 0.0 for r in rates)),
              "mean_pass_rate": float(np.mean(rates)) if rates else 0.0, "pass_rate_histogram": hist,
-             "config": vars(dcfg)}
-    Path(args.out + ".stats.json").write_text(json.dumps(stats, indent=2))
+             "config": asdict(dcfg)}
+    Path(cfg.out + ".stats.json").write_text(json.dumps(stats, indent=2))
     print(json.dumps(stats, indent=2))
     return 0

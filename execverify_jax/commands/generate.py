@@ -3,29 +3,54 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
+
+from execverify_jax.commands import add_config_args, load_options
+from execverify_jax.shared_config import DTYPES, GenerationConfig
 
 NAME = "generate"
 HELP = "generate text with a checkpoint or HF directory"
 
 
+@dataclass(frozen=True)
+class GenerateOptions(GenerationConfig):
+    """`execverify generate` options: the shared GenerationConfig (flat keys: temperature, n, mesh,
+    ...; here 256 new tokens at temperature 1 by default; batch_size is unused, there is one
+    prompt) plus what to load and the prompt."""
+
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    model: str = field(kw_only=True)  # checkpoint directory (CKPT) or HF directory
+    prompt: str = field(kw_only=True)  # user message (chat-formatted unless raw_prompts)
+    tokenizer: str | None = field(default=None, kw_only=True)  # default: the model directory
+
+
+# argparse dest -> config key; --greedy is temperature=0 (applied after --temperature).
+FLAGS = {"model": "model", "prompt": "prompt", "tokenizer": "tokenizer", "max_new_tokens": "max_new_tokens",
+         "temperature": "temperature", "greedy": "temperature", "top_p": "top_p", "top_k": "top_k", "n": "n",
+         "seed": "seed", "raw": "raw_prompts", "dtype": "dtype", "mesh": "mesh"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Registers the flags (no heavy imports)."""
-    parser.add_argument("--model", required=True, help="checkpoint directory (CKPT) or HF directory")
-    parser.add_argument("--prompt", required=True, help="user message (chat-formatted unless --raw)")
+    """Registers the flags (no heavy imports). Defaults are GenerateOptions'."""
+    add_config_args(parser, example="temperature=0.7")
+    parser.add_argument("--model", help="checkpoint directory (CKPT) or HF directory; required")
+    parser.add_argument("--prompt", help="user message (chat-formatted unless --raw); required")
     parser.add_argument("--tokenizer", default=None,
                         help="tokenizer dir or .model (default: the --model directory)")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--greedy", action="store_true", help="argmax decoding")
-    parser.add_argument("--temperature", type=float, default=1.0, help="0 means greedy")
+    parser.add_argument("--max-new-tokens", type=int, help="default 256")
+    parser.add_argument("--greedy", action="store_const", const=0.0, default=None,
+                        help="argmax decoding (= --temperature 0)")
+    parser.add_argument("--temperature", type=float, help="default 1; 0 means greedy")
     parser.add_argument("--top-p", type=float, default=None)
     parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--n", type=int, default=1, help="samples to draw")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--raw", action="store_true", help="encode the prompt as-is, no chat template")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "bf16-matmul"],
-                        help="weights + compute dtype (auto: float32 on CPU, bfloat16 otherwise; "
+    parser.add_argument("--n", type=int, help="samples to draw (default 1)")
+    parser.add_argument("--seed", type=int, help="default 0")
+    parser.add_argument("--raw", action="store_true", default=None, help="encode the prompt as-is, no chat template")
+    parser.add_argument("--dtype", choices=list(DTYPES),
+                        help="weights + compute dtype (auto, the default: float32 on CPU, bfloat16 otherwise; "
                              "bf16-matmul: bf16 weights and matmul inputs, fp32 elsewhere, fast on CPU)")
-    parser.add_argument("--mesh", default="data=-1", help="mesh axes, e.g. 'data=1,tensor=8'")
+    parser.add_argument("--mesh", help="mesh axes, e.g. 'data=1,tensor=8' (default data=-1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,22 +66,25 @@ def run(args: argparse.Namespace) -> int:
     from execverify_jax.model.sampler import Sampler
     from execverify_jax.model.strategies import make_strategy
 
-    tok = Tokenizer(args.tokenizer or args.model)
-    numerics = inference_numerics(args.dtype, jax.default_backend())
+    opts = load_options(GenerateOptions, args, "generate", FLAGS)
+    if opts is None:
+        return 2
+    tok = Tokenizer(opts.tokenizer or opts.model)
+    numerics = inference_numerics(opts.dtype, jax.default_backend())
     shd.maybe_initialize_distributed()
-    mesh = shd.make_mesh(shd.parse_mesh_spec(args.mesh))
-    cfg, graphdef, params = load_any(args.model, mesh, shd.SAMPLE_RULES, **numerics)
-    source = str(Path(args.model) / ("config.json" if (Path(args.model) / "config.json").is_file()
+    mesh = shd.make_mesh(opts.mesh)
+    cfg, graphdef, params = load_any(opts.model, mesh, shd.SAMPLE_RULES, **numerics)
+    source = str(Path(opts.model) / ("config.json" if (Path(opts.model) / "config.json").is_file()
                                      else "model_config.json"))
     tok.check_model_vocab(cfg.vocab_size, source)
-    ids = tok.encode(args.prompt) if args.raw else tok.apply_chat([{"role": "user", "content": args.prompt}])
+    ids = tok.encode(opts.prompt) if opts.raw_prompts else tok.apply_chat([{"role": "user", "content": opts.prompt}])
     sampler = Sampler(cfg, graphdef, mesh=mesh, pad_id=tok.pad_id)
-    strategy = make_strategy(args.greedy, args.temperature, args.top_k, args.top_p)
-    out = sampler.generate(params, [ids], args.max_new_tokens, strategy, stop_ids=tok.stop_ids,
-                           n=args.n, seed=args.seed)
+    strategy = make_strategy(opts.greedy, opts.temperature, opts.top_k, opts.top_p)
+    out = sampler.generate(params, [ids], opts.max_new_tokens, strategy, stop_ids=tok.stop_ids,
+                           n=opts.n, seed=opts.seed)
     for i in range(len(out.lengths_B)):
         text = tok.decode(out.tokens_BC[i, : out.lengths_B[i]])
-        if args.n > 1:
+        if opts.n > 1:
             print(f"--- sample {i} ({out.lengths_B[i]} tokens) ---")
         print(text)
     return 0

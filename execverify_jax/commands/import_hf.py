@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
+from typing import Literal
+
+from execverify_jax.commands import add_config_args, load_options
+from execverify_jax.shared_config import MeshConfig
 
 NAME = "import-hf"
 HELP = "import a Hugging Face checkpoint directory into an Orbax checkpoint"
 
 
+@dataclass(frozen=True)
+class ImportOptions:
+    """`execverify import-hf` options (YAML keys; the flags are shorthands)."""
+
+    hf: str  # local HF directory (config.json + safetensors)
+    out: str  # output checkpoint directory (CKPT)
+    param_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # dtype the parameters are stored in
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+
+
+FLAGS = {"hf": "hf", "out": "out", "param_dtype": "param_dtype", "mesh": "mesh"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Registers the flags (no heavy imports)."""
-    parser.add_argument("--hf", required=True, help="local HF directory (config.json + safetensors)")
-    parser.add_argument("--out", required=True, help="output checkpoint directory (CKPT)")
-    parser.add_argument("--param-dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+    add_config_args(parser, example="mesh=fsdp=-1")
+    parser.add_argument("--hf", help="local HF directory (config.json + safetensors); required")
+    parser.add_argument("--out", help="output checkpoint directory (CKPT); required")
+    parser.add_argument("--param-dtype", choices=["float32", "bfloat16", "float16"],
                         help="dtype to store the parameters in (default float32)")
-    parser.add_argument("--mesh", default="data=-1", help="mesh axes, e.g. 'fsdp=-1' or 'data=2,tensor=4'")
+    parser.add_argument("--mesh", help="mesh axes, e.g. 'fsdp=-1' or 'data=2,tensor=4' (default data=-1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,13 +44,16 @@ def run(args: argparse.Namespace) -> int:
     from execverify_jax.model.checkpoint import save_params
     from execverify_jax.model.hf_import import load_hf_state
 
-    if (Path(args.out) / "params").exists():
-        print(f"error: {args.out} already holds a checkpoint; choose a new --out")
+    opts = load_options(ImportOptions, args, "import-hf", FLAGS)
+    if opts is None:
+        return 2
+    if (Path(opts.out) / "params").exists():
+        print(f"error: {opts.out} already holds a checkpoint; choose a new --out")
         return 2
     shd.maybe_initialize_distributed()
-    mesh = shd.make_mesh(shd.parse_mesh_spec(args.mesh))
-    cfg, _, state = load_hf_state(args.hf, mesh, shd.TRAIN_RULES, param_dtype=args.param_dtype)
-    out = save_params(args.out, cfg, state)
-    print(f"imported {args.hf} ({cfg.model_type}, {cfg.num_params() / 1e6:.1f}M params, "
-          f"{args.param_dtype}) -> {out}")
+    mesh = shd.make_mesh(opts.mesh)
+    cfg, _, state = load_hf_state(opts.hf, mesh, shd.TRAIN_RULES, param_dtype=opts.param_dtype)
+    out = save_params(opts.out, cfg, state)
+    print(f"imported {opts.hf} ({cfg.model_type}, {cfg.num_params() / 1e6:.1f}M params, "
+          f"{opts.param_dtype}) -> {out}")
     return 0

@@ -14,33 +14,40 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, field
+
+from execverify_jax.commands import add_config_args, load_options
+from execverify_jax.rewards.config import RewardConfig
 
 NAME = "score"
 HELP = "score model responses against question records"
 
 
+@dataclass(frozen=True)
+class ScoreOptions:
+    """`execverify score` options (YAML keys; the flags are shorthands). `reward` is a RewardConfig."""
+
+    questions: str  # question records (JSONL, with `id` and `answer`)
+    responses: str  # responses (JSONL: question_id, response)
+    out: str  # where to write the scored responses
+    workers: int | None = None  # sandbox workers (default: CPU count)
+    progress: bool = True
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+
+FLAGS = {"questions": "questions", "responses": "responses", "out": "out", "workers": "workers",
+         "progress": "progress"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Registers the options (cheap: no sandbox import here)."""
-    parser.add_argument("--questions", required=True, metavar="Q.jsonl", help="question records (JSONL, with `id` and `answer`)")
-    parser.add_argument("--responses", required=True, metavar="R.jsonl", help="responses (JSONL: question_id, response)")
-    parser.add_argument("--out", required=True, metavar="S.jsonl", help="where to write the scored responses")
-    parser.add_argument("--config", metavar="YAML", help="config file; its `reward:` section (or the whole file) is a RewardConfig")
-    parser.add_argument("--set", action="append", default=[], metavar="reward.KEY=VALUE",
-                        help="override a RewardConfig field, e.g. --set reward.gated=false (repeatable)")
-    parser.add_argument("--workers", type=int, default=None, metavar="N", help="sandbox workers (default: CPU count)")
-    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
-
-
-def load_config(path: str | None, overrides: list[str]):
-    """RewardConfig from an optional YAML file plus `reward.key=value` overrides."""
-    from execverify_jax.config_loader import apply_overrides, from_dict, read_yaml
-    from execverify_jax.rewards.config import RewardConfig
-
-    data = read_yaml(path) if path else {}
-    section = data.get("reward", data) if isinstance(data, dict) else data
-    sets = [s if s.startswith("reward.") else f"reward.{s}" for s in overrides]
-    merged = apply_overrides({"reward": section or {}}, sets)["reward"]
-    return from_dict(RewardConfig, merged, "reward")
+    add_config_args(parser, what="the options and a `reward:` section (a RewardConfig)", example="reward.gated=false")
+    parser.add_argument("--questions", metavar="Q.jsonl", help="question records (JSONL, with `id` and `answer`); required")
+    parser.add_argument("--responses", metavar="R.jsonl", help="responses (JSONL: question_id, response); required")
+    parser.add_argument("--out", metavar="S.jsonl", help="where to write the scored responses; required")
+    parser.add_argument("--workers", type=int, metavar="N", help="sandbox workers (default: CPU count)")
+    parser.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
+                        help="do not show a progress bar")
 
 
 def _read_jsonl(path: str, what: str, skipped: dict) -> list[tuple[int, dict | None, str]]:
@@ -88,20 +95,18 @@ def run(args: argparse.Namespace) -> int:
     """Scores every response and writes the scored file; prints the summary."""
     from tqdm import tqdm
 
-    from execverify_jax.config_loader import ConfigError
     from execverify_jax.data.records import json_line
     from execverify_jax.rewards.scorer import PRELOAD, Scorer, answer_of, mean_by_kind, validate
     from execverify_jax.rewards.whitebox import RecordError
 
-    try:
-        cfg = load_config(args.config, args.set)
-    except ConfigError as exc:
-        print(f"execverify score: {exc}", file=sys.stderr)
+    opts = load_options(ScoreOptions, args, "score", FLAGS)
+    if opts is None:
         return 2
+    cfg = opts.reward
     skipped: dict[str, int] = {}
     try:
-        q_rows = _read_jsonl(args.questions, "questions", skipped)
-        r_rows = _read_jsonl(args.responses, "responses", skipped)
+        q_rows = _read_jsonl(opts.questions, "questions", skipped)
+        r_rows = _read_jsonl(opts.responses, "responses", skipped)
     except OSError as exc:
         print(f"execverify score: {exc}", file=sys.stderr)
         return 2
@@ -142,20 +147,20 @@ def run(args: argparse.Namespace) -> int:
     if needs_pool:
         from execverify_jax.data.sandbox import SandboxPool
 
-        pool = SandboxPool(args.workers, preload=PRELOAD)
+        pool = SandboxPool(opts.workers, preload=PRELOAD)
     results = []
     try:
         scorer = Scorer(pool, cfg)
         futures = iter(scorer.submit_batch([q for _, q in scorable], [r["response"] for r, _ in scorable]))
-        with open(args.out, "w", encoding="utf-8") as out:
-            for r, q, why in tqdm(jobs, desc="scoring", unit="resp", disable=args.no_progress, file=sys.stderr):
+        with open(opts.out, "w", encoding="utf-8") as out:
+            for r, q, why in tqdm(jobs, desc="scoring", unit="resp", disable=not opts.progress, file=sys.stderr):
                 row = _unscored(r, why) if q is None else _scored_row(r, next(futures), results, skipped)
                 out.write(json_line(row))
     finally:
         if pool is not None:
             pool.close()
 
-    print(f"scored {len(results)} responses -> {args.out}")
+    print(f"scored {len(results)} responses -> {opts.out}")
     for kind, s in mean_by_kind(results).items():
         print(f"  {kind:9s} n={s['count']:6d}  mean reward={s['mean_reward']:.4f}  format rate={s['format_rate']:.3f}")
     total_skipped = sum(skipped.values())

@@ -13,16 +13,16 @@ import argparse
 import json
 import sys
 
+from execverify_jax.commands import add_config_args, load_options
+
 NAME = "sft"
 HELP = "supervised warm-up"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Registers the flags (no heavy imports)."""
-    parser.add_argument("--config", required=True, help="config YAML (TrainConfig with an `sft` section)")
+    add_config_args(parser, required=True, what="a TrainConfig with an `sft` section", example="sft.epochs=1")
     parser.add_argument("--out", required=True, help="run directory")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value (repeatable)")
 
 
 def load_conversations(cfg, tokenizer_split: str = "train") -> tuple[list, dict]:
@@ -46,13 +46,10 @@ def load_conversations(cfg, tokenizer_split: str = "train") -> tuple[list, dict]
 
 def run(args: argparse.Namespace) -> int:
     """Builds the data, trains, prints a JSON summary."""
-    from execverify_jax.config_loader import ConfigError, load
     from execverify_jax.rl.run_config import TrainConfig
 
-    try:
-        cfg = load(TrainConfig, args.config, args.overrides)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"execverify sft: config error: {exc}", file=sys.stderr)
+    cfg = load_options(TrainConfig, args, "sft")
+    if cfg is None:
         return 2
     from execverify_jax.data.tokenizer import Tokenizer
     from execverify_jax.model.sharding import maybe_initialize_distributed

@@ -8,21 +8,21 @@ import sys
 import time
 from pathlib import Path
 
+from execverify_jax.commands import add_config_args
+
 NAME = "synth"
 HELP = "synthesize programs and questions into dataset shards"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Registers the command's flags (cheap: no heavy imports)."""
-    parser.add_argument("--config", default=None,
-                        help="data config YAML (default: the repository's configs/data/small.yaml)")
+    add_config_args(parser, what="a DataConfig (default: the repository's configs/data/small.yaml)",
+                    example="programs_per_cell=2")
     parser.add_argument("--out", required=True, help="output directory (re-run with the same arguments to resume)")
     parser.add_argument("--shard", type=int, default=0, help="index of this shard (default: 0)")
     parser.add_argument("--num-shards", type=int, default=1, help="number of shards of the grid (default: 1)")
     parser.add_argument("--format", choices=("arrayrecord", "jsonl", "both"), default="arrayrecord",
                         help="output format: ArrayRecord (grain), JSONL, or both (default: %(default)s)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set programs_per_cell=2 (repeatable)")
     parser.add_argument("--verify", action="store_true",
                         help="after synthesis, re-run every program in the sandbox and re-check its constraint")
     parser.add_argument("--verify-only", action="store_true", help="only verify an existing complete output")

@@ -12,23 +12,43 @@ import argparse
 import ast
 import json
 import sys
+from dataclasses import dataclass
 
-from execverify_jax.commands import read_code
+from execverify_jax.commands import add_config_args, load_options, read_code
 
 NAME = "trace"
 HELP = "trace one call of a program and print its steps"
 
 
+@dataclass(frozen=True)
+class TraceOptions:
+    """`execverify trace` options (YAML keys; the flags are shorthands)."""
+
+    code: str  # Python file defining the function ('-' = stdin)
+    call: str  # the call to trace; the entry is the called name
+    json: bool = False  # print the full trace (docs/TRACE.md) as JSON
+    timeout_s: float = 5.0  # sandbox wall-clock limit
+    max_steps: int = 10_000
+    max_value_chars: int = 10_000  # largest value (approximate repr length) before the trace is truncated
+    sandbox: bool = True  # false: trace in this process (debugging only: runs the code unconfined)
+
+
+FLAGS = {"code": "code", "call": "call", "json": "json", "timeout": "timeout_s", "max_steps": "max_steps",
+         "max_value_chars": "max_value_chars", "sandbox": "sandbox"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Registers the options (cheap: no sandbox import here)."""
-    parser.add_argument("--code", required=True, metavar="FILE", help="Python file defining the function ('-' reads stdin)")
-    parser.add_argument("--call", required=True, help="the call to trace, e.g. \"f(1, 'a')\" (the entry is the called name)")
-    parser.add_argument("--json", action="store_true", help="print the full trace (docs/TRACE.md) as JSON")
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="S", help="sandbox wall-clock limit in seconds (default 5)")
-    parser.add_argument("--max-steps", type=int, default=10_000, metavar="N", help="step limit (default 10000)")
-    parser.add_argument("--max-value-chars", type=int, default=10_000, metavar="N",
-                        help="largest value (approximate repr length) before the trace counts as truncated")
-    parser.add_argument("--no-sandbox", action="store_true",
+    add_config_args(parser, example="max_steps=500")
+    parser.add_argument("--code", metavar="FILE", help="Python file defining the function ('-' reads stdin); required")
+    parser.add_argument("--call", help="the call to trace, e.g. \"f(1, 'a')\" (the entry is the called name); required")
+    parser.add_argument("--json", action="store_true", default=None, help="print the full trace (docs/TRACE.md) as JSON")
+    parser.add_argument("--timeout", type=float, metavar="S", help="sandbox wall-clock limit in seconds (default 5)")
+    parser.add_argument("--max-steps", type=int, metavar="N", help="step limit (default 10000)")
+    parser.add_argument("--max-value-chars", type=int, metavar="N",
+                        help="largest value (approximate repr length) before the trace counts as truncated "
+                             "(default 10000)")
+    parser.add_argument("--no-sandbox", dest="sandbox", action="store_const", const=False, default=None,
                         help="trace in this process (debugging only: runs the code unconfined)")
 
 
@@ -87,31 +107,34 @@ def render_steps(trace: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Traces the call and prints the steps (or the JSON trace)."""
-    code = read_code(args.code, "trace")
+    cfg = load_options(TraceOptions, args, "trace", FLAGS)
+    if cfg is None:
+        return 2
+    code = read_code(cfg.code, "trace")
     if code is None:
         return 2
     try:
-        entry, args_src = parse_call(args.call)
+        entry, args_src = parse_call(cfg.call)
     except ValueError as exc:
         print(f"execverify trace: {exc}", file=sys.stderr)
         return 2
-    opts = {"max_steps": args.max_steps, "max_value_chars": args.max_value_chars}
-    if args.no_sandbox:
+    opts = {"max_steps": cfg.max_steps, "max_value_chars": cfg.max_value_chars}
+    if not cfg.sandbox:
         from execverify_jax.data.trace.tracer import trace_program
 
-        trace = trace_program(code, entry, args_src, max_seconds=args.timeout, **opts)
+        trace = trace_program(code, entry, args_src, max_seconds=cfg.timeout_s, **opts)
     else:
         from execverify_jax.data.sandbox import Limits, SandboxPool
         from execverify_jax.data.trace.tracer import TARGET, trace_in_sandbox
 
         try:
-            limits = Limits(timeout_s=args.timeout)
+            limits = Limits(timeout_s=cfg.timeout_s)
         except ValueError as exc:
             print(f"execverify trace: {exc}", file=sys.stderr)
             return 2
         with SandboxPool(1, limits=limits, preload=(TARGET,)) as pool:
             trace = trace_in_sandbox(pool, code, entry, args_src, limits=limits, **opts)
-    if args.json:
+    if cfg.json:
         print(json.dumps(trace, ensure_ascii=False, indent=1))
     else:
         print(render_steps(trace))

@@ -11,29 +11,26 @@ import argparse
 import json
 import sys
 
+from execverify_jax.commands import add_config_args, load_options
+
 NAME = "train"
 HELP = "GRPO training (stage I or II) from a config"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Registers the flags (no heavy imports)."""
-    parser.add_argument("--config", required=True, help="training config YAML (configs/*.yaml)")
+    add_config_args(parser, required=True, what="a TrainConfig (configs/*.yaml)", example="grpo.group_size=4")
     parser.add_argument("--out", required=True, help="run directory (resumed when it has checkpoints)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set grpo.group_size=4 (repeatable)")
     parser.add_argument("--distributed", action="store_true",
                         help="call jax.distributed.initialize() (multi-host; also automatic on TPU pods/SLURM)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Loads the config, trains, prints a JSON summary."""
-    from execverify_jax.config_loader import ConfigError, load
     from execverify_jax.rl.run_config import TrainConfig
 
-    try:
-        cfg = load(TrainConfig, args.config, args.overrides)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"execverify train: config error: {exc}", file=sys.stderr)
+    cfg = load_options(TrainConfig, args, "train")
+    if cfg is None:
         return 2
     from execverify_jax.model.sharding import maybe_initialize_distributed
     if args.distributed:

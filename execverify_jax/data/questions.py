@@ -28,6 +28,7 @@ import tokenize
 from dataclasses import dataclass, field
 from typing import Any
 
+from execverify_jax.config_loader import check_choice, check_int, check_range
 from execverify_jax.data import prompts, records, safe_codec
 from execverify_jax.data.trace.tracer import usable
 from execverify_jax.data.trace.structure import BRANCH_KINDS, JUMP_KINDS, ProgramStructure, analyze
@@ -55,17 +56,13 @@ class QuestionConfig:
     def __post_init__(self) -> None:
         for name in ("max_path", "max_state", "coverage_questions", "io_mixed_min_lines",
                      "oi_max_output_chars", "max_answer_chars"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"QuestionConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+            check_int(name, getattr(self, name), 0)
         for name in ("nil_fraction", "unreached_path_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"QuestionConfig.{name} must be in [0, 1], got {getattr(self, name)!r}")
+            check_range(name, getattr(self, name), 0.0, 1.0)
         for layout in self.layouts:
-            if layout not in QUESTION_LAYOUTS:
-                raise ValueError(f"QuestionConfig.layouts: unknown layout {layout!r}; known: {QUESTION_LAYOUTS}")
+            check_choice("layouts", layout, QUESTION_LAYOUTS)
         for kind in self.allowed_kinds:
-            if kind not in ("next_statement", "value_type", "coverage"):
-                raise ValueError(f"QuestionConfig.allowed_kinds: unknown kind {kind!r}")
+            check_choice("allowed_kinds", kind, ("next_statement", "value_type", "coverage"))
 
 
 # ----------------------------------------------------------------------------- eligibility

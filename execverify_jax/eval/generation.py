@@ -7,33 +7,13 @@ returned in the items' order: `responses[i]` holds the `n` samples of `items[i]`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from tqdm import tqdm
 
 from execverify_jax.eval.items import EvalItem
-
-
-@dataclass(frozen=True)
-class GenerationConfig:
-    """Decoding options of `execverify eval`.
-
-    n: samples per prompt (pass@k); temperature 0 means greedy (the paper's setting).
-    raw_prompts: encode an item's `raw_prompt` as-is (completion style) instead of the chat template.
-    """
-
-    max_new_tokens: int = 1024
-    batch_size: int = 16
-    n: int = 1
-    temperature: float = 0.0
-    top_p: float | None = None
-    top_k: int | None = None
-    seed: int = 0
-    raw_prompts: bool = False
-    dtype: str = "auto"
-    mesh: str = "data=-1"
+from execverify_jax.shared_config import GenerationConfig  # the decoding options (re-exported)
 
 
 def load_model(model: str, tokenizer: str | None, gen: GenerationConfig):
@@ -48,7 +28,7 @@ def load_model(model: str, tokenizer: str | None, gen: GenerationConfig):
 
     tok = Tokenizer(tokenizer or model)
     shd.maybe_initialize_distributed()
-    mesh = shd.make_mesh(shd.parse_mesh_spec(gen.mesh))
+    mesh = shd.make_mesh(gen.mesh)
     cfg, graphdef, params = load_any(model, mesh, shd.SAMPLE_RULES,
                                      **inference_numerics(gen.dtype, jax.default_backend()))
     src = Path(model) / ("config.json" if (Path(model) / "config.json").is_file() else "model_config.json")
@@ -61,8 +41,7 @@ def generate(items: Sequence[EvalItem], model: str, tokenizer: str | None, gen: 
     from execverify_jax.model.strategies import make_strategy
 
     sampler, params, tok = load_model(model, tokenizer, gen)
-    greedy = gen.temperature <= 0.0
-    strategy = make_strategy(greedy, gen.temperature if not greedy else 1.0, gen.top_k, gen.top_p)
+    strategy = make_strategy(gen.greedy, gen.temperature, gen.top_k, gen.top_p)
     prompts = []
     for it in items:
         if gen.raw_prompts and it.raw_prompt is not None:

@@ -15,22 +15,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from execverify_jax.config_loader import ConfigError, check_choice, check_int, check_range
 from execverify_jax.data import records
 from execverify_jax.eval import metrics, registry
 from execverify_jax.eval.base import STYLES, GradeContext
 from execverify_jax.eval.items import EvalItem, LoadReport, Verdict, iter_jsonl
+from execverify_jax.shared_config import GenerationConfig
 
 GT_FAILED = "ground_truth_failed"
 _RATE_KEYS = frozenset({"acc", "accuracy", "precision", "recall", "f1", "io_accuracy", "mean_wb_acc",
                         "mean_pass_rate"})
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalConfig:
-    """Everything one run needs (the CLI flags of `execverify eval`)."""
+    """Everything one run needs: `execverify eval --config FILE --set k=v` or its flags."""
 
     benchmark: str
-    data: str
+    data: str = ""  # required except for humaneval (checked by the command)
     style: str = "execverify"
     limit: int | None = None
     out: str | None = None
@@ -42,22 +44,20 @@ class EvalConfig:
     timeout_s: float = 3.0
     workers: int | None = None
     reval_state: str = "reval"
-    generation: dict[str, Any] = field(default_factory=dict)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
 
     def __post_init__(self) -> None:
-        if self.style not in STYLES:
-            raise ValueError(f"style must be one of {STYLES}, got {self.style!r}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit!r}")
-        if self.reval_state not in ("reval", "frame"):
-            raise ValueError(f"reval_state must be 'reval' or 'frame', got {self.reval_state!r}")
-        if self.timeout_s <= 0:
-            raise ValueError(f"timeout must be > 0, got {self.timeout_s!r}")
+        check_choice("benchmark", self.benchmark, registry.BENCHMARKS)
+        check_choice("style", self.style, STYLES)
+        if self.limit is not None:
+            check_int("limit", self.limit, 1)
+        check_choice("reval_state", self.reval_state, ("reval", "frame"))
+        check_range("timeout_s", self.timeout_s, 0.0, lo_open=True)
         sources = sum(x is not None and x is not False for x in (self.responses, self.model, self.oracle or None))
         if sources > 1:
-            raise ValueError("give at most one of --model, --responses, --oracle")
+            raise ConfigError("give at most one of --model, --responses, --oracle")
         if sources == 0 and not self.write_prompts:
-            raise ValueError("give --model, --responses or --oracle (or --write-prompts alone)")
+            raise ConfigError("give --model, --responses or --oracle (or --write-prompts alone)")
 
 
 @dataclass
@@ -176,8 +176,7 @@ def run(cfg: EvalConfig, print_fn=print) -> dict[str, Any]:
             from execverify_jax.eval import generation
 
             g0 = time.perf_counter()
-            responses = generation.generate(items, cfg.model, cfg.tokenizer,
-                                            generation.GenerationConfig(**cfg.generation))
+            responses = generation.generate(items, cfg.model, cfg.tokenizer, cfg.generation)
             gen_s = time.perf_counter() - g0
         else:
             responses = [[r or ""] for r in bench.oracle(items, ctx)]

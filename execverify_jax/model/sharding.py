@@ -29,7 +29,6 @@ left replicated (e.g. 2 kv heads on tensor=4), so any mesh shape is valid for an
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import threading
@@ -40,7 +39,8 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-MESH_AXES = ("data", "fsdp", "tensor")
+# The mesh config lives in shared_config (pure Python: TrainConfig and the CLI build it without jax).
+from execverify_jax.shared_config import MESH_AXES, MeshConfig  # noqa: F401  (re-exported)
 
 # Logical names: weights.
 VOCAB = "vocab"
@@ -71,15 +71,6 @@ TRAIN_RULES: Rules = {
 SAMPLE_RULES: Rules = {**TRAIN_RULES, EMBED: ()}
 
 
-@dataclasses.dataclass(frozen=True)
-class MeshConfig:
-    """Mesh axis sizes; -1 means "all remaining devices" (at most one axis may be -1)."""
-
-    data: int = -1
-    fsdp: int = 1
-    tensor: int = 1
-
-
 def make_mesh(cfg: MeshConfig | Mapping[str, int] | None = None,
               devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A ("data", "fsdp", "tensor") mesh with Auto axes (GSPMD style), e.g. {data: -1, tensor: 2}.
@@ -95,11 +86,7 @@ def make_mesh(cfg: MeshConfig | Mapping[str, int] | None = None,
             raise ValueError(f"unknown mesh axis {unknown[0]!r}; axes are {MESH_AXES}")
         cfg = MeshConfig(**cfg)
     devices = list(jax.devices() if devices is None else devices)
-    sizes = [cfg.data, cfg.fsdp, cfg.tensor]
-    if sum(s == -1 for s in sizes) > 1:
-        raise ValueError(f"at most one mesh axis may be -1, got {cfg}")
-    if any(s == 0 or s < -1 for s in sizes):
-        raise ValueError(f"mesh axis sizes must be positive or -1, got {cfg}")
+    sizes = [cfg.data, cfg.fsdp, cfg.tensor]  # MeshConfig checked them (one -1 at most, no 0)
     known = math.prod(s for s in sizes if s != -1)
     if -1 in sizes:
         if len(devices) % known:
@@ -223,13 +210,4 @@ def to_host(x: jax.Array | np.ndarray) -> np.ndarray:
 
 def parse_mesh_spec(spec: str) -> MeshConfig:
     """"data=-1,fsdp=2,tensor=1" -> MeshConfig (the CLI form); unknown axes and bad sizes are errors."""
-    sizes: dict[str, int] = {}
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        name, sep, value = item.partition("=")
-        if not sep or name.strip() not in MESH_AXES:
-            raise ValueError(f"bad mesh item {item!r}: expected AXIS=SIZE with AXIS in {MESH_AXES}")
-        try:
-            sizes[name.strip()] = int(value)
-        except ValueError:
-            raise ValueError(f"bad mesh size in {item!r}: {value!r} is not an integer") from None
-    return MeshConfig(**sizes)
+    return MeshConfig.parse(spec)

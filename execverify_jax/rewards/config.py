@@ -10,9 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-
-class RewardConfigError(ValueError):
-    """A reward option out of range; the message names the key and the value."""
+from execverify_jax.config_loader import ConfigError, check_choice, check_range
 
 
 @dataclass(frozen=True)
@@ -74,20 +72,13 @@ class RewardConfig:
             "codegen_max_single_tests", "codegen_max_output_chars", "codegen_max_tests", "oi_group_size",
         )
         for name in positive:
-            if getattr(self, name) <= 0:
-                raise RewardConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise RewardConfigError(f"alpha must be in [0, 1], got {self.alpha!r}")
+            check_range(name, getattr(self, name), 0, lo_open=True)
+        check_range("alpha", self.alpha, 0.0, 1.0)
         for name in ("path_weight", "state_weight", "coverage_weight", "float_tol",
                      "codegen_float_tol", "oi_cache_size", "format_reward", "codegen_format_bonus"):
-            if getattr(self, name) < 0:
-                raise RewardConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+            check_range(name, getattr(self, name), 0)
         if self.path_weight + self.state_weight + self.coverage_weight <= 0:
-            raise RewardConfigError("path_weight + state_weight + coverage_weight must be > 0")
-        if self.align not in ("position", "label"):
-            raise RewardConfigError(f"align must be 'position' or 'label', got {self.align!r}")
-        if self.codegen_prelude not in ("apps", "none"):
-            raise RewardConfigError(f"codegen_prelude must be 'apps' or 'none', got {self.codegen_prelude!r}")
-        if self.codegen_denominator not in ("all", "run"):
-            raise RewardConfigError(
-                f"codegen_denominator must be 'all' or 'run', got {self.codegen_denominator!r}")
+            raise ConfigError("path_weight + state_weight + coverage_weight must be > 0", "path_weight")
+        check_choice("align", self.align, ("position", "label"))
+        check_choice("codegen_prelude", self.codegen_prelude, ("apps", "none"))
+        check_choice("codegen_denominator", self.codegen_denominator, ("all", "run"))

@@ -11,8 +11,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from execverify_jax.config_loader import bad, check_int
 from execverify_jax.rewards.config import RewardConfig
 from execverify_jax.rl.objective.config import GRPOConfig, OptimConfig
+from execverify_jax.shared_config import MeshConfig, SamplingConfig
 
 
 @dataclass(frozen=True)
@@ -45,12 +47,15 @@ class DataSection:
 
 
 @dataclass(frozen=True)
-class RolloutSection:
-    """Sampling of the G completions per prompt (paper: T = 1, top_p = 1, 4096 new tokens)."""
+class RolloutSection(SamplingConfig):
+    """Sampling of the G completions per prompt (paper: T = 1, top_p = 1, 4096 new tokens).
+
+    The sampling knobs are the shared `SamplingConfig`'s; rollouts additionally need T > 0.
+    """
 
     max_new_tokens: int = 4096
     temperature: float = 1.0
-    top_p: float = 1.0
+    top_p: float | None = 1.0
     top_k: int | None = None
     prompts_per_call: int | None = None  # generation chunk (prompts); scoring of a chunk overlaps the next
     completion_buckets: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -62,10 +67,11 @@ class RolloutSection:
     sample_dtype: str | None = None
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"rollout.max_new_tokens={self.max_new_tokens!r}: must be >= 1")
+        super().__post_init__()
         if not self.temperature > 0:
-            raise ValueError(f"rollout.temperature={self.temperature!r}: must be > 0")
+            raise bad("temperature", self.temperature,
+                      "RL rollouts need temperature > 0 (0 = greedy: the G samples of a group would be "
+                      "identical and every advantage 0)")
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     sft: SFTSection = field(default_factory=SFTSection)
-    mesh: dict[str, int] = field(default_factory=lambda: {"data": -1, "fsdp": 1, "tensor": 1})
+    mesh: MeshConfig = field(default_factory=MeshConfig)
     max_steps: int | None = None  # RL steps (each = prompts_per_step prompts); null = until data ends
     total_steps_hint: int | None = None  # for LR schedules when max_steps is null
     save_every: int = 50
@@ -110,10 +116,9 @@ class TrainConfig:
     log_samples: int = 2  # completions per step written to RUN/samples.jsonl
 
     def __post_init__(self) -> None:
-        if self.save_every < 1:
-            raise ValueError(f"save_every={self.save_every!r}: must be >= 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps={self.max_steps!r}: must be >= 1 or null")
+        check_int("save_every", self.save_every, 1)
+        if self.max_steps is not None:
+            check_int("max_steps", self.max_steps, 1)
 
     def replace(self, **kw: Any) -> "TrainConfig":
         """A copy with top-level fields changed."""

@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from execverify_jax.eval.runner import EvalConfig, run  # noqa: E402
+from execverify_jax.shared_config import GenerationConfig  # noqa: E402
 
 QWEN_KW = dict(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8192)
@@ -35,7 +36,7 @@ def _run(benchmark, data, model, tmp_path, limit=2, **gen):
     model_dir, tok_dir = model
     cfg = EvalConfig(benchmark=benchmark, data=str(data), limit=limit, out=str(tmp_path / benchmark),
                      model=str(model_dir), tokenizer=str(tok_dir), workers=2,
-                     generation={"max_new_tokens": 6, "batch_size": 4, "dtype": "float32", **gen})
+                     generation=GenerationConfig(max_new_tokens=6, batch_size=4, dtype="float32", **gen))
     res = run(cfg, print_fn=lambda *a: None)
     samples = [json.loads(line) for line in (tmp_path / benchmark / "samples.jsonl").read_text().splitlines()]
     return res, samples
@@ -72,5 +73,5 @@ def test_every_benchmark_runs(shared_data, cruxeval_path, tiny_model, tmp_path, 
     model_dir, tok_dir = tiny_model
     cfg = EvalConfig(benchmark="cruxeval-i", data=str(cruxeval_path), limit=2, style="official",
                      model=str(model_dir), tokenizer=str(tok_dir), workers=2,
-                     generation={"max_new_tokens": 4, "batch_size": 2, "dtype": "float32", "raw_prompts": True})
+                     generation=GenerationConfig(max_new_tokens=4, batch_size=2, dtype="float32", raw_prompts=True))
     assert run(cfg, print_fn=lambda *a: None)["tasks"]["cruxeval-i"]["samples"] == 2

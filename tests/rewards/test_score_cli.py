@@ -7,8 +7,10 @@ import json
 import pytest
 
 from execverify_jax.cli import main
-from execverify_jax.commands.score import load_config
-from execverify_jax.config_loader import ConfigError
+from execverify_jax.commands.score import ScoreOptions
+from execverify_jax.config_loader import ConfigError, load
+
+FILES = ["questions=q.jsonl", "responses=r.jsonl", "out=s.jsonl"]
 
 
 def test_score_cli(tmp_path, io_record, oi_record, correct_lines, respond, capsys):
@@ -42,14 +44,14 @@ def test_score_cli(tmp_path, io_record, oi_record, correct_lines, respond, capsy
 
 
 def test_score_cli_config_errors(tmp_path):
-    assert load_config(None, ["reward.gated=false", "alpha=0.25"]).alpha == 0.25
+    assert load(ScoreOptions, None, FILES + ["reward.gated=false", "reward.alpha=0.25"]).reward.alpha == 0.25
     with pytest.raises(ConfigError, match="reward.nope"):
-        load_config(None, ["reward.nope=1"])
+        load(ScoreOptions, None, FILES + ["reward.nope=1"])
     with pytest.raises(ConfigError, match="alpha"):
-        load_config(None, ["reward.alpha=3"])
+        load(ScoreOptions, None, FILES + ["reward.alpha=3"])
     y = tmp_path / "c.yaml"
     y.write_text("reward:\n  gated: false\n  format_reward: 0.1\n")
-    cfg = load_config(str(y), [])
+    cfg = load(ScoreOptions, str(y), FILES).reward
     assert cfg.gated is False and cfg.format_reward == 0.1
     assert main(["score", "--questions", "x", "--responses", "y", "--out", "z", "--set", "reward.align=middle"]) == 2
 

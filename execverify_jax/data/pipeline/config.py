@@ -10,9 +10,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from execverify_jax import config_loader as config_lib
+from execverify_jax.config_loader import check_int, check_range
+from execverify_jax.data.questions import QuestionConfig
+from execverify_jax.data.sandbox.limits import Limits
+from execverify_jax.data.synth.config import SynthConfig
 
 SPLITS = ("train", "heldout")
 FORMAT_VERSION = 1
@@ -41,10 +44,8 @@ class DecontamConfig:
     require_files: bool = True  # false: a missing benchmark file is skipped with a warning (in stats)
 
     def __post_init__(self) -> None:
-        if self.ngram < 1:
-            raise ValueError(f"decontam.ngram must be >= 1, got {self.ngram}")
-        if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"decontam.threshold must be in (0, 1], got {self.threshold}")
+        check_int("ngram", self.ngram, 1)
+        check_range("threshold", self.threshold, 0.0, 1.0, lo_open=True)
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,7 @@ class SplitConfig:
     seed: int = 1234
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.heldout_fraction < 1.0:
-            raise ValueError(f"split.heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
+        check_range("heldout_fraction", self.heldout_fraction, 0.0, 1.0, hi_open=True)
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,9 @@ class DataConfig:
     workers: int | None = None  # sandbox pool size (None: os.cpu_count())
     fused_filter_trace: bool = True  # filter by tracing twice (data/trace/batch.py): 2 jobs, not 3
     trace_batch_size: int = 16  # programs per sandbox job in the fused path
-    synth: dict[str, Any] = field(default_factory=dict)  # builder.SynthConfig fields
-    questions: dict[str, Any] = field(default_factory=dict)  # the question config's fields
-    limits: dict[str, Any] = field(default_factory=lambda: {"timeout_s": 2.0, "memory_mb": 1024})
+    synth: SynthConfig = field(default_factory=SynthConfig)  # the synthesizer's options
+    questions: QuestionConfig = field(default_factory=QuestionConfig)  # docs/QUESTIONS.md
+    limits: Limits = field(default_factory=lambda: Limits(timeout_s=2.0, memory_mb=1024))  # per sandbox job
     trace: TraceConfig = field(default_factory=TraceConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     decontam: DecontamConfig = field(default_factory=DecontamConfig)
@@ -95,14 +95,13 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if not self.levels or any(lv < 1 for lv in self.levels):
-            raise ValueError(f"levels must be a non-empty list of levels >= 1, got {self.levels}")
-        for name in ("programs_per_cell", "inputs_per_program", "min_inputs", "attempts", "trace_batch_size", "chunk_size", "records_per_file"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.total_programs is not None and self.total_programs < 1:
-            raise ValueError(f"total_programs must be >= 1 or null, got {self.total_programs}")
-        if self.workers is not None and self.workers < 1:
-            raise ValueError(f"workers must be >= 1 or null, got {self.workers}")
+            raise config_lib.bad("levels", self.levels, "must be a non-empty list of levels >= 1")
+        for name in ("programs_per_cell", "inputs_per_program", "min_inputs", "attempts", "trace_batch_size",
+                     "chunk_size", "records_per_file"):
+            check_int(name, getattr(self, name), 1)
+        for name in ("total_programs", "workers"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), 1)
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> DataConfig:

@@ -9,7 +9,6 @@ import contextlib
 import random
 from typing import Any, Iterator
 
-from execverify_jax import config_loader as config_lib
 from execverify_jax.data.pipeline.chunk import CellInfo
 from execverify_jax.data.pipeline.config import DataConfig
 
@@ -33,33 +32,19 @@ class RealStages:
     def cell_info(self, cell: Any) -> CellInfo:
         return CellInfo(key=cell.key, level=int(cell.level), group=cell.group, method=cell.method)
 
-    def _limits(self, cfg: DataConfig) -> Any:
-        from execverify_jax.data.sandbox import Limits
-
-        return config_lib.from_dict(Limits, dict(cfg.limits), "limits")
-
     @contextlib.contextmanager
     def pool(self, cfg: DataConfig) -> Iterator[Any]:
         from execverify_jax.data.trace import tracer as trace_mod
         from execverify_jax.data.sandbox import RUN_CALLS, SandboxPool
 
         preload = [RUN_CALLS, trace_mod.TARGET]
-        with SandboxPool(num_workers=cfg.workers, limits=self._limits(cfg), preload=preload) as pool:
+        with SandboxPool(num_workers=cfg.workers, limits=cfg.limits, preload=preload) as pool:
             yield pool
-
-    def _synth_config(self, cfg: DataConfig) -> Any:
-        cached = getattr(self, "_synth_cfg", None)
-        if cached is None or cached[0] is not cfg:
-            from execverify_jax.data.synth import builder
-
-            cached = (cfg, config_lib.from_dict(builder.SynthConfig, dict(cfg.synth), "synth"))
-            self._synth_cfg = cached
-        return cached[1]
 
     def synthesize(self, cell: Any, seed: int, cfg: DataConfig) -> dict | None:
         from execverify_jax.data.synth import builder
 
-        return builder.synthesize(cell, seed, cfg.inputs_per_program, self._synth_config(cfg))
+        return builder.synthesize(cell, seed, cfg.inputs_per_program, cfg.synth)
 
     def check(self, cand: dict) -> list[str]:
         from execverify_jax.data.synth import checker
@@ -69,12 +54,12 @@ class RealStages:
     def execute(self, pool: Any, cands: list[dict], cfg: DataConfig) -> list[list[tuple[Any, str | None]]]:
         self._traces: dict[tuple[str, str, str], dict] = {}
         if not cfg.fused_filter_trace:
-            return _execute(pool, cands, self._limits(cfg))
+            return _execute(pool, cands, cfg.limits)
         # Fused path: each (program, input) is traced twice on two workers; identical, usable
         # traces with a literal, repr-round-tripping value are kept, and the trace is reused.
         from execverify_jax.data.trace import batch as trace_batch
 
-        limits = self._limits(cfg)
+        limits = cfg.limits
         items = [(c["code"], c["entry"], a) for c in cands for a in c["inputs"]]
         results = trace_batch.trace_filter(pool, items, batch_size=cfg.trace_batch_size, limits=limits,
                                            item_timeout_s=float(limits.timeout_s),
@@ -95,7 +80,7 @@ class RealStages:
 
     def rerun(self, pool: Any, progs: list[dict], cfg: DataConfig) -> list[list[tuple[Any, str | None]]]:
         """For `verify`: always the plain execution filter (no tracer), independent of `execute`."""
-        return _execute(pool, progs, self._limits(cfg))
+        return _execute(pool, progs, cfg.limits)
 
     def trace(self, pool: Any, progs: list[dict], cfg: DataConfig) -> list[tuple[list | None, str | None]]:
         from execverify_jax.data.trace import tracer as trace_mod
@@ -104,7 +89,7 @@ class RealStages:
         cached = getattr(self, "_traces", {})
         missing = [it for it in items if it not in cached]
         fresh = dict(zip(missing, trace_mod.trace_many_in_sandbox(
-            pool, missing, limits=self._limits(cfg), max_steps=cfg.trace.max_steps,
+            pool, missing, limits=cfg.limits, max_steps=cfg.trace.max_steps,
             max_value_chars=cfg.trace.max_value_chars))) if missing else {}
         traces = [cached[it] if it in cached else fresh[it] for it in items]
         out: list[tuple[list | None, str | None]] = []
@@ -122,20 +107,10 @@ class RealStages:
                 out.append((mine, None))
         return out
 
-    def _question_config(self, cfg: DataConfig) -> Any:
-        cached = getattr(self, "_q_cfg", None)
-        if cached is None or cached[0] is not cfg:
-            from execverify_jax.data import questions
-
-            cls = getattr(questions, "QuestionConfig")
-            cached = (cfg, config_lib.from_dict(cls, dict(cfg.questions), "questions"))
-            self._q_cfg = cached
-        return cached[1]
-
     def questions(self, prog: dict, traces: list, cfg: DataConfig, rng: random.Random) -> list[dict]:
         from execverify_jax.data import questions
 
-        qcfg = self._question_config(cfg)
+        qcfg = cfg.questions
         out: list[dict] = []
         for tr in traces:  # one trace per input, in input order
             out.extend(questions.make_questions(prog, tr, qcfg, rng))

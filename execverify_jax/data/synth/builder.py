@@ -25,27 +25,9 @@ import string as _string
 from typing import Any
 
 from execverify_jax.data.synth import inputs_z3 as iz
+from execverify_jax.data.synth.config import SynthConfig
 from execverify_jax.data.synth.grid import CF_KINDS, Cell
 from execverify_jax.data.synth.templates import GROUP_TYPE, OTHER_METHODS, Tpl, templates_for
-
-
-@dataclasses.dataclass(frozen=True)
-class SynthConfig:
-    """Synthesizer options (all have defaults; validated on construction)."""
-
-    n_inputs: int = 3
-    use_z3: bool = True
-    solver_timeout_ms: int = 200
-    sample_tries: int = 6
-    python_only_prob: float = 0.15  # share of relational loop conditions (`x in other`, `s.count(ch) > 1`)
-
-    def __post_init__(self) -> None:
-        if self.n_inputs < 1:
-            raise ValueError(f"n_inputs must be >= 1, got {self.n_inputs!r}")
-        if self.solver_timeout_ms < 1:
-            raise ValueError(f"solver_timeout_ms must be >= 1, got {self.solver_timeout_ms!r}")
-        if not 0.0 <= self.python_only_prob <= 1.0:
-            raise ValueError(f"python_only_prob must be in [0, 1], got {self.python_only_prob!r}")
 
 
 _POOLS: dict[str, tuple[str, ...]] = {

@@ -15,22 +15,25 @@ of 10, never-solved items kept, as the paper); always-solved items are dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from execverify_jax.config_loader import ConfigError, check_choice, check_int
 from execverify_jax.data import prompts
+from execverify_jax.shared_config import MeshConfig, SamplingConfig
 
 
 @dataclass(frozen=True)
-class DifficultyConfig:
-    """n samples per item at `temperature`/`top_p`; keep pass rates in [min, max]."""
+class DifficultyConfig(SamplingConfig):
+    """n samples per item (the shared sampling knobs: T, top_p, top_k, max_new_tokens); keep pass
+    rates in [min, max]."""
 
-    n: int = 10
-    temperature: float = 1.0
-    top_p: float = 1.0  # the paper's vLLM run used 0.9
     max_new_tokens: int = 4096
+    temperature: float = 1.0
+    top_p: float | None = 1.0  # the paper's vLLM run used 0.9
+    n: int = 10
     max_pass_rate: float = 0.3
     min_pass_rate: float = 0.0
     prompt: str = "cruxeval"  # or "question"
@@ -38,13 +41,28 @@ class DifficultyConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.n < 1:
-            raise ValueError(f"n={self.n!r}: must be >= 1")
+        super().__post_init__()
+        check_int("n", self.n, 1)
         if not 0 <= self.min_pass_rate <= self.max_pass_rate <= 1:
-            raise ValueError(f"pass-rate bounds must satisfy 0 <= min ({self.min_pass_rate}) <= max "
-                             f"({self.max_pass_rate}) <= 1")
-        if self.prompt not in ("cruxeval", "question"):
-            raise ValueError(f"prompt={self.prompt!r}: must be cruxeval or question")
+            raise ConfigError(f"pass-rate bounds must satisfy 0 <= min ({self.min_pass_rate}) <= max "
+                              f"({self.max_pass_rate}) <= 1", "min_pass_rate")
+        check_choice("prompt", self.prompt, ("cruxeval", "question"))
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """`execverify filter-difficulty`: what to probe, where to write, and the `difficulty` section."""
+
+    model: str  # Orbax checkpoint dir (with tokenizer files) or HF dir
+    data: str  # synth output dir or question JSONL
+    out: str  # output JSONL of kept questions (+ OUT.stats.json)
+    tokenizer: str | None = None  # default: model
+    split: str = "train"  # split of a synth dir
+    limit: int | None = None  # only the first N questions
+    workers: int | None = None  # sandbox workers
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    progress: bool = True
+    difficulty: DifficultyConfig = field(default_factory=DifficultyConfig)
 
 
 def probe(record: dict, how: str) -> tuple[list[dict], dict]:
@@ -75,7 +93,7 @@ def pass_rates(params: Any, sampler: Any, tokenizer: Any, scorer: Any, records: 
 
     from execverify_jax.model.strategies import make_strategy
 
-    strategy = make_strategy(temperature=cfg.temperature, top_p=cfg.top_p)
+    strategy = make_strategy(cfg.greedy, cfg.temperature, cfg.top_k, cfg.top_p)
     stop = tuple(tokenizer.stop_ids)
     bar = tqdm(total=len(records), desc="difficulty", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(records), cfg.batch_prompts):

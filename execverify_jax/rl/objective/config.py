@@ -5,8 +5,8 @@ The defaults are verl 0.3.1's GRPO settings as ExecVerify's Stage I/II scripts r
 dual clip 3, no KL, no entropy, unbiased-std advantages with eps 1e-6, AdamW lr 1e-6 constant,
 weight decay 0.01, grad-norm clip 1.0. `docs/GRPO.md` lists every field and the formulas.
 
-Ranges are checked in `__post_init__`; a bad value raises `ValueError` naming the field and the
-value. Pure Python (no jax): the CLI builds these before any accelerator work starts. Load from
+Ranges are checked in `__post_init__`; a bad value raises `ConfigError` (a `ValueError`) naming
+the field and the value. Pure Python (no jax): the CLI builds these before any accelerator work starts. Load from
 YAML with `execverify_jax.config_loader.load(GRPOConfig, path, overrides)`.
 """
 
@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from typing import Literal
+
+from execverify_jax.config_loader import bad, check_bool, check_int, check_range, check_real
 
 AggMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
 AGG_MODES: tuple[str, ...] = (
@@ -25,30 +27,6 @@ AGG_MODES: tuple[str, ...] = (
 )
 KLEstimator = Literal["k1", "k2", "k3"]
 KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
-
-
-def _bad(field: str, value: object, why: str) -> ValueError:
-    return ValueError(f"{field}={value!r}: {why}")
-
-
-def _check_real(field: str, value: object) -> float:
-    # bool is an int subclass; a YAML `true` in a numeric field is a mistake, not 1.0.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _bad(field, value, "must be a finite number")
-    return float(value)
-
-
-def _check_int(field: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(field, value, "must be an integer")
-    if value < minimum:
-        raise _bad(field, value, f"must be >= {minimum}")
-    return value
-
-
-def _check_nonneg(field: str, value: object) -> None:
-    if _check_real(field, value) < 0:
-        raise _bad(field, value, "must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,46 +71,44 @@ class GRPOConfig:
     overlong_filter: bool = False  # mask out sequences truncated at max_response_len
 
     def __post_init__(self) -> None:
-        _check_int("group_size", self.group_size, 1)
+        check_int("group_size", self.group_size, 1)
         if self.norm_adv_by_std and self.group_size < 2:
-            raise _bad("group_size", self.group_size,
+            raise bad("group_size", self.group_size,
                        "the unbiased std needs >= 2 samples per group (or set norm_adv_by_std=false)")
-        _check_int("prompts_per_step", self.prompts_per_step, 1)
-        _check_int("num_minibatches", self.num_minibatches, 1)
+        check_int("prompts_per_step", self.prompts_per_step, 1)
+        check_int("num_minibatches", self.num_minibatches, 1)
         if self.prompts_per_step % self.num_minibatches:
-            raise _bad("num_minibatches", self.num_minibatches,
+            raise bad("num_minibatches", self.num_minibatches,
                        f"must divide prompts_per_step={self.prompts_per_step}")
-        _check_int("ppo_epochs", self.ppo_epochs, 1)
-        _check_int("micro_batch_size", self.micro_batch_size, 1)
-        _check_int("max_response_len", self.max_response_len, 1)
-        if not isinstance(self.norm_adv_by_std, bool):
-            raise _bad("norm_adv_by_std", self.norm_adv_by_std, "must be true or false")
-        if _check_real("adv_eps", self.adv_eps) <= 0:
-            raise _bad("adv_eps", self.adv_eps, "must be > 0")
+        check_int("ppo_epochs", self.ppo_epochs, 1)
+        check_int("micro_batch_size", self.micro_batch_size, 1)
+        check_int("max_response_len", self.max_response_len, 1)
+        check_bool("norm_adv_by_std", self.norm_adv_by_std)
+        if check_real("adv_eps", self.adv_eps) <= 0:
+            raise bad("adv_eps", self.adv_eps, "must be > 0")
         for name in ("clip_eps_low", "clip_eps_high"):
-            v = _check_real(name, getattr(self, name))
+            v = check_real(name, getattr(self, name))
             if not 0 < v:
-                raise _bad(name, v, "must be > 0")
+                raise bad(name, v, "must be > 0")
         if self.clip_eps_low >= 1:
-            raise _bad("clip_eps_low", self.clip_eps_low, "must be < 1 (the ratio floor 1 - eps must stay > 0)")
-        if self.dual_clip_c is not None and _check_real("dual_clip_c", self.dual_clip_c) <= 1:
-            raise _bad("dual_clip_c", self.dual_clip_c, "must be > 1 (or null to disable)")
-        if _check_real("max_log_ratio", self.max_log_ratio) <= 0:
-            raise _bad("max_log_ratio", self.max_log_ratio, "must be > 0")
+            raise bad("clip_eps_low", self.clip_eps_low, "must be < 1 (the ratio floor 1 - eps must stay > 0)")
+        if self.dual_clip_c is not None and check_real("dual_clip_c", self.dual_clip_c) <= 1:
+            raise bad("dual_clip_c", self.dual_clip_c, "must be > 1 (or null to disable)")
+        if check_real("max_log_ratio", self.max_log_ratio) <= 0:
+            raise bad("max_log_ratio", self.max_log_ratio, "must be > 0")
         if self.loss_agg_mode not in AGG_MODES:
-            raise _bad("loss_agg_mode", self.loss_agg_mode, f"must be one of {list(AGG_MODES)}")
-        _check_nonneg("kl_coef", self.kl_coef)
-        _check_nonneg("kl_in_reward_coef", self.kl_in_reward_coef)
-        _check_nonneg("entropy_coef", self.entropy_coef)
+            raise bad("loss_agg_mode", self.loss_agg_mode, f"must be one of {list(AGG_MODES)}")
+        check_range("kl_coef", self.kl_coef, 0.0)
+        check_range("kl_in_reward_coef", self.kl_in_reward_coef, 0.0)
+        check_range("entropy_coef", self.entropy_coef, 0.0)
         for name in ("kl_estimator", "kl_in_reward_estimator"):
             if getattr(self, name) not in KL_ESTIMATORS:
-                raise _bad(name, getattr(self, name), f"must be one of {list(KL_ESTIMATORS)}")
-        if self.kl_clamp is not None and _check_real("kl_clamp", self.kl_clamp) <= 0:
-            raise _bad("kl_clamp", self.kl_clamp, "must be > 0 (or null to disable)")
+                raise bad(name, getattr(self, name), f"must be one of {list(KL_ESTIMATORS)}")
+        if self.kl_clamp is not None and check_real("kl_clamp", self.kl_clamp) <= 0:
+            raise bad("kl_clamp", self.kl_clamp, "must be > 0 (or null to disable)")
         for name in ("dynamic_sampling", "overlong_filter"):
-            if not isinstance(getattr(self, name), bool):
-                raise _bad(name, getattr(self, name), "must be true or false")
-        _check_int("dynamic_max_rounds", self.dynamic_max_rounds, 1)
+            check_bool(name, getattr(self, name))
+        check_int("dynamic_max_rounds", self.dynamic_max_rounds, 1)
 
     @property
     def sequences_per_step(self) -> int:
@@ -191,23 +167,23 @@ class OptimConfig:
     grad_clip: float | None = 1.0  # global-norm clip; None disables
 
     def __post_init__(self) -> None:
-        if _check_real("lr", self.lr) <= 0:
-            raise _bad("lr", self.lr, "must be > 0")
+        if check_real("lr", self.lr) <= 0:
+            raise bad("lr", self.lr, "must be > 0")
         if self.schedule not in SCHEDULES:
-            raise _bad("schedule", self.schedule, f"must be one of {list(SCHEDULES)}")
-        if not 0 <= _check_real("warmup_ratio", self.warmup_ratio) < 1:
-            raise _bad("warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
-        _check_int("warmup_steps", self.warmup_steps, 0)
-        if not 0 <= _check_real("min_lr_ratio", self.min_lr_ratio) <= 1:
-            raise _bad("min_lr_ratio", self.min_lr_ratio, "must be in [0, 1]")
+            raise bad("schedule", self.schedule, f"must be one of {list(SCHEDULES)}")
+        if not 0 <= check_real("warmup_ratio", self.warmup_ratio) < 1:
+            raise bad("warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
+        check_int("warmup_steps", self.warmup_steps, 0)
+        if not 0 <= check_real("min_lr_ratio", self.min_lr_ratio) <= 1:
+            raise bad("min_lr_ratio", self.min_lr_ratio, "must be in [0, 1]")
         for name in ("b1", "b2"):
-            if not 0 <= _check_real(name, getattr(self, name)) < 1:
-                raise _bad(name, getattr(self, name), "must be in [0, 1)")
-        if _check_real("eps", self.eps) <= 0:
-            raise _bad("eps", self.eps, "must be > 0")
-        _check_nonneg("weight_decay", self.weight_decay)
-        if self.grad_clip is not None and _check_real("grad_clip", self.grad_clip) <= 0:
-            raise _bad("grad_clip", self.grad_clip, "must be > 0 (or null to disable)")
+            if not 0 <= check_real(name, getattr(self, name)) < 1:
+                raise bad(name, getattr(self, name), "must be in [0, 1)")
+        if check_real("eps", self.eps) <= 0:
+            raise bad("eps", self.eps, "must be > 0")
+        check_range("weight_decay", self.weight_decay, 0.0)
+        if self.grad_clip is not None and check_real("grad_clip", self.grad_clip) <= 0:
+            raise bad("grad_clip", self.grad_clip, "must be > 0 (or null to disable)")
 
     def warmup_for(self, total_steps: int) -> int:
         """Warm-up length in optimizer steps for a run of `total_steps`."""
