@@ -9,6 +9,7 @@ lines were skipped. Exit status 0 on success (even with skipped lines), 2 for us
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import sys
 
@@ -41,20 +42,13 @@ def load_config(path: str | None, overrides: list[str]):
 
 
 def _read_jsonl(path: str, what: str, skipped: dict) -> list[tuple[int, dict]]:
-    rows = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                skipped[f"{what}: invalid JSON"] = skipped.get(f"{what}: invalid JSON", 0) + 1
-                continue
-            if not isinstance(obj, dict):
-                skipped[f"{what}: not an object"] = skipped.get(f"{what}: not an object", 0) + 1
-                continue
-            rows.append((lineno, obj))
+    from execverify_jax.jsonl import BAD_JSON, NOT_AN_OBJECT, read_jsonl
+
+    bad: collections.Counter = collections.Counter()
+    rows = list(read_jsonl(path, bad))
+    for key, why in ((BAD_JSON, "invalid JSON"), (NOT_AN_OBJECT, "not an object")):
+        if bad[key]:
+            skipped[f"{what}: {why}"] = skipped.get(f"{what}: {why}", 0) + bad[key]
     return rows
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from flax import nnx, struct
 from jax.sharding import Mesh
 
+from execverify_jax.buckets import bucket_for  # noqa: F401  (re-exported: the sampler's bucket rule)
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.model.kv_cache import KVCache
@@ -68,14 +69,6 @@ class SampleOutput:
     logp_BC: np.ndarray
     stopped_B: np.ndarray
     prompt_index_B: np.ndarray
-
-
-def bucket_for(length: int, buckets: Sequence[int]) -> int:
-    """Smallest bucket >= length."""
-    for b in sorted(buckets):
-        if b >= length:
-            return b
-    raise ValueError(f"prompt of {length} tokens is longer than the largest bucket {max(buckets)}")
 
 
 def left_pad(prompts: Sequence[Sequence[int]], P: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:

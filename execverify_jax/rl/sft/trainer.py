@@ -12,12 +12,16 @@ The result is an Orbax model checkpoint (RUN/model, with the tokenizer files cop
 
 from __future__ import annotations
 
+import collections
 import json
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+
+from execverify_jax.buckets import bucket_for
+from execverify_jax.jsonl import read_jsonl
 
 ROLE_OF = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
            "system": "system", "model": "assistant"}
@@ -31,13 +35,9 @@ def read_conversations(path: str | Path) -> tuple[list[list[dict]], int]:
     if text.lstrip().startswith("["):
         rows = json.loads(text)
     else:
-        rows = []
-        for line in text.splitlines():
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    rows.append(None)
+        bad_lines: collections.Counter = collections.Counter()
+        rows = [row for _, row in read_jsonl(path, bad_lines, objects_only=False)]
+        rows += [None] * sum(bad_lines.values())  # counted below with the other malformed rows
     convs, bad = [], 0
     for row in rows:
         try:
@@ -81,10 +81,9 @@ def bucketed_batches(examples: Sequence[tuple[np.ndarray, np.ndarray]], batch_si
                      buckets: Sequence[int], pad_id: int, seed: int) -> Iterator[dict[str, np.ndarray]]:
     """Shuffled batches of similar-length examples, right-padded to their bucket."""
     rng = np.random.default_rng(seed)
-    buckets = sorted(buckets)
     by_bucket: dict[int, list[int]] = {}
     for i, (ids, _) in enumerate(examples):
-        b = next((x for x in buckets if x >= len(ids)), buckets[-1])
+        b = bucket_for(len(ids), buckets, over=max(buckets))  # longer ones are cut to the largest
         by_bucket.setdefault(b, []).append(i)
     batches = []
     for b, idx in by_bucket.items():
