@@ -91,9 +91,7 @@ def _sample_step(strategy: Strategy, logits_BV, state: SamplingState, pad_id: in
     logp_B = jnp.where(state.done_B, 0.0, logp_B)
     tokens_BC = jax.lax.dynamic_update_slice(state.tokens_BC, tok_B[:, None], (0, state.step))
     logp_BC = jax.lax.dynamic_update_slice(state.logp_BC, logp_B[:, None], (0, state.step))
-    is_stop_B = jnp.zeros_like(state.done_B)
-    for s in stop_ids:
-        is_stop_B = is_stop_B | (tok_B == s)
+    is_stop_B = jnp.isin(tok_B, jnp.asarray(stop_ids, jnp.int32))  # an empty tuple: never stops
     return state.replace(tokens_BC=tokens_BC, logp_BC=logp_BC, step=state.step + 1,
                          lengths_B=state.lengths_B + (~state.done_B).astype(jnp.int32),
                          done_B=state.done_B | is_stop_B)

@@ -114,6 +114,7 @@ def run_sft(cfg: Any, run_dir: str | Path, conversations: list[list[dict]], toke
     from execverify_jax.model.checkpoint import save_params
     from execverify_jax.model.hf_export import copy_tokenizer_files
     from execverify_jax.rl.builders import build_model_config, load_init_params
+    from execverify_jax.rl.infra.guards import check_finite
     from execverify_jax.rl.infra.metrics import MetricsWriter
     from execverify_jax.rl.infra.optim import build_optimizer, lr_schedule
     from execverify_jax.rl.infra.train_steps import make_sft_update, put_batch
@@ -154,6 +155,7 @@ def run_sft(cfg: Any, run_dir: str | Path, conversations: list[list[dict]], toke
             t0 = time.perf_counter()
             state, m = update(state, put_batch(batch, mesh))
             m = {f"sft/{k}": float(v) for k, v in jax.device_get(m).items()}
+            check_finite(step + 1, m, ("sft/loss", "sft/grad_norm"))
             dt = time.perf_counter() - t0
             m["sft/tokens_per_s"] = float(batch["attn_BT"].sum()) / dt
             m["sft/epoch"] = float(epoch)
