@@ -13,7 +13,8 @@ import pytest
 from execverify_jax.data import safe_codec
 from execverify_jax.data.trace import tracer
 from execverify_jax.eval.items import Verdict
-from execverify_jax.eval.reval import REval, TASKS, fill_template, parse_state_answer, state_matches
+from execverify_jax.eval.reval import REval, TASKS
+from execverify_jax.eval.reval_grading import fill_template, parse_state_answer, state_matches
 
 # HumanEval-derived (0, 1, 13) and ClassEval-derived (85, 86, 100) programs.
 PIDS = {0, 1, 13, 85, 86, 100}
@@ -98,9 +99,9 @@ def test_ic_chain(dreval_dir, ctx):
     assert b.ic(items, only_cov) == pytest.approx(12.5)
     # Everything but output right: 0.5 per row.
     no_out = [vs if it.task != "reval-output" else [Verdict(False, None, "x")] for it, vs in zip(items, ok)]
-    all_ok_rows = [vs[0].correct for it, vs in zip(items, ok) if it.task in ("reval-state", "reval-path")]
-    if all(all_ok_rows):
-        assert b.ic(items, no_out) == pytest.approx(50.0)
+    # Precondition: the oracle's state and path answers all grade correct (so each row scores 0.5).
+    assert all(vs[0].correct for it, vs in zip(items, ok) if it.task in ("reval-state", "reval-path"))
+    assert b.ic(items, no_out) == pytest.approx(50.0)
 
 
 def test_probe_agrees_with_the_tracer(dreval_dir, ctx):
