@@ -23,7 +23,7 @@ import numpy as np
 from flax import nnx, struct
 from jax.sharding import Mesh
 
-from execverify_jax.buckets import bucket_for  # noqa: F401  (re-exported: the sampler's bucket rule)
+from execverify_jax.buckets import bucket_for
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.model.kv_cache import KVCache
