@@ -31,8 +31,8 @@ import z3
 
 # The domains and conditions live in domains.py; re-exported so `inputs_z3 as iz` stays the one import.
 from execverify_jax.data.synth.domains import (  # noqa: F401
-    ALPHABET, CHAR, FLOAT, FLOAT_VALUES, INT, INT_VALUES, LENGTHS, SET_INT, WORD, WORDS, Cond, Domain, Goal, Param, Stats,
-    _elements, _intervals, goal_holds, random_value)
+    ALPHABET, CHAR, FLOAT, FLOAT_VALUES, INT, INT_VALUES, LENGTHS, SET_INT, WORD, WORDS, Cond, Domain, Goal,
+    Param, Stats, _elements, _intervals, goal_holds, random_value)
 
 
 class InputSolver:
