@@ -26,6 +26,9 @@ except ImportError:  # absl comes with grain/jax; data-only installs may lack it
     pass
 
 REPO = Path(__file__).resolve().parents[1]
+# tests/testing.py (shared tiny-model helpers) imports as `testing` from every test folder.
+if str(REPO / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests"))
 SHARED_DATA = Path(os.environ.get("EXECVERIFY_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
@@ -48,3 +51,18 @@ def cruxeval_path(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def python_exe() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def text_files(tmp_path_factory) -> list[Path]:
+    """Local training text: this package's own source files."""
+    root = REPO / "execverify_jax"
+    files = sorted(root.rglob("*.py"))
+    assert files
+    return files
+
+
+@pytest.fixture(scope="session")
+def bpe_dir(tmp_path_factory, text_files) -> Path:
+    from execverify_jax.data.tokenizer_train import train_bpe
+    return train_bpe(text_files, tmp_path_factory.mktemp("bpe"), 400)

@@ -1,5 +1,7 @@
-"""Import rules: the data side never loads the accelerator stack; the model side never imports
-data/rewards/rl. Checked in fresh interpreters and by scanning imports."""
+"""Import rules (docs/ARCHITECTURE.md): the data side (data/ with its sandbox, pipeline and trace
+packages, rewards/, and the shared top-level helpers) never loads the accelerator stack; the model
+side never imports data/rewards/rl/eval; rl/objective is pure maths (jax, numpy, its own
+modules); no module is over MAX_LINES. Checked in fresh interpreters and by scanning imports."""
 
 import ast
 import json
@@ -12,6 +14,9 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "execverify_jax"
 HEAVY = ("jax", "jaxlib", "flax", "optax", "orbax", "torch")
+# Pure-Python helpers at the top level that every side (data included) may import.
+SHARED = ("buckets", "jsonl", "config_loader", "shared_config")
+MAX_LINES = 450
 
 
 def _modules(sub: str) -> list[str]:
@@ -39,6 +44,10 @@ def _imports(path: Path) -> set[str]:
 def test_data_side_imports_no_accelerator_stack(area):
     # loader.py is the one module allowed to import grain (which itself pulls in jax).
     mods = [m for m in _modules(area) if not m.endswith(".loader")]
+    if area == "data":
+        mods += [f"execverify_jax.{m}" for m in SHARED]
+    for sub in ("sandbox", "pipeline", "trace") if area == "data" else ():
+        assert any(m.startswith(f"execverify_jax.data.{sub}.") for m in mods), sub  # subpackages walked
     code = (
         "import importlib, json, sys\n"
         f"mods = {mods!r}\n"
@@ -51,10 +60,37 @@ def test_data_side_imports_no_accelerator_stack(area):
 
 
 def test_data_sources_never_import_jax_directly():
-    for area in ("data", "rewards"):
-        for path in (PKG / area).rglob("*.py"):
-            bad = {n for n in _imports(path) if n.split(".")[0] in HEAVY}
-            assert not bad, f"{path} imports {bad}"
+    paths = [*(PKG / "data").rglob("*.py"), *(PKG / "rewards").rglob("*.py"), *(PKG / f"{m}.py" for m in SHARED)]
+    for path in paths:
+        bad = {n for n in _imports(path) if n.split(".")[0] in HEAVY}
+        assert not bad, f"{path} imports {bad}"
+
+
+def test_shared_helpers_import_nothing_from_the_package():
+    # Every side imports them, so they may not pull any side in (only each other).
+    shared = {f"execverify_jax.{m}" for m in SHARED}
+    for m in SHARED:
+        names = _imports(PKG / f"{m}.py")
+        assert not {n for n in names if n.startswith(("execverify_jax", ".")) and n not in shared}, (m, names)
+
+
+def test_objective_is_pure_maths():
+    allowed = {"jax", "numpy"} | set(sys.stdlib_module_names)
+    paths = sorted((PKG / "rl" / "objective").rglob("*.py"))
+    assert paths
+    for path in paths:
+        for name in _imports(path):
+            if name.startswith("execverify_jax.rl.objective") or (name.startswith(".") and not name.startswith("..")):
+                continue
+            if name in {f"execverify_jax.{m}" for m in SHARED}:  # config checks only, pure Python
+                continue
+            assert name.split(".")[0] in allowed, f"{path} imports {name}"
+
+
+def test_no_module_is_over_the_line_limit():
+    long = {str(p.relative_to(PKG)): n for p in PKG.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"split these modules (over {MAX_LINES} lines): {long}"
 
 
 def test_model_side_does_not_import_data_rl_or_rewards():

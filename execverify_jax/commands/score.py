@@ -12,7 +12,6 @@ hold). Exit status 0 on success (even with skipped lines), 2 for usage errors.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass, field
 
@@ -51,23 +50,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _read_jsonl(path: str, what: str, skipped: dict) -> list[tuple[int, dict | None, str]]:
-    """(line number, object or None, why not) per non-blank line. Bytes that are not UTF-8
-    become U+FFFD; raw control characters (a NUL) inside strings are accepted."""
+    """(line number, object or None, why not) per non-blank line (the shared reader: bytes that
+    are not UTF-8 become U+FFFD; raw control characters inside strings are accepted)."""
+    from execverify_jax.jsonl import BAD_JSON, BadLine, read_jsonl
+
     rows: list[tuple[int, dict | None, str]] = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line, strict=False)
-            except (ValueError, RecursionError):
-                _skip(skipped, f"{what}: invalid JSON")
-                rows.append((lineno, None, "invalid_json"))
-                continue
-            if not isinstance(obj, dict):
-                _skip(skipped, f"{what}: not an object")
-                rows.append((lineno, None, "not_an_object"))
-                continue
+    for lineno, obj in read_jsonl(path, yield_bad=True):
+        if isinstance(obj, BadLine):
+            why = "invalid_json" if obj.reason == BAD_JSON else "not_an_object"
+            _skip(skipped, f"{what}: {'invalid JSON' if obj.reason == BAD_JSON else 'not an object'}")
+            rows.append((lineno, None, why))
+        else:
             rows.append((lineno, obj, ""))
     return rows
 

@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import ast
 import builtins
+import collections
 import gzip
 import hashlib
 import io
 import json
+import logging
 import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from execverify_jax.jsonl import read_jsonl
+
 _BUILTINS = frozenset(dir(builtins))
+log = logging.getLogger(__name__)
 
 
 class _Renamer(ast.NodeTransformer):
@@ -196,22 +201,26 @@ class BenchmarkProgram:
 
 
 def load_cruxeval(path: str | Path) -> list[BenchmarkProgram]:
-    """CRUXEval jsonl (`code`, `id`)."""
-    out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            out.append(BenchmarkProgram("cruxeval", str(rec.get("id", len(out))), rec["code"]))
-    return out
+    """CRUXEval jsonl (`code`, `id`); bad lines and records without code are skipped and counted."""
+    return _load_jsonl_programs(path, "cruxeval", "id")
 
 
 def load_dreval(path: str | Path) -> list[BenchmarkProgram]:
-    """REval as shipped by ExecVerify: DREval_data.jsonl (`task_id`, `code`)."""
+    """REval as shipped by ExecVerify: DREval_data.jsonl (`task_id`, `code`); bad lines and
+    records without code are skipped and counted."""
+    return _load_jsonl_programs(path, "reval", "task_id")
+
+
+def _load_jsonl_programs(path: str | Path, source: str, id_key: str) -> list[BenchmarkProgram]:
+    bad = collections.Counter()
     out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            out.append(BenchmarkProgram("reval", str(rec.get("task_id", len(out))), rec["code"]))
+    for _, rec in read_jsonl(path, bad):
+        if not isinstance(rec.get("code"), str):
+            bad["no_code"] += 1
+            continue
+        out.append(BenchmarkProgram(source, str(rec.get(id_key, len(out))), rec["code"]))
+    if bad["no_code"]:
+        log.warning("%s: skipped %d record(s) without a `code` string", path, bad["no_code"])
     return out
 
 

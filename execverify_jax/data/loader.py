@@ -33,6 +33,8 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from execverify_jax.buckets import bucket_for
+
 
 class ChatTokenizer(Protocol):
     """What the loader needs from `execverify_jax.data.tokenizer` (picklable, lazily loaded)."""
@@ -155,7 +157,7 @@ class _Tokenize:
 def _pad_batch(items: Sequence[dict], buckets: tuple[int, ...], pad_id: int, pad_side: str,
                skipped: int) -> dict:
     longest = max(len(it["ids"]) for it in items)
-    P = next(b for b in buckets if b >= longest)
+    P = bucket_for(longest, buckets)
     B = len(items)
     prompt_BP = np.full((B, P), pad_id, dtype=np.int32)
     prompt_len_B = np.zeros((B,), dtype=np.int32)
@@ -173,10 +175,6 @@ def _pad_batch(items: Sequence[dict], buckets: tuple[int, ...], pad_id: int, pad
         "question_id_B": np.asarray([it["id"] for it in items], dtype=np.str_),
         "num_skipped": np.int64(skipped),
     }
-
-
-def _bucket_of(n: int, buckets: tuple[int, ...]) -> int:
-    return next(k for k, b in enumerate(buckets) if b >= n)
 
 
 def _bucket_batch_dataset(parent, batch_size: int, buckets: tuple[int, ...], pad_id: int, pad_side: str,
@@ -214,7 +212,7 @@ def _bucket_batch_dataset(parent, batch_size: int, buckets: tuple[int, ...], pad
                     if len(items) == batch_size:
                         break
                     continue
-                buf = self._buffers[_bucket_of(len(ids), buckets)]
+                buf = self._buffers[buckets.index(bucket_for(len(ids), buckets))]
                 buf.append(item)
                 if len(buf) == batch_size:
                     items = list(buf)

@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from execverify_jax import jsonl
+
 # Required fields and their JSON types, per record kind (docs/ARCHITECTURE.md "Records").
 PROGRAM_FIELDS: dict[str, tuple[type, ...]] = {
     "id": (str,),
@@ -282,14 +284,27 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
 
 
 def read_jsonl(path: str | Path, kind: str | None = None, errors: ReadErrors | None = None) -> Iterator[dict]:
-    """Yields the records of a JSONL file, skipping (and counting) malformed lines."""
-    with open(path, "rb") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            rec = _decode_checked(line, kind, errors)
-            if rec is not None:
+    """Yields the records of a JSONL file, skipping (and counting) malformed lines.
+
+    Lines that are not JSON objects count as 'bad_json' in `errors`; records that fail `kind`'s
+    schema count under their first problem (see `validate`)."""
+    bad: collections.Counter = collections.Counter()
+    lines = jsonl.read_jsonl(path, bad)
+
+    def records() -> Iterator[dict]:
+        try:
+            for _, rec in lines:
+                problems = validate(rec, kind) if kind is not None else []
+                if problems:
+                    if errors is not None:
+                        errors[problems[0]] += 1
+                    continue
                 yield rec
+        finally:  # also when the caller stops early
+            if errors is not None and bad:
+                errors["bad_json"] += sum(bad.values())
+
+    return records()
 
 
 def read_records(path: str | Path, kind: str | None = None, errors: ReadErrors | None = None) -> Iterator[dict]:

@@ -15,6 +15,7 @@ else the last python block anywhere, else (a completion) the response continues 
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 from pathlib import Path
@@ -22,8 +23,9 @@ from typing import Any
 
 from execverify_jax.data import prompts
 from execverify_jax.eval.base import GradeContext
-from execverify_jax.eval.items import BAD_LINE, EvalItem, LoadReport, Verdict, iter_jsonl
+from execverify_jax.eval.items import EvalItem, LoadReport, Verdict
 from execverify_jax.eval.sandboxed import HUMANEVAL_TARGET
+from execverify_jax.jsonl import read_jsonl
 from execverify_jax.rewards import parse
 from execverify_jax.rewards.scorer import Scorer
 from execverify_jax.rewards.config import RewardConfig
@@ -131,15 +133,14 @@ class CodeGen:
     def load(self, data: Path, style: str, limit: int | None) -> LoadReport:
         """Eurus-2-RL-Data rows (`prompt`, `reward_model.ground_truth`) or codegen question records."""
         report = LoadReport(items=[])
-        for n, rec in iter_jsonl(data):
+        bad: collections.Counter = collections.Counter()  # lines that are not JSON objects
+        for n, rec in read_jsonl(data, bad):
             if limit is not None and len(report.items) >= limit:
                 break
-            if rec is BAD_LINE:
-                report.bad_lines += 1
-                continue
-            item = self._item(rec, n, style, report)
+            item = self._item(rec, n - 1, style, report)  # 0-based line index names the item
             if item is not None:
                 report.items.append(item)
+        report.bad_lines += sum(bad.values())
         return report
 
     def _item(self, rec: Any, n: int, style: str, report: LoadReport) -> EvalItem | None:

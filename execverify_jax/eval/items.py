@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import collections
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from execverify_jax.jsonl import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -78,30 +80,9 @@ class LoadReport:
             self.examples.append(f"{reason}: {example[:200]}")
 
 
-BAD_LINE = object()  # what iter_jsonl yields for a line that is not JSON
-
-
-def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line index, parsed value) for every non-blank line of a JSONL file; a line that does not
-    parse yields BAD_LINE instead of stopping the read (the callers count it). Bytes that are not
-    UTF-8 become U+FFFD and raw control characters inside strings are accepted: a response with
-    a stray byte or NUL is still graded, not lost."""
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f):
-            if not raw.strip():
-                continue
-            try:
-                yield n, json.loads(raw.decode("utf-8", "replace"), strict=False)
-            except (ValueError, RecursionError):
-                yield n, BAD_LINE
-
-
 def read_jsonl_dicts(path: Path, report: LoadReport) -> list[dict]:
     """The JSON objects of a JSONL file; blank lines are skipped, bad lines counted in `report`."""
-    out = []
-    for _, rec in iter_jsonl(path):
-        if isinstance(rec, dict):
-            out.append(rec)
-        else:
-            report.bad_lines += 1
+    bad: collections.Counter = collections.Counter()
+    out = [rec for _, rec in read_jsonl(path, bad)]
+    report.bad_lines += sum(bad.values())
     return out

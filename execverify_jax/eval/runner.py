@@ -19,7 +19,8 @@ from execverify_jax.config_loader import ConfigError, check_choice, check_int, c
 from execverify_jax.data import records
 from execverify_jax.eval import metrics, registry
 from execverify_jax.eval.base import STYLES, GradeContext
-from execverify_jax.eval.items import EvalItem, LoadReport, Verdict, iter_jsonl
+from execverify_jax.eval.items import EvalItem, LoadReport, Verdict
+from execverify_jax.jsonl import read_jsonl
 from execverify_jax.shared_config import GenerationConfig
 
 GT_FAILED = "ground_truth_failed"
@@ -74,9 +75,10 @@ def read_responses(path: Path, items: list[EvalItem]) -> tuple[list[list[str]], 
     stats = ResponseStats()
     by_id: dict[str, list[str]] = collections.defaultdict(list)
     known = {it.id for it in items}
-    for _, rec in iter_jsonl(path):
-        if not isinstance(rec, dict) or not isinstance(rec.get("id"), (str, int)):
-            stats.bad_lines += 1  # unparsable (BAD_LINE), not an object, or no id
+    bad: collections.Counter = collections.Counter()  # lines that are not JSON objects
+    for _, rec in read_jsonl(path, bad):
+        if not isinstance(rec.get("id"), (str, int)):
+            stats.bad_lines += 1
             continue
         rid = str(rec["id"])
         resps = rec.get("responses", [rec.get("response")]) if "responses" in rec else [rec.get("response")]
@@ -87,6 +89,7 @@ def read_responses(path: Path, items: list[EvalItem]) -> tuple[list[list[str]], 
             stats.unknown_ids += 1
             continue
         by_id[rid].extend(resps)
+    stats.bad_lines += sum(bad.values())
     out = []
     for it in items:
         if not by_id.get(it.id):

@@ -23,6 +23,7 @@ import numpy as np
 from flax import nnx, struct
 from jax.sharding import Mesh
 
+from execverify_jax.buckets import bucket_for
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.model.kv_cache import KVCache
@@ -70,14 +71,6 @@ class SampleOutput:
     prompt_index_B: np.ndarray
 
 
-def bucket_for(length: int, buckets: Sequence[int]) -> int:
-    """Smallest bucket >= length."""
-    for b in sorted(buckets):
-        if b >= length:
-            return b
-    raise ValueError(f"prompt of {length} tokens is longer than the largest bucket {max(buckets)}")
-
-
 def left_pad(prompts: Sequence[Sequence[int]], P: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     """(prompt_BP int32 left-padded, lengths_B int32)."""
     out = np.full((len(prompts), P), pad_id, np.int32)
@@ -98,9 +91,7 @@ def _sample_step(strategy: Strategy, logits_BV, state: SamplingState, pad_id: in
     logp_B = jnp.where(state.done_B, 0.0, logp_B)
     tokens_BC = jax.lax.dynamic_update_slice(state.tokens_BC, tok_B[:, None], (0, state.step))
     logp_BC = jax.lax.dynamic_update_slice(state.logp_BC, logp_B[:, None], (0, state.step))
-    is_stop_B = jnp.zeros_like(state.done_B)
-    for s in stop_ids:
-        is_stop_B = is_stop_B | (tok_B == s)
+    is_stop_B = jnp.isin(tok_B, jnp.asarray(stop_ids, jnp.int32))  # an empty tuple: never stops
     return state.replace(tokens_BC=tokens_BC, logp_BC=logp_BC, step=state.step + 1,
                          lengths_B=state.lengths_B + (~state.done_B).astype(jnp.int32),
                          done_B=state.done_B | is_stop_B)

@@ -1,4 +1,8 @@
-"""Sampling strategies: small frozen (hashable, jit-static) dataclasses with `select(logits, key)`.
+"""Sampling strategies: anything with `select(logits_BV, key) -> (tokens_B, logp_B)` (`Strategy`).
+
+The built-in ones are small frozen dataclasses; a user-defined strategy needs only the method and
+to be hashable (the sampler passes it as a jit static argument, so equal strategies share one
+compilation): a frozen dataclass is the easy way.
 
 Every strategy returns the chosen tokens and their log-probabilities under the
 *temperature-scaled, untruncated* distribution log_softmax(logits / temperature): top-k/top-p
@@ -11,11 +15,26 @@ Greedy reports log_softmax(logits) (temperature 1).
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 
 _NEG = -1e30
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """How the sampler picks the next token of each row.
+
+    `select` gets the last position's logits_BV (any float dtype) and a PRNG key, and returns
+    tokens_B (int32) and logp_B, their log-probs under the distribution the learner recomputes
+    (see the module docstring). It runs inside jit; the strategy object itself must be hashable.
+    """
+
+    def select(self, logits_BV: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(tokens_B, logp_B)."""
+        ...
 
 
 def _logp_of(logits_BV: jax.Array, tokens_B: jax.Array, temperature: float) -> jax.Array:
@@ -125,9 +144,6 @@ class TopP:
         pick_B = jax.random.categorical(key, jnp.where(keep_Bk, top_Bk, _NEG), axis=-1)
         tokens_B = jnp.take_along_axis(idx_Bk, pick_B[:, None], axis=-1)[:, 0].astype(jnp.int32)
         return tokens_B, _logp_of(logits_BV, tokens_B, self.temperature)
-
-
-Strategy = Greedy | Temperature | TopK | TopP
 
 
 def make_strategy(greedy: bool = False, temperature: float = 1.0, top_k: int | None = None,

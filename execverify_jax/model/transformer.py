@@ -26,15 +26,17 @@ from execverify_jax.model.kv_cache import KVCache
 _NEG = -1e30  # finite "minus infinity" for masked attention scores
 
 
-def _param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str, ...], dtype, init: str) -> nnx.Param:
-    """A parameter with logical axes; init is "normal" (std 0.02, the HF default), "zeros" or "ones"."""
-    if init == "normal":
-        value = 0.02 * jax.random.normal(rngs.params(), shape, jnp.float32)
-    elif init == "zeros":
-        value = jnp.zeros(shape, jnp.float32)
-    else:
-        value = jnp.ones(shape, jnp.float32)
-    return nnx.Param(value.astype(dtype), logical_axes=axes)
+NORMAL = jax.nn.initializers.normal(0.02)  # the HF default std
+ZEROS = jax.nn.initializers.zeros
+ONES = jax.nn.initializers.ones
+_KEYLESS = (ZEROS, ONES)  # they draw no key, so every seed gives the weights it always gave
+
+
+def _param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str, ...], dtype,
+           init: jax.nn.initializers.Initializer) -> nnx.Param:
+    """A parameter with logical axes, drawn in fp32 by a `jax.nn.initializers` function."""
+    key = None if init in _KEYLESS else rngs.params()
+    return nnx.Param(init(key, shape, jnp.float32).astype(dtype), logical_axes=axes)
 
 
 def weight_matmul(cfg: ModelConfig, spec: str, x: jax.Array, w: jax.Array) -> jax.Array:
@@ -84,7 +86,7 @@ class RMSNorm(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         self.eps = cfg.rms_norm_eps
         self.dtype = jnp.dtype(cfg.dtype)
-        self.scale = _param(rngs, (cfg.hidden_size,), (shd.NORM,), cfg.param_dtype, "ones")
+        self.scale = _param(rngs, (cfg.hidden_size,), (shd.NORM,), cfg.param_dtype, ONES)
 
     def __call__(self, x_BTD: jax.Array) -> jax.Array:
         x32 = x_BTD.astype(jnp.float32)
@@ -135,16 +137,16 @@ class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         D, N, K, H, pd = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.param_dtype
         self.cfg = cfg
-        self.wq = _param(rngs, (D, N, H), (shd.EMBED, shd.Q_HEADS, shd.HEAD_DIM), pd, "normal")
-        self.wk = _param(rngs, (D, K, H), (shd.EMBED, shd.KV_HEADS, shd.HEAD_DIM), pd, "normal")
-        self.wv = _param(rngs, (D, K, H), (shd.EMBED, shd.KV_HEADS, shd.HEAD_DIM), pd, "normal")
-        self.wo = _param(rngs, (N, H, D), (shd.Q_HEADS, shd.HEAD_DIM, shd.EMBED), pd, "normal")
+        self.wq = _param(rngs, (D, N, H), (shd.EMBED, shd.Q_HEADS, shd.HEAD_DIM), pd, NORMAL)
+        self.wk = _param(rngs, (D, K, H), (shd.EMBED, shd.KV_HEADS, shd.HEAD_DIM), pd, NORMAL)
+        self.wv = _param(rngs, (D, K, H), (shd.EMBED, shd.KV_HEADS, shd.HEAD_DIM), pd, NORMAL)
+        self.wo = _param(rngs, (N, H, D), (shd.Q_HEADS, shd.HEAD_DIM, shd.EMBED), pd, NORMAL)
         if cfg.qkv_bias:
-            self.bq = _param(rngs, (N, H), (shd.Q_HEADS, shd.HEAD_DIM), pd, "zeros")
-            self.bk = _param(rngs, (K, H), (shd.KV_HEADS, shd.HEAD_DIM), pd, "zeros")
-            self.bv = _param(rngs, (K, H), (shd.KV_HEADS, shd.HEAD_DIM), pd, "zeros")
+            self.bq = _param(rngs, (N, H), (shd.Q_HEADS, shd.HEAD_DIM), pd, ZEROS)
+            self.bk = _param(rngs, (K, H), (shd.KV_HEADS, shd.HEAD_DIM), pd, ZEROS)
+            self.bv = _param(rngs, (K, H), (shd.KV_HEADS, shd.HEAD_DIM), pd, ZEROS)
         if cfg.o_bias:
-            self.bo = _param(rngs, (D,), (shd.EMBED,), pd, "zeros")
+            self.bo = _param(rngs, (D,), (shd.EMBED,), pd, ZEROS)
 
     def _proj(self, x_BTD: jax.Array, name: str) -> jax.Array:
         dt = x_BTD.dtype
@@ -188,9 +190,9 @@ class MLP(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         D, F, pd = cfg.hidden_size, cfg.intermediate_size, cfg.param_dtype
         self.cfg = cfg
-        self.w_gate = _param(rngs, (D, F), (shd.EMBED, shd.MLP), pd, "normal")
-        self.w_up = _param(rngs, (D, F), (shd.EMBED, shd.MLP), pd, "normal")
-        self.w_down = _param(rngs, (F, D), (shd.MLP, shd.EMBED), pd, "normal")
+        self.w_gate = _param(rngs, (D, F), (shd.EMBED, shd.MLP), pd, NORMAL)
+        self.w_up = _param(rngs, (D, F), (shd.EMBED, shd.MLP), pd, NORMAL)
+        self.w_down = _param(rngs, (F, D), (shd.MLP, shd.EMBED), pd, NORMAL)
 
     def __call__(self, x_BTD: jax.Array) -> jax.Array:
         g_BTF = weight_matmul(self.cfg, "btd,df->btf", x_BTD, self.w_gate[...])
@@ -243,12 +245,12 @@ class Transformer(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         self.cfg = cfg
         self.embedding = _param(rngs, (cfg.vocab_size, cfg.hidden_size), (shd.VOCAB, shd.EMBED),
-                                cfg.param_dtype, "normal")
+                                cfg.param_dtype, NORMAL)
         self.layers = nnx.List([Block(cfg, rngs) for _ in range(cfg.num_layers)])
         self.final_norm = RMSNorm(cfg, rngs)
         if not cfg.tie_word_embeddings:
             self.lm_head = _param(rngs, (cfg.hidden_size, cfg.vocab_size), (shd.EMBED, shd.VOCAB),
-                                  cfg.param_dtype, "normal")
+                                  cfg.param_dtype, NORMAL)
 
     def embed(self, tokens_BT: jax.Array) -> jax.Array:
         """Token embeddings in the compute dtype."""

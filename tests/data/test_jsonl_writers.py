@@ -10,7 +10,7 @@ import pytest
 
 from execverify_jax.data import records
 from execverify_jax.data.questions import dumps_record
-from execverify_jax.eval.items import BAD_LINE, iter_jsonl
+from execverify_jax.jsonl import BadLine, read_jsonl
 from execverify_jax.eval.runner import write_jsonl as eval_write_jsonl
 
 SURROGATE = "lone \udc80 and \ud800 surrogates"
@@ -85,13 +85,14 @@ def test_readers_keep_lines_that_are_not_utf8(tmp_path):
     back = list(records.read_jsonl(path, errors=errors))
     assert [r["i"] for r in back] == [0, 1, 2, 3] and back[1]["t"] == "caf\ufffd \ufffd"
     assert errors == {"bad_json": 1}  # only the torn line
-    got = [v for _, v in iter_jsonl(path)]
-    assert [v["i"] for v in got if v is not BAD_LINE] == [0, 1, 2, 3] and got.count(BAD_LINE) == 1
+    got = [v for _, v in read_jsonl(path, yield_bad=True)]
+    assert [v["i"] for v in got if not isinstance(v, BadLine)] == [0, 1, 2, 3]
+    assert sum(isinstance(v, BadLine) for v in got) == 1
 
 
 def test_eval_samples_writer_keeps_every_row(tmp_path):
     path = tmp_path / "out" / "samples.jsonl"
     batch = _batch()
     eval_write_jsonl(path, batch)
-    got = [v for _, v in iter_jsonl(path)]
-    assert len(got) == len(batch) and BAD_LINE not in got
+    got = [v for _, v in read_jsonl(path, yield_bad=True)]
+    assert len(got) == len(batch) and not any(isinstance(v, BadLine) for v in got)

@@ -1,13 +1,23 @@
-"""Tiny-model fixtures: random transformers models saved to tmp dirs (no downloads), tokenizers."""
+"""Model fixtures. `tiny_jax` is built in JAX (tests/testing.py), so most model tests run without
+torch; the HF fixtures (random transformers models saved to tmp dirs, no downloads) skip without
+torch/transformers and serve only the HF import/export and parity tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from testing import tiny_model
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+
+def _hf():
+    return pytest.importorskip("torch"), pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="session")
+def tiny_jax():
+    """The torch-free tiny model (non-zero biases, non-unit norms)."""
+    return tiny_model(seed=0)
 
 QWEN_KW = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
@@ -20,6 +30,7 @@ LLAMA_KW = dict(vocab_size=384, hidden_size=32, intermediate_size=96, num_hidden
 
 def make_qwen(path: Path, seed: int = 0):
     """A random Qwen2 (q/k/v biases made non-zero, untied head) saved with save_pretrained."""
+    torch, transformers = _hf()
     torch.manual_seed(seed)
     model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**QWEN_KW)).eval()
     with torch.no_grad():
@@ -34,6 +45,7 @@ def make_qwen(path: Path, seed: int = 0):
 
 def make_llama(path: Path, seed: int = 1):
     """A random Llama with tied embeddings and llama3 RoPE scaling."""
+    torch, transformers = _hf()
     torch.manual_seed(seed)
     model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**LLAMA_KW)).eval()
     with torch.no_grad():
@@ -53,6 +65,7 @@ def qwen_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def qwen_torch(qwen_dir):
+    torch, transformers = _hf()
     return transformers.AutoModelForCausalLM.from_pretrained(qwen_dir, dtype=torch.float32).eval()
 
 
@@ -65,6 +78,7 @@ def llama_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def llama_torch(llama_dir):
+    torch, transformers = _hf()
     return transformers.AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.float32).eval()
 
 
@@ -72,19 +86,3 @@ def llama_torch(llama_dir):
 def qwen_jax(qwen_dir):
     from execverify_jax.model.hf_import import load_hf_model
     return load_hf_model(qwen_dir)
-
-
-@pytest.fixture(scope="session")
-def text_files(tmp_path_factory) -> list[Path]:
-    """Local training text: this package's own source files."""
-    root = Path(__file__).resolve().parents[2] / "execverify_jax"
-    files = sorted(root.rglob("*.py"))
-    assert files
-    return files
-
-
-@pytest.fixture(scope="session")
-def bpe_dir(tmp_path_factory, text_files) -> Path:
-    from execverify_jax.data.tokenizer_train import train_bpe
-    return train_bpe(text_files, tmp_path_factory.mktemp("bpe"), 400)
-

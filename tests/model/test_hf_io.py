@@ -7,8 +7,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
-import transformers
 
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.checkpoint import load_any, restore_params, save_params
@@ -17,6 +15,9 @@ from execverify_jax.model.hf_export import save_hf
 from execverify_jax.model.hf_import import CheckpointError, load_hf_state
 from execverify_jax.model.hf_mapping import TABLE, from_hf, hf_to_ours, ours_to_hf, read_block, to_hf
 from execverify_jax.model.params import flat_params
+
+torch = pytest.importorskip("torch")  # HF import/export round trips load the models in transformers
+transformers = pytest.importorskip("transformers")
 
 
 def _arrays(state) -> dict[str, np.ndarray]:

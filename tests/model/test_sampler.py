@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -9,7 +12,7 @@ import scipy.special
 from flax import nnx
 
 from execverify_jax.model.sampler import Sampler, bucket_for, left_pad
-from execverify_jax.model.strategies import Greedy, Temperature, TopK, TopP, make_strategy
+from execverify_jax.model.strategies import Greedy, Strategy, Temperature, TopK, TopP, make_strategy
 
 
 def _forward(model, tokens_T):
@@ -17,11 +20,11 @@ def _forward(model, tokens_T):
 
 
 @pytest.fixture(scope="module")
-def setup(qwen_jax):
-    sampler, params = Sampler.for_model(qwen_jax, buckets=(8, 16, 32))
+def setup(tiny_jax):
+    sampler, params = Sampler.for_model(tiny_jax, buckets=(8, 16, 32))
     rng = np.random.RandomState(11)
     prompts = [list(rng.randint(0, 512, n)) for n in (3, 9, 14)]
-    return qwen_jax, sampler, params, prompts
+    return tiny_jax, sampler, params, prompts
 
 
 def test_same_seed_same_samples_other_seed_differs(setup):
@@ -99,6 +102,30 @@ def test_result_independent_of_batch_companions_and_bucket(setup):
     batched = sampler.generate(params, prompts, 10, Greedy())  # bucket 16, more left padding
     np.testing.assert_array_equal(alone.tokens_BC[0], batched.tokens_BC[0])
     np.testing.assert_allclose(alone.logp_BC[0], batched.logp_BC[0], atol=1e-5)
+
+
+@dataclasses.dataclass(frozen=True)
+class LeastLikely:
+    """A user-defined strategy (not a built-in): always the lowest-scoring token."""
+
+    def select(self, logits_BV, key):
+        del key
+        tokens_B = jnp.argmin(logits_BV, axis=-1).astype(jnp.int32)
+        logp_BV = jax.nn.log_softmax(logits_BV.astype(jnp.float32), axis=-1)
+        return tokens_B, jnp.take_along_axis(logp_BV, tokens_B[:, None], axis=-1)[:, 0]
+
+
+def test_user_defined_strategy_drives_the_sampler(setup):
+    model, sampler, params, prompts = setup
+    strat = LeastLikely()
+    assert isinstance(strat, Strategy) and isinstance(Greedy(), Strategy)
+    out = sampler.generate(params, prompts[:1], 3, strat)
+    seq = list(prompts[0])
+    for t in range(3):  # each drawn token is the argmin of the full forward's last logits
+        logits = np.asarray(_forward(model, np.asarray(seq)))[0, -1]
+        assert out.tokens_BC[0, t] == int(np.argmin(logits))
+        assert out.logp_BC[0, t] == pytest.approx(scipy.special.log_softmax(logits)[out.tokens_BC[0, t]], abs=1e-4)
+        seq.append(int(out.tokens_BC[0, t]))
 
 
 def test_bad_inputs_are_clear_errors(setup):

@@ -1,4 +1,4 @@
-"""Mesh building, the rules table, KV-cache decode == full forward, and 8-device meshes == 1 device."""
+"""Mesh building, the rules table, and 8-device meshes == 1 device (the tiny JAX model, no torch)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from jax.sharding import PartitionSpec as P
 
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
-from execverify_jax.model.hf_import import load_hf_state
-from execverify_jax.model.kv_cache import KVCache
 from execverify_jax.model.params import abstract_model, create_model, flat_params
-from execverify_jax.model.sampler import Sampler, left_pad
+from execverify_jax.model.sampler import Sampler
 from execverify_jax.model.strategies import Temperature
+from testing import tiny_state
 
 MESHES = [dict(data=8), dict(fsdp=4, tensor=2, data=1), dict(data=2, fsdp=2, tensor=2)]
 
@@ -57,38 +56,12 @@ def test_logical_to_spec_keeps_indivisible_dims_replicated():
         shd.logical_to_spec(("nonsense",), (4,), mesh, shd.TRAIN_RULES)
 
 
-def test_cached_decode_equals_full_forward(qwen_jax):
-    """Prefill a left-padded batch, then feed the rest token by token: logits == full forward."""
-    model = qwen_jax
-    rng = np.random.RandomState(0)
-    seqs = [list(rng.randint(0, 512, n)) for n in (7, 12)]
-    P_, extra = 8, 4  # prompts are the first len-4 tokens; the last 4 are decoded one by one
-    prompt_BP, lengths_B = left_pad([s[:-extra] for s in seqs], P_, 0)
-    cache = KVCache.init(2, 2, P_ + extra, 2, 16)
-
-    @nnx.jit
-    def step(m, toks, cache, lengths):
-        return m.decode_step(toks, cache, lengths)
-
-    logits, cache = step(model, jnp.asarray(prompt_BP), cache, jnp.asarray(lengths_B))
-    got = [np.asarray(logits[:, -1])]
-    for t in range(extra - 1):
-        toks = jnp.asarray([[s[len(s) - extra + t]] for s in seqs], jnp.int32)
-        logits, cache = step(model, toks, cache, cache.lengths_B + 1)
-        got.append(np.asarray(logits[:, 0]))
-    forward = nnx.jit(lambda m, t: m(t))
-    for b, s in enumerate(seqs):
-        full = np.asarray(forward(model, jnp.asarray([s])))[0]
-        want = full[len(s) - extra - 1: len(s) - 1]
-        np.testing.assert_allclose(np.stack([g[b] for g in got]), want, atol=2e-5)
-
-
 @pytest.fixture(scope="module")
-def reference(qwen_dir):
+def reference():
     """One-device greedy + temperature samples and full-forward logits."""
     rng = np.random.RandomState(4)
     prompts = [list(rng.randint(0, 512, n)) for n in (3, 9, 14, 5, 6, 11, 2, 8)]
-    cfg, graphdef, params = load_hf_state(qwen_dir, shd.single_device_mesh(), shd.SAMPLE_RULES)
+    cfg, graphdef, params = tiny_state(shd.single_device_mesh(), shd.SAMPLE_RULES)
     sampler = Sampler(cfg, graphdef, mesh=shd.single_device_mesh(), buckets=(16,))
     out = sampler.generate(params, prompts, 8, Temperature(0.8), seed=1)
     tokens = np.stack([np.concatenate([np.full(16 - len(p), 0), p]) for p in prompts])
@@ -99,11 +72,11 @@ def reference(qwen_dir):
 
 
 @pytest.mark.parametrize("mesh_cfg", MESHES, ids=lambda m: ",".join(f"{k}={v}" for k, v in m.items()))
-def test_sharded_equals_one_device(qwen_dir, reference, mesh_cfg):
+def test_sharded_equals_one_device(reference, mesh_cfg):
     prompts, ref, tokens, mask, ref_logits = reference
     mesh = shd.make_mesh(mesh_cfg)
     # Training layout: full forward with activation constraints active.
-    cfg, graphdef, params = load_hf_state(qwen_dir, mesh, shd.TRAIN_RULES)
+    cfg, graphdef, params = tiny_state(mesh, shd.TRAIN_RULES)
     wq = flat_params(params)["layers.0.attn.wq"].get_value()
     assert len(wq.sharding.device_set) == 8
     with shd.use_rules(mesh, shd.TRAIN_RULES):
@@ -111,7 +84,7 @@ def test_sharded_equals_one_device(qwen_dir, reference, mesh_cfg):
             params, jnp.asarray(tokens), jnp.asarray(mask))
     np.testing.assert_allclose(np.asarray(logits)[mask], ref_logits[mask], atol=1e-4)
     # Sampling layout: same samples and log-probs as one device.
-    cfg, graphdef, params = load_hf_state(qwen_dir, mesh, shd.SAMPLE_RULES)
+    cfg, graphdef, params = tiny_state(mesh, shd.SAMPLE_RULES)
     sampler = Sampler(cfg, graphdef, mesh=mesh, buckets=(16,))
     out = sampler.generate(params, prompts, 8, Temperature(0.8), seed=1)
     np.testing.assert_array_equal(out.tokens_BC, ref.tokens_BC)

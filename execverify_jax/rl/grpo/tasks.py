@@ -29,6 +29,7 @@ import numpy as np
 
 from execverify_jax.data import prompts
 from execverify_jax.data.loader import LoaderConfig, build_dataset, lookup_questions, question_files
+from execverify_jax.jsonl import read_jsonl
 
 
 # ------------------------------------------------------------------------------------- results
@@ -174,25 +175,21 @@ class QuestionTask:
 def read_question_jsonl(path: str | Path) -> list[dict]:
     """Question records from a JSONL file; Eurus-2-RL-Data style rows are converted (codegen).
 
-    Malformed lines are skipped and counted (the count is printed once)."""
+    Lines that are not JSON objects, and rows that convert to no record, are skipped and counted
+    (each count is reported once)."""
     out: list[dict] = []
     bad = 0
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                rec = row if "messages" in row and "answer" in row else eurus_to_record(row, n)
-            except (ValueError, KeyError, TypeError):
-                bad += 1
-                continue
-            if rec is None:
-                bad += 1
-                continue
-            out.append(rec)
+    for n, row in read_jsonl(path):  # reports its own bad lines
+        try:
+            rec = row if "messages" in row and "answer" in row else eurus_to_record(row, n - 1)
+        except (ValueError, KeyError, TypeError):
+            rec = None
+        if rec is None:
+            bad += 1
+            continue
+        out.append(rec)
     if bad:
-        print(f"{path}: skipped {bad} malformed line(s)")
+        print(f"{path}: skipped {bad} row(s) that are not question records")
     if not out:
         raise ValueError(f"{path}: no usable question records")
     return out

@@ -23,8 +23,6 @@ Checkpoints every `save_every` steps and at the end (async Orbax); RUN/metrics.j
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -42,13 +40,12 @@ from execverify_jax.rl.grpo.rollout import RolloutGenerator, my_rows
 from execverify_jax.rl.grpo.update import Timer, advantages, run_updates, step_metrics, update_batch
 from execverify_jax.rl.infra import distributed as dist
 from execverify_jax.rl.infra.checkpoint import RunCheckpointer
+from execverify_jax.rl.infra.guards import check_finite
 from execverify_jax.rl.infra.metrics import MetricsWriter
 from execverify_jax.rl.infra.optim import build_optimizer, lr_schedule
 from execverify_jax.rl.infra.train_state import abstract_train_state, create_train_state, state_shardings
 from execverify_jax.rl.infra.train_steps import make_grpo_update, make_logprob_fn, put_batch
 from execverify_jax.rl.run_config import TrainConfig
-
-KILL_ENV = "EXECVERIFY_TEST_KILL_AT_STEP"  # tests: SIGKILL this process right after that RL step
 
 
 def _step_of(line: str) -> int:
@@ -209,7 +206,6 @@ class GRPOTrainer:
         from tqdm import tqdm
 
         cfg = self.cfg
-        kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
         bar = tqdm(total=cfg.max_steps, initial=self.rl_step, desc=f"GRPO stage {cfg.stage}",
                    disable=not cfg.progress or self.pi != 0, dynamic_ncols=True)
         last: dict[str, float] = {}
@@ -223,6 +219,7 @@ class GRPOTrainer:
                     break
                 t_data = time.perf_counter() - t0
                 last = self.step(batch)
+                check_finite(self.rl_step + 1, last, ("train/loss", "train/grad_norm"))
                 last["time/data"] = t_data
                 self.rl_step += 1
                 steps_run += 1
@@ -233,9 +230,6 @@ class GRPOTrainer:
                                            "throughput/tokens_per_s") if k in last})
                 if self.rl_step % cfg.save_every == 0:
                     self.save()
-                if kill_at and self.rl_step == kill_at:
-                    self.ckpt.wait()
-                    os.kill(os.getpid(), signal.SIGKILL)
             if steps_run and self.rl_step % cfg.save_every != 0:
                 self.save(force=True)
         finally:

@@ -10,18 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from execverify_jax.buckets import bucket_for
 from execverify_jax.rl.grpo.rollout import Rollout
 from execverify_jax.rl.infra.metrics import reward_metrics
 from execverify_jax.rl.infra.train_steps import put_batch
 from execverify_jax.rl.objective.advantages import group_advantages, kl_penalized_rewards, overlong_filter
 from execverify_jax.rl.run_config import TrainConfig
-
-
-def bucket(n: int, buckets: tuple[int, ...], cap: int) -> int:
-    for b in sorted(buckets):
-        if b >= n:
-            return min(b, cap)
-    return cap
 
 
 def update_batch(roll: Rollout, loader_P: int, cfg: TrainConfig, pad_id: int) -> dict[str, np.ndarray]:
@@ -31,11 +25,12 @@ def update_batch(roll: Rollout, loader_P: int, cfg: TrainConfig, pad_id: int) ->
     plen_B = np.asarray([len(p) for p in roll.prompts], np.int32)
     # The loader's bucket; kept groups of several batches are re-padded to the largest one's.
     longest = int(plen_B.max())
-    P = max(loader_P, bucket(longest, tuple(cfg.data.buckets), max(max(cfg.data.buckets), longest)))
+    P = max(loader_P, bucket_for(longest, cfg.data.buckets, over=longest))
     prompt_BP = np.full((len(roll.prompts), P), pad_id, np.int32)
     for b, p in enumerate(roll.prompts):
         prompt_BP[b, P - len(p):] = p
-    C = bucket(int(roll.len_B.max()), tuple(cfg.rollout.completion_buckets), cfg.rollout.max_new_tokens)
+    C_max = cfg.rollout.max_new_tokens  # a completion bucket above it would only pad
+    C = min(bucket_for(int(roll.len_B.max()), cfg.rollout.completion_buckets, over=C_max), C_max)
     tokens_BC = roll.tokens_BC[:, :C]
     mask_BC = (np.arange(C)[None, :] < roll.len_B[:, None]).astype(np.float32)
     if cfg.grpo.overlong_filter:

@@ -12,12 +12,16 @@ The result is an Orbax model checkpoint (RUN/model, with the tokenizer files cop
 
 from __future__ import annotations
 
+import collections
 import json
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+
+from execverify_jax.buckets import bucket_for
+from execverify_jax.jsonl import read_jsonl
 
 ROLE_OF = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
            "system": "system", "model": "assistant"}
@@ -31,13 +35,9 @@ def read_conversations(path: str | Path) -> tuple[list[list[dict]], int]:
     if text.lstrip().startswith("["):
         rows = json.loads(text)
     else:
-        rows = []
-        for line in text.splitlines():
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    rows.append(None)
+        bad_lines: collections.Counter = collections.Counter()
+        rows = [row for _, row in read_jsonl(path, bad_lines, objects_only=False)]
+        rows += [None] * sum(bad_lines.values())  # counted below with the other malformed rows
     convs, bad = [], 0
     for row in rows:
         try:
@@ -81,10 +81,9 @@ def bucketed_batches(examples: Sequence[tuple[np.ndarray, np.ndarray]], batch_si
                      buckets: Sequence[int], pad_id: int, seed: int) -> Iterator[dict[str, np.ndarray]]:
     """Shuffled batches of similar-length examples, right-padded to their bucket."""
     rng = np.random.default_rng(seed)
-    buckets = sorted(buckets)
     by_bucket: dict[int, list[int]] = {}
     for i, (ids, _) in enumerate(examples):
-        b = next((x for x in buckets if x >= len(ids)), buckets[-1])
+        b = bucket_for(len(ids), buckets, over=max(buckets))  # longer ones are cut to the largest
         by_bucket.setdefault(b, []).append(i)
     batches = []
     for b, idx in by_bucket.items():
@@ -115,6 +114,7 @@ def run_sft(cfg: Any, run_dir: str | Path, conversations: list[list[dict]], toke
     from execverify_jax.model.checkpoint import save_params
     from execverify_jax.model.hf_export import copy_tokenizer_files
     from execverify_jax.rl.builders import build_model_config, load_init_params
+    from execverify_jax.rl.infra.guards import check_finite
     from execverify_jax.rl.infra.metrics import MetricsWriter
     from execverify_jax.rl.infra.optim import build_optimizer, lr_schedule
     from execverify_jax.rl.infra.train_steps import make_sft_update, put_batch
@@ -155,6 +155,7 @@ def run_sft(cfg: Any, run_dir: str | Path, conversations: list[list[dict]], toke
             t0 = time.perf_counter()
             state, m = update(state, put_batch(batch, mesh))
             m = {f"sft/{k}": float(v) for k, v in jax.device_get(m).items()}
+            check_finite(step + 1, m, ("sft/loss", "sft/grad_norm"))
             dt = time.perf_counter() - t0
             m["sft/tokens_per_s"] = float(batch["attn_BT"].sum()) / dt
             m["sft/epoch"] = float(epoch)
