@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="REval state ground truth: reval = REval's rule (value read in the next global "
                              "state, as published); frame = the tracer's same-frame after-state")
     parser.add_argument("--workers", type=int, default=None, help="sandbox workers (default: CPU count)")
+    # Issue 16: how CRUXEval-O/-I and LCB-exec answers are graded (results.json reports both).
+    parser.add_argument("--scoring", default=None, choices=["official", "strict"],
+                        help="cruxeval/lcb only. official (default): the official harness's semantics, the "
+                             "answer expression evaluated in the sandbox (comparable with published numbers); "
+                             "strict: literal answers only (the training reward's rule)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             benchmark=args.benchmark, data=args.data or "", style=args.prompt_style, limit=args.limit,
             out=args.out, responses=args.responses, model=args.model, tokenizer=args.tokenizer,
             oracle=args.oracle, write_prompts=args.write_prompts, timeout_s=args.timeout, workers=args.workers,
-            reval_state=args.reval_state,
+            reval_state=args.reval_state, scoring=args.scoring,
             generation={"max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size, "n": args.n,
                         "temperature": args.temperature, "top_p": args.top_p, "seed": args.seed,
                         "raw_prompts": args.raw_prompts, "dtype": args.dtype, "mesh": args.mesh})

@@ -172,6 +172,63 @@ def predicted_call_args(span: str, entry: str, cfg: RewardConfig) -> tuple[str |
     return ", ".join(pos + [f"{k}={v}" for k, v in kws]), ""
 
 
+def official_output_expr(span: str, entry: str, args: str, cfg: RewardConfig) -> tuple[str | None, str]:
+    """(source of the predicted output *expression*, reason) for `--scoring official`.
+
+    The same answer as `predicted_output` (right side of the first `assert entry(...) == X`, or
+    a bare answer), but X may be any expression: the official harness runs `assert <output> == X`
+    after the program. Rejected as the harness rejects it: X containing the ground-truth call
+    `entry(<input>)` (compared on whitespace-normalised text, so `f( 17 )` is caught too).
+    """
+    body = code_body(span)
+    node = find_assert(body, cfg)
+    if node is not None:
+        sides = _eq_sides(node)
+        if sides is None:
+            return None, "bad_assert"
+        left, right = sides
+        value = right if _is_call_of(left, entry) else left if _is_call_of(right, entry) else None
+        if value is None:
+            return None, "wrong_call"
+    else:
+        try:
+            value = parse.parse_expr(body, cfg)
+        except parse.LiteralError:
+            return None, "no_assert"
+    src = ast.unparse(value)
+    try:
+        gt_call = ast.unparse(ast.parse(f"{entry}({args})", mode="eval").body)
+    except parse.PARSE_ERRORS:
+        gt_call = f"{entry}({args})"
+    if gt_call in src:
+        return None, "calls_ground_truth_input"
+    return src, ""
+
+
+def official_call(span: str, entry: str, cfg: RewardConfig) -> tuple[str | None, str]:
+    """(source of the model's call `entry(<any argument expressions>)`, reason) for
+    `--scoring official`: the official harness runs `assert <output> == entry(...)` with the
+    model's argument text, so arguments may be expressions (`''.join(['A'] * 20)`, lambdas)."""
+    body = code_body(span)
+    if "????" in body:
+        return None, "placeholder_left"
+    node = find_assert(body, cfg)
+    if node is not None:
+        sides = _eq_sides(node)
+        if sides is None:
+            return None, "bad_assert"
+        call = sides[0] if _is_call_of(sides[0], entry) else sides[1] if _is_call_of(sides[1], entry) else None
+    else:
+        try:
+            expr = parse.parse_expr(body, cfg)
+        except parse.LiteralError:
+            return None, "no_assert"
+        call = expr if _is_call_of(expr, entry) else None
+    if call is None:
+        return None, "wrong_function"
+    return ast.unparse(call), ""
+
+
 def canonical_response(assertion: str) -> str:
     """A response in our answer format holding one assertion (fed to the rewards' scorer)."""
     return f"<answer>\n```python\n{assertion}\n```\n</answer>"
