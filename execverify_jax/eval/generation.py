@@ -56,6 +56,18 @@ def load_model(model: str, tokenizer: str | None, gen: GenerationConfig):
     return Sampler(cfg, graphdef, mesh=mesh, pad_id=tok.pad_id), params, tok
 
 
+# The official CRUXEval/REval harnesses stop generation at this string; a raw completion of
+# their few-shot prompts otherwise goes on to invent the next example (and its [ANSWER] block).
+STOP_STRINGS = ("[/ANSWER]",)
+
+
+def cut_at_stop(text: str) -> str:
+    """`text` up to and including the first stop string (greedy decoding: what a stopped
+    generation would have produced)."""
+    cut = min((text.find(s) + len(s) for s in STOP_STRINGS if s in text), default=len(text))
+    return text[:cut]
+
+
 def batch_rows(n_prompts: int, batch_size: int) -> int:
     """Prompts per sampler call: `batch_size` when there are more prompts than that (the last
     batch is padded up to it), else the next power of two >= n_prompts (capped at batch_size),
@@ -93,7 +105,9 @@ def generate(items: Sequence[EvalItem], model: str, tokenizer: str | None, gen: 
         for row in range(len(res.lengths_B)):
             k = int(res.prompt_index_B[row])
             if k < len(idx):
-                out[idx[k]].append(tok.decode(res.tokens_BC[row, : res.lengths_B[row]]))
+                text = tok.decode(res.tokens_BC[row, : res.lengths_B[row]])
+                raw = gen.raw_prompts and items[idx[k]].raw_prompt is not None
+                out[idx[k]].append(cut_at_stop(text) if raw else text)
         bar.update(len(idx))
     bar.close()
     return out
