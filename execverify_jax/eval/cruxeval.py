@@ -160,6 +160,19 @@ class CruxEval:
             return self._grade_official(items, responses, ctx)
         return self._grade_strict(items, responses, ctx)
 
+    def _answer(self, it: EvalItem, resp: str, cfg: RewardConfig) -> tuple[str | None, str]:
+        """(what gets graded, reason): strict, the literal output / literal argument list;
+        official, the output expression / the whole call `entry(...)`."""
+        span, _ = extract.answer_span(resp, cfg)
+        if span is None:
+            return None, "no_answer"
+        entry = it.meta["entry"]
+        if self.scoring == "official":
+            return (extract.official_output_expr(span, entry, it.meta["args"], cfg) if self.mode == "output"
+                    else extract.official_call(span, entry, cfg))
+        return (extract.predicted_output(span, entry, cfg) if self.mode == "output"
+                else extract.predicted_call_args(span, entry, cfg))
+
     def _grade_official(self, items: list[EvalItem], responses: list[list[str]],
                         ctx: GradeContext) -> list[list[Verdict]]:
         """The model's expression (output) or call (input) is evaluated in the sandbox after the
@@ -172,14 +185,7 @@ class CruxEval:
             row: list[Verdict | None] = []
             expected = safe_codec.from_jsonable(it.meta["output_enc"])
             for j, resp in enumerate(resps):
-                span, _ = extract.answer_span(resp, cfg)
-                if span is None:
-                    row.append(Verdict(False, None, "no_answer"))
-                    continue
-                if self.mode == "output":
-                    expr, reason = extract.official_output_expr(span, it.meta["entry"], it.meta["args"], cfg)
-                else:
-                    expr, reason = extract.official_call(span, it.meta["entry"], cfg)
+                expr, reason = self._answer(it, resp, cfg)
                 if expr is None:
                     row.append(Verdict(False, None, reason))
                     continue
@@ -215,19 +221,12 @@ class CruxEval:
         for i, (it, resps) in enumerate(zip(items, responses)):
             row: list[Verdict | None] = []
             for j, resp in enumerate(resps):
-                span, _ = extract.answer_span(resp, cfg)
-                if span is None:
-                    row.append(Verdict(False, None, "no_answer"))
-                    continue
-                if self.mode == "output":
-                    pred, reason = extract.predicted_output(span, it.meta["entry"], cfg)
-                    line = f"assert {it.meta['entry']}({it.meta['args']}) == {pred}"
-                else:
-                    pred, reason = extract.predicted_call_args(span, it.meta["entry"], cfg)
-                    line = f"assert {it.meta['entry']}({pred}) == {it.meta['output']}"
+                pred, reason = self._answer(it, resp, cfg)
                 if pred is None:
                     row.append(Verdict(False, None, reason))
                     continue
+                line = (f"assert {it.meta['entry']}({it.meta['args']}) == {pred}" if self.mode == "output"
+                        else f"assert {it.meta['entry']}({pred}) == {it.meta['output']}")
                 row.append(None)
                 questions.append(self._question(it))
                 canon.append(extract.canonical_response(line))
