@@ -30,7 +30,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-DATA = REPO.parent / "shared" / "data" / "benchmarks" / "cruxeval.jsonl"
+DATA = Path(os.environ.get("EXECVERIFY_SHARED_DATA", REPO.parent / "shared" / "data")) / "benchmarks" / "cruxeval.jsonl"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPTS = ["What is 2+2?", "Name three colors.", "Write a Python function that reverses a string.",
            "Say hello in French.", "What is the capital of Italy?", "Explain recursion in one sentence.",
@@ -99,11 +99,11 @@ def bench_generation(ckpt: Path, new: int) -> dict:
             "numpy": np.__version__}
 
 
-def bench_eval_cache(ckpt: Path, limit: int, new: int) -> dict:
+def bench_eval_cache(ckpt: Path, data: Path, limit: int, new: int) -> dict:
     cache = Path(tempfile.mkdtemp(prefix="execverify_cc_"))
     out = {"limit": limit, "max_new_tokens": new, "cache_dir_fresh": True, "runs": []}
     for k in range(2):
-        cmd = [sys.executable, "-m", "execverify_jax", "eval", "--benchmark", "cruxeval-o", "--data", str(DATA),
+        cmd = [sys.executable, "-m", "execverify_jax", "eval", "--benchmark", "cruxeval-o", "--data", str(data),
                "--model", str(ckpt), "--tokenizer", str(ckpt / "hf"), "--limit", str(limit),
                "--max-new-tokens", str(new), "--dtype", "float32", "--mesh", "data=1", "--workers", "2",
                "--compile-cache", str(cache), "--out", str(cache / f"out{k}")]
@@ -126,6 +126,7 @@ def main() -> None:
     ap.add_argument("--parts", default="generation,eval-cache")
     ap.add_argument("--new", type=int, default=64)
     ap.add_argument("--limit", type=int, default=48)
+    ap.add_argument("--data", default=str(DATA), help="cruxeval.jsonl")
     args = ap.parse_args()
     ckpt = Path(args.ckpt)
     ensure_checkpoint(ckpt)
@@ -133,7 +134,7 @@ def main() -> None:
                "loadavg_start": os.getloadavg()}
     parts = args.parts.split(",")
     if "eval-cache" in parts:
-        results["eval_cache"] = bench_eval_cache(ckpt, args.limit, args.new)
+        results["eval_cache"] = bench_eval_cache(ckpt, Path(args.data), args.limit, args.new)
         print(json.dumps(results["eval_cache"], indent=2), flush=True)
     if "generation" in parts:
         results["generation"] = bench_generation(ckpt, args.new)
