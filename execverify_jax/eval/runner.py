@@ -249,4 +249,8 @@ def run(cfg: EvalConfig, print_fn=print) -> dict[str, Any]:
         print_fn(f"[eval] responses: {rstats.bad_lines} bad lines, {rstats.unknown_ids} unknown ids, "
                  f"{rstats.missing_items} items without a response (scored as empty)")
     print_fn(markdown_table(results))
+    if scorings:
+        print_fn("[eval] accuracy by scoring (official = the official harness's rule, strict = the training "
+                 "reward's): " + "; ".join(f"{name} " + ", ".join(f"{t} {100 * a:.2f}" for t, a in acc.items())
+                                           for name, acc in results["scoring"]["accuracy"].items()))
     return results
