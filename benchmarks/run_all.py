@@ -103,7 +103,8 @@ def run_evals(cases: list[tuple[str, Path | None]], mode: list[str], key: str, t
             res = json.loads(res_file.read_text())
             rec["result"] = {"tasks": {t: {k: m[k] for k in ("items", "accuracy")} for t, m in res["tasks"].items()},
                              "grading_s": round(res["seconds"]["grading"], 2),
-                             "benchmark_metrics": res.get("benchmark_metrics", {})}
+                             "benchmark_metrics": res.get("benchmark_metrics", {}),
+                             "scoring": res.get("scoring", {})}  # official and strict accuracy
         out[f"eval_{key}_{name}"] = rec
     tmp.cleanup()
     return out

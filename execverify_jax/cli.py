@@ -11,6 +11,8 @@ import importlib
 import importlib.util
 import sys
 
+from execverify_jax import compile_cache
+
 # (command name, module under execverify_jax.commands, one-line help). Order = `--help` order.
 COMMANDS: list[tuple[str, str, str]] = [
     ("demo", "demo", "the embedded end-to-end CPU demo (the main job)"),
@@ -45,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module, help_text in _available():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
+        p.add_argument("--compile-cache", default=None, metavar="DIR|off",
+                       help="JAX persistent compilation cache directory, or 'off' (default: "
+                            "$EXECVERIFY_COMPILE_CACHE, else ~/.cache/execverify/jax-compile)")
         # add_arguments is cheap: command modules keep heavy imports inside run().
         importlib.import_module(f"execverify_jax.commands.{module}").add_arguments(p)
     return parser
@@ -56,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_module", None):
         parser.print_help()
         return 2
+    # Before the command imports jax: every command reuses compiled executables across runs.
+    compile_cache.enable(args.compile_cache)
     mod = importlib.import_module(f"execverify_jax.commands.{args._module}")
     return int(mod.run(args) or 0)
 

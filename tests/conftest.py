@@ -15,6 +15,9 @@ if "xla_force_host_platform_device_count" not in _flags:
     os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
 # The tokenizers library forks badly once its thread pool started; tests fork sandboxes.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# CLI commands called in-process would turn on the user's persistent compilation cache for the
+# rest of the session; tests opt in explicitly (tests/test_compile_cache.py).
+os.environ.setdefault("EXECVERIFY_COMPILE_CACHE", "off")
 
 import pytest  # noqa: E402
 

@@ -21,7 +21,7 @@ FLAGS = {"benchmark": "benchmark", "data": "data", "model": "model", "responses"
          "n": "generation.n", "temperature": "generation.temperature", "top_p": "generation.top_p",
          "max_new_tokens": "generation.max_new_tokens", "batch_size": "generation.batch_size",
          "seed": "generation.seed", "raw_prompts": "generation.raw_prompts", "dtype": "generation.dtype",
-         "mesh": "generation.mesh"}
+         "mesh": "generation.mesh", "scoring": "scoring"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="REval state ground truth: reval (default) = REval's rule (value read in the next "
                              "global state, as published); frame = the tracer's same-frame after-state")
     parser.add_argument("--workers", type=int, default=None, help="sandbox workers (default: CPU count)")
+    # Issue 16: how CRUXEval-O/-I and LCB-exec answers are graded (results.json reports both).
+    parser.add_argument("--scoring", default=None, choices=["official", "strict"],
+                        help="cruxeval/lcb only. official (default): the official harness's semantics, the "
+                             "answer expression evaluated in the sandbox (comparable with published numbers); "
+                             "strict: literal answers only (the training reward's rule)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,6 +15,18 @@ parses under either prompt): output prediction takes the literal the model asser
 (Python `==` on literal values, no execution of the model's text); input prediction takes the
 model's literal arguments and runs the *ground-truth* function on them in the sandbox
 (`rewards/targets.run_ground_truth`), comparing with the ground-truth output in the parent.
+That is `--scoring strict` (the training reward's rule).
+
+`--scoring official` (the default) reproduces the official harnesses, which *run* the answer
+text: CRUXEval's `evaluation/utils_general.evaluate_score` execs `code + "\nassert <output> ==
+<answer>"` (output: the text after `==`; input: the model's `f(...)` call), and the paper's
+`crux_lcb/eval.py` runs the ground-truth `f` on the model's argument text. Here the model's
+expression (output) or call (input, ground-truth `f` on the model's argument expressions) is
+evaluated in the sandbox after the prelude and the ground-truth program, its value comes back
+through `safe_codec`, and the parent compares `<ground-truth output> == value` (Python `==`):
+the expected value never enters the sandbox. What the harness rejects is rejected the same way
+(an output answer containing the ground-truth call `f(<input>)`; an input answer without a call
+of `f`).
 """
 
 from __future__ import annotations
@@ -29,10 +41,13 @@ from execverify_jax.eval.items import EvalItem, LoadReport, Verdict, read_jsonl_
 from execverify_jax.rewards import parse
 from execverify_jax.rewards.scorer import Scorer
 from execverify_jax.rewards.config import RewardConfig
+from execverify_jax.rewards.whitebox import python_equal
 
 # The paper's harness runs this before the ground-truth code (evaluation/crux_lcb/eval.py).
 PRELUDE = "from typing import *\nfrom itertools import *\nfrom collections import *\nimport bisect"
 _CFG = RewardConfig()
+SCORINGS = ("official", "strict")
+RUN_CALL = "execverify_jax.data.sandbox.calls:run_call"
 
 OFFICIAL_OUTPUT = (
     "You are given a Python function and an assertion containing an input to the function. Complete the "
@@ -74,8 +89,11 @@ def lcb_args(entry: str, text: str) -> str:
 class CruxEval:
     """CRUXEval-O/-I (`mode` output/input; `source` cruxeval or lcb)."""
 
+    scorings = SCORINGS  # the runner grades with each (the first is the default)
+
     def __init__(self, name: str, mode: str, source: str = "cruxeval") -> None:
         self.name, self.mode, self.source = name, mode, source
+        self.scoring = "official"
 
     def load(self, data: Path, style: str, limit: int | None) -> LoadReport:
         """Items from a CRUXEval (`code, input, output, id`) or LCB execution-v2 JSONL."""
@@ -137,6 +155,65 @@ class CruxEval:
         return layout
 
     def grade(self, items: list[EvalItem], responses: list[list[str]], ctx: GradeContext) -> list[list[Verdict]]:
+        """Grades with `self.scoring`: official (harness semantics) or strict (the rewards)."""
+        if self.scoring == "official":
+            return self._grade_official(items, responses, ctx)
+        return self._grade_strict(items, responses, ctx)
+
+    def _answer(self, it: EvalItem, resp: str, cfg: RewardConfig) -> tuple[str | None, str]:
+        """(what gets graded, reason): strict, the literal output / literal argument list;
+        official, the output expression / the whole call `entry(...)`."""
+        span, _ = extract.answer_span(resp, cfg)
+        if span is None:
+            return None, "no_answer"
+        entry = it.meta["entry"]
+        if self.scoring == "official":
+            return (extract.official_output_expr(span, entry, it.meta["args"], cfg) if self.mode == "output"
+                    else extract.official_call(span, entry, cfg))
+        return (extract.predicted_output(span, entry, cfg) if self.mode == "output"
+                else extract.predicted_call_args(span, entry, cfg))
+
+    def _grade_official(self, items: list[EvalItem], responses: list[list[str]],
+                        ctx: GradeContext) -> list[list[Verdict]]:
+        """The model's expression (output) or call (input) is evaluated in the sandbox after the
+        ground-truth program; the parent compares `<ground-truth output> == value`. A literal
+        output answer is compared in the parent directly (evaluating it would give the same value)."""
+        cfg = ctx.reward_config(prelude=PRELUDE)
+        out: list[list[Verdict | None]] = []
+        pending: list[tuple[int, int, str, Any]] = []
+        for i, (it, resps) in enumerate(zip(items, responses)):
+            row: list[Verdict | None] = []
+            expected = safe_codec.from_jsonable(it.meta["output_enc"])
+            for j, resp in enumerate(resps):
+                expr, reason = self._answer(it, resp, cfg)
+                if expr is None:
+                    row.append(Verdict(False, None, reason))
+                    continue
+                if self.mode == "output":
+                    try:
+                        value = parse.literal_value(expr, cfg)
+                    except parse.LiteralError:
+                        pass  # not a literal: evaluate it below
+                    else:
+                        row.append(_official_verdict(expected, value, expr))
+                        continue
+                row.append(None)
+                fut = ctx.pool().submit(RUN_CALL, {"code": PRELUDE + "\n" + it.meta["code"], "call": expr},
+                                        ctx.limits())
+                pending.append((i, j, expr, fut))
+            out.append(row)
+        for i, j, expr, fut in pending:
+            o = fut.result()
+            status = getattr(o.status, "value", o.status)
+            if status != "ok":
+                out[i][j] = Verdict(False, expr, str(status), 0.0,
+                                    {"status": str(status), "error_type": getattr(o, "error_type", None)})
+            else:
+                out[i][j] = _official_verdict(safe_codec.from_jsonable(items[i].meta["output_enc"]), o.value, expr)
+        return out  # type: ignore[return-value]
+
+    def _grade_strict(self, items: list[EvalItem], responses: list[list[str]],
+                      ctx: GradeContext) -> list[list[Verdict]]:
         """Extracts each answer (either style), then scores a canonical assertion with the rewards."""
         cfg = ctx.reward_config(prelude=PRELUDE)
         out: list[list[Verdict | None]] = []
@@ -144,19 +221,12 @@ class CruxEval:
         for i, (it, resps) in enumerate(zip(items, responses)):
             row: list[Verdict | None] = []
             for j, resp in enumerate(resps):
-                span, _ = extract.answer_span(resp, cfg)
-                if span is None:
-                    row.append(Verdict(False, None, "no_answer"))
-                    continue
-                if self.mode == "output":
-                    pred, reason = extract.predicted_output(span, it.meta["entry"], cfg)
-                    line = f"assert {it.meta['entry']}({it.meta['args']}) == {pred}"
-                else:
-                    pred, reason = extract.predicted_call_args(span, it.meta["entry"], cfg)
-                    line = f"assert {it.meta['entry']}({pred}) == {it.meta['output']}"
+                pred, reason = self._answer(it, resp, cfg)
                 if pred is None:
                     row.append(Verdict(False, None, reason))
                     continue
+                line = (f"assert {it.meta['entry']}({it.meta['args']}) == {pred}" if self.mode == "output"
+                        else f"assert {it.meta['entry']}({pred}) == {it.meta['output']}")
                 row.append(None)
                 questions.append(self._question(it))
                 canon.append(extract.canonical_response(line))
@@ -176,10 +246,11 @@ class CruxEval:
         return {}
 
     def oracle(self, items: list[EvalItem], ctx: GradeContext) -> list[str | None]:
-        """Correct responses: the ground-truth output; for input prediction the ground-truth
+        """Correct responses: the ground-truth output; for input prediction the dataset's own
+        argument text under official scoring (the harness runs it), else the ground-truth
         arguments as literals (evaluated in the sandbox when the dataset writes them as
         expressions; None when a value has no literal form, e.g. a lambda)."""
-        if self.mode == "output":
+        if self.mode == "output" or self.scoring == "official":
             return [extract.canonical_response(f"assert {it.meta['entry']}({it.meta['args']}) == {it.meta['output']}")
                     for it in items]
         out: list[str | None] = []
@@ -206,3 +277,10 @@ class CruxEval:
                 args = ", ".join([repr(x) for x in a] + [f"{n}={v!r}" for n, v in k.items()])
                 out[i] = extract.canonical_response(f"assert {items[i].meta['entry']}({args}) == {items[i].meta['output']}")
         return out
+
+
+def _official_verdict(expected: Any, value: Any, expr: str) -> Verdict:
+    """`assert <expected> == <value>` as the harness runs it (Python `==`; opaque values, i.e.
+    objects that crossed the sandbox boundary without a literal form, equal nothing)."""
+    ok = python_equal(expected, value)
+    return Verdict(ok, expr, "" if ok else "wrong", 1.0 if ok else 0.0)

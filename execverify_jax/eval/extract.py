@@ -110,6 +110,43 @@ def _eq_sides(node: ast.Assert) -> tuple[ast.expr, ast.expr] | None:
     return test.left, test.comparators[0]
 
 
+def _output_node(span: str, entry: str, cfg: RewardConfig) -> tuple[ast.expr | None, str]:
+    """(the asserted value node, reason): the side of the first `assert entry(...) == X` that is
+    not the call (either order), or the whole answer parsed as one expression."""
+    body = code_body(span)
+    node = find_assert(body, cfg)
+    if node is None:
+        try:
+            return parse.parse_expr(body, cfg), ""
+        except parse.LiteralError:
+            return None, "no_assert"
+    sides = _eq_sides(node)
+    if sides is None:
+        return None, "bad_assert"
+    left, right = sides
+    value = right if _is_call_of(left, entry) else left if _is_call_of(right, entry) else None
+    return (value, "") if value is not None else (None, "wrong_call")
+
+
+def _call_node(span: str, entry: str, cfg: RewardConfig) -> tuple[ast.Call | None, str]:
+    """(the answer's call of `entry`, reason): from the first assertion (either side; the other
+    side is ignored) or the whole answer parsed as one call."""
+    body = code_body(span)
+    node = find_assert(body, cfg)
+    if node is not None:
+        sides = _eq_sides(node)
+        if sides is None:
+            return None, "bad_assert"
+        call = sides[0] if _is_call_of(sides[0], entry) else sides[1] if _is_call_of(sides[1], entry) else None
+    else:
+        try:
+            expr = parse.parse_expr(body, cfg)
+        except parse.LiteralError:
+            return None, parse.placeholder_or(body, "no_assert")
+        call = expr if _is_call_of(expr, entry) else None
+    return (call, "") if call is not None else (None, "wrong_function")  # type: ignore[return-value]
+
+
 def predicted_output(span: str, entry: str, cfg: RewardConfig) -> tuple[str | None, str]:
     """(canonical literal source of the predicted return value, reason) for output prediction.
 
@@ -118,21 +155,9 @@ def predicted_output(span: str, entry: str, cfg: RewardConfig) -> tuple[str | No
     arguments are not checked (both original harnesses substitute the ground-truth input); the
     value must be a literal: no names, no calls except whitelisted constructors.
     """
-    body = code_body(span)
-    node = find_assert(body, cfg)
-    if node is not None:
-        sides = _eq_sides(node)
-        if sides is None:
-            return None, "bad_assert"
-        left, right = sides
-        value = right if _is_call_of(left, entry) else left if _is_call_of(right, entry) else None
-        if value is None:
-            return None, "wrong_call"
-    else:
-        try:
-            value = parse.parse_expr(body, cfg)
-        except parse.LiteralError:
-            return None, "no_assert"
+    value, reason = _output_node(span, entry, cfg)
+    if value is None:
+        return None, reason
     try:
         parse.literal_from_node(value, cfg)
     except parse.LiteralError:
@@ -147,27 +172,43 @@ def predicted_call_args(span: str, entry: str, cfg: RewardConfig) -> tuple[str |
     paper's harness: the ground-truth output is what the run is compared with), or a bare call
     `entry(<args>)`. Every argument must be a literal.
     """
-    body = code_body(span)
-    node = find_assert(body, cfg)
-    call: ast.expr | None = None
-    if node is not None:
-        sides = _eq_sides(node)
-        if sides is None:
-            return None, "bad_assert"
-        call = sides[0] if _is_call_of(sides[0], entry) else sides[1] if _is_call_of(sides[1], entry) else None
-    else:
-        try:
-            expr = parse.parse_expr(body, cfg)
-        except parse.LiteralError:
-            return None, parse.placeholder_or(body, "no_assert")
-        call = expr if _is_call_of(expr, entry) else None
+    call, reason = _call_node(span, entry, cfg)
     if call is None:
-        return None, "wrong_function"
+        return None, reason
     try:
-        pos, kws = parse.call_literal_args(call, cfg)  # type: ignore[arg-type]
+        pos, kws = parse.call_literal_args(call, cfg)
     except parse.LiteralError:
         return None, "args_not_literal"
     return ", ".join(pos + [f"{k}={v}" for k, v in kws]), ""
+
+
+def official_output_expr(span: str, entry: str, args: str, cfg: RewardConfig) -> tuple[str | None, str]:
+    """(source of the predicted output *expression*, reason) for `--scoring official`.
+
+    The same answer as `predicted_output`, but X may be any expression: the official harness
+    runs `assert <output> == X` after the program. Rejected as the harness rejects it: X
+    containing the ground-truth call `entry(<input>)` (compared on whitespace-normalised text,
+    so `f( 17 )` is caught too).
+    """
+    value, reason = _output_node(span, entry, cfg)
+    if value is None:
+        return None, reason
+    src = ast.unparse(value)
+    try:
+        gt_call = ast.unparse(ast.parse(f"{entry}({args})", mode="eval").body)
+    except parse.PARSE_ERRORS:
+        gt_call = f"{entry}({args})"
+    if gt_call in src:
+        return None, "calls_ground_truth_input"
+    return src, ""
+
+
+def official_call(span: str, entry: str, cfg: RewardConfig) -> tuple[str | None, str]:
+    """(source of the model's call `entry(<any argument expressions>)`, reason) for
+    `--scoring official`: the official harness runs `assert <output> == entry(...)` with the
+    model's argument text, so arguments may be expressions (`''.join(['A'] * 20)`, lambdas)."""
+    call, reason = _call_node(span, entry, cfg)
+    return (ast.unparse(call), "") if call is not None else (None, reason)
 
 
 def canonical_response(assertion: str) -> str:

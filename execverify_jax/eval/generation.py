@@ -36,6 +36,27 @@ def load_model(model: str, tokenizer: str | None, gen: GenerationConfig):
     return Sampler(cfg, graphdef, mesh=mesh, pad_id=tok.pad_id), params, tok
 
 
+# The official CRUXEval/REval harnesses stop generation at this string; a raw completion of
+# their few-shot prompts otherwise goes on to invent the next example (and its [ANSWER] block).
+STOP_STRINGS = ("[/ANSWER]",)
+
+
+def cut_at_stop(text: str) -> str:
+    """`text` up to and including the first stop string (greedy decoding: what a stopped
+    generation would have produced)."""
+    cut = min((text.find(s) + len(s) for s in STOP_STRINGS if s in text), default=len(text))
+    return text[:cut]
+
+
+def batch_rows(n_prompts: int, batch_size: int) -> int:
+    """Prompts per sampler call: `batch_size` when there are more prompts than that (the last
+    batch is padded up to it), else the next power of two >= n_prompts (capped at batch_size),
+    so a short run does not pay for a full batch and different `--limit`s share shapes."""
+    if n_prompts >= batch_size:
+        return batch_size
+    return min(batch_size, 1 << max(0, n_prompts - 1).bit_length())
+
+
 def generate(items: Sequence[EvalItem], model: str, tokenizer: str | None, gen: GenerationConfig) -> list[list[str]]:
     """Completions for every item (n each), decoded without special tokens."""
     from execverify_jax.model.strategies import make_strategy
@@ -51,13 +72,21 @@ def generate(items: Sequence[EvalItem], model: str, tokenizer: str | None, gen: 
     order = sorted(range(len(items)), key=lambda i: len(prompts[i]))
     out: list[list[str]] = [[] for _ in items]
     bar = tqdm(total=len(items), desc="generating", unit="prompt")
+    rows = batch_rows(len(order), gen.batch_size)
     for b, start in enumerate(range(0, len(order), gen.batch_size)):
         idx = order[start:start + gen.batch_size]
-        res = sampler.generate(params, [prompts[i] for i in idx], gen.max_new_tokens, strategy,
+        # Every batch has `rows` prompts (the last one padded with copies of its longest prompt,
+        # whose outputs are dropped): one compiled batch shape per run, and the sampler's
+        # power-of-two prompt buckets bound the prompt shapes.
+        batch = [prompts[i] for i in idx] + [prompts[idx[-1]]] * (rows - len(idx))
+        res = sampler.generate(params, batch, gen.max_new_tokens, strategy,
                                stop_ids=tok.stop_ids, n=gen.n, seed=gen.seed + b)
         for row in range(len(res.lengths_B)):
-            i = idx[int(res.prompt_index_B[row])]
-            out[i].append(tok.decode(res.tokens_BC[row, : res.lengths_B[row]]))
+            k = int(res.prompt_index_B[row])
+            if k < len(idx):
+                text = tok.decode(res.tokens_BC[row, : res.lengths_B[row]])
+                raw = gen.raw_prompts and items[idx[k]].raw_prompt is not None
+                out[idx[k]].append(cut_at_stop(text) if raw else text)
         bar.update(len(idx))
     bar.close()
     return out

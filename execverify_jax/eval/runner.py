@@ -45,6 +45,7 @@ class EvalConfig:
     timeout_s: float = 3.0
     workers: int | None = None
     reval_state: str = "reval"
+    scoring: str | None = None  # official | strict (CRUXEval/LCB; None: the benchmark's default)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
 
     def __post_init__(self) -> None:
@@ -54,6 +55,8 @@ class EvalConfig:
             check_int("limit", self.limit, 1)
         check_choice("reval_state", self.reval_state, ("reval", "frame"))
         check_range("timeout_s", self.timeout_s, 0.0, lo_open=True)
+        if self.scoring is not None:
+            _scoring_order(registry.make(self.benchmark), self.scoring)  # raises naming the value
         sources = sum(x is not None and x is not False for x in (self.responses, self.model, self.oracle or None))
         if sources > 1:
             raise ConfigError("give at most one of --model, --responses, --oracle")
@@ -153,6 +156,20 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _scoring_order(bench: Any, requested: str | None) -> tuple[str, ...]:
+    """The benchmark's scoring rules, the one to report first (`requested` or its default);
+    () for benchmarks with a single rule, where asking for one is an error."""
+    known = tuple(getattr(bench, "scorings", ()))
+    if requested is None:
+        return known
+    if not known:
+        raise ValueError(f"scoring {requested!r}: benchmark {bench.name!r} has a single grading rule "
+                         f"(docs/EVAL.md); --scoring applies to cruxeval-o, cruxeval-i and lcb-exec")
+    if requested not in known:
+        raise ValueError(f"scoring must be one of {known}, got {requested!r}")
+    return (requested, *[k for k in known if k != requested])
+
+
 def run(cfg: EvalConfig, print_fn=print) -> dict[str, Any]:
     """Runs one evaluation; returns the results dict (also written to OUT/results.json)."""
     started = dt.datetime.now(dt.timezone.utc)
@@ -160,6 +177,9 @@ def run(cfg: EvalConfig, print_fn=print) -> dict[str, Any]:
     bench = registry.make(cfg.benchmark)
     if hasattr(bench, "state_semantics"):
         bench.state_semantics = cfg.reval_state
+    scorings = _scoring_order(bench, cfg.scoring)
+    if scorings:
+        bench.scoring = scorings[0]
     report: LoadReport = bench.load(Path(cfg.data), cfg.style, cfg.limit)
     items = report.items
     if report.bad_lines or report.skipped:
@@ -185,6 +205,12 @@ def run(cfg: EvalConfig, print_fn=print) -> dict[str, Any]:
             responses = [[r or ""] for r in bench.oracle(items, ctx)]
         g1 = time.perf_counter()
         verdicts = bench.grade(items, responses, ctx)
+        by_scoring = {bench.scoring: verdicts} if scorings else {}
+        for other in scorings[1:] if scorings else ():  # every other rule too, for results.json
+            bench.scoring = other
+            by_scoring[other] = bench.grade(items, responses, ctx)
+        if scorings:
+            bench.scoring = scorings[0]
         grade_s = time.perf_counter() - g1
     finally:
         ctx.close()
@@ -200,18 +226,31 @@ def run(cfg: EvalConfig, print_fn=print) -> dict[str, Any]:
         "tasks": task_metrics(items, verdicts),
         "benchmark_metrics": bench.summarize(items, verdicts),
     }
+    if scorings:
+        # Both numbers: `official` is comparable with published results, `strict` is the
+        # training reward's literal-only rule.
+        results["scoring"] = {"used": scorings[0], "accuracy": {
+            name: {task: m["accuracy"] for task, m in task_metrics(items, vs).items()}
+            for name, vs in by_scoring.items()}}
     if cfg.out:
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
         records.write_json(out / "results.json", results)
         rows = []
-        for it, resps, vs in zip(items, responses, verdicts):
+        for i, (it, resps, vs) in enumerate(zip(items, responses, verdicts)):
             for k, (r, v) in enumerate(zip(resps, vs)):
-                rows.append({"id": it.id, "task": it.task, "sample": k, "prompt": it.messages,
-                             "response": r, **v.to_dict()})
+                row = {"id": it.id, "task": it.task, "sample": k, "prompt": it.messages,
+                       "response": r, **v.to_dict()}
+                if len(by_scoring) > 1:
+                    row["correct_by_scoring"] = {name: alt[i][k].correct for name, alt in by_scoring.items()}
+                rows.append(row)
         write_jsonl(out / "samples.jsonl", rows)
     if rstats.bad_lines or rstats.unknown_ids or rstats.missing_items:
         print_fn(f"[eval] responses: {rstats.bad_lines} bad lines, {rstats.unknown_ids} unknown ids, "
                  f"{rstats.missing_items} items without a response (scored as empty)")
     print_fn(markdown_table(results))
+    if scorings:
+        print_fn("[eval] accuracy by scoring (official = the official harness's rule, strict = the training "
+                 "reward's): " + "; ".join(f"{name} " + ", ".join(f"{t} {100 * a:.2f}" for t, a in acc.items())
+                                           for name, acc in results["scoring"]["accuracy"].items()))
     return results

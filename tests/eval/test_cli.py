@@ -38,6 +38,20 @@ def test_write_prompts_then_score_responses(cruxeval_path, tmp_path, capsys):
     assert {"prompt", "response", "parsed", "correct", "reason"} <= set(samples[2])
 
 
+def test_results_report_both_scorings(cruxeval_path, tmp_path):
+    out = tmp_path / "out"
+    assert main(["eval", "--benchmark", "cruxeval-i", "--data", str(cruxeval_path), "--limit", "400",
+                 "--oracle", "--out", str(out), "--workers", "2"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    # sample_344 and sample_364 take a lambda; the official harness runs the dataset's argument text.
+    assert res["scoring"]["used"] == "official" and res["tasks"]["cruxeval-i"]["accuracy"] == 1.0
+    assert res["scoring"]["accuracy"]["official"] == {"cruxeval-i": 1.0}
+    assert res["scoring"]["accuracy"]["strict"]["cruxeval-i"] < 1.0
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    lam = next(s for s in samples if s["id"] == "sample_344")
+    assert lam["correct_by_scoring"] == {"official": True, "strict": False}
+
+
 def test_scoring_responses_does_not_import_jax(cruxeval_path, tmp_path):
     resp = tmp_path / "r.jsonl"
     resp.write_text(json.dumps({"id": "sample_0", "response": "<answer>assert f(1) == 2</answer>"}) + "\n")
@@ -54,6 +68,8 @@ def test_bad_flags(cruxeval_path, capsys):
     assert main(["eval", "--benchmark", "cruxeval-o", "--data", str(cruxeval_path), "--limit", "0",
                  "--oracle"]) == 2
     assert main(["eval", "--benchmark", "reval-path", "--data", "/nonexistent/folder", "--oracle"]) == 2
+    assert main(["eval", "--benchmark", "reval-path", "--data", str(cruxeval_path), "--oracle",
+                 "--scoring", "strict"]) == 2  # a single grading rule: --scoring is an error
     assert "error:" in capsys.readouterr().err
 
 

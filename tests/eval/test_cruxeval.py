@@ -1,5 +1,7 @@
 """CRUXEval-O/-I and LCB-Exec: oracle answers score 100%, wrong ones 0, either response format
-parses under either prompt style, and the model's code is never what runs."""
+parses under either prompt style. Strict scoring (the training reward's rule) never runs the
+model's text; official scoring evaluates the answer expression in the sandbox as the official
+harness does, rejecting what that harness rejects."""
 
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from execverify_jax.eval.cruxeval import CruxEval, lcb_args
 NO_LITERAL_INPUT = {"sample_344", "sample_364"}
 
 
-def _load(path, mode, style, limit, source="cruxeval"):
+def _load(path, mode, style, limit, source="cruxeval", scoring="strict"):
     b = CruxEval(("cruxeval-" + mode[0]) if source == "cruxeval" else "lcb-exec", mode, source)
+    b.scoring = scoring
     return b, b.load(path, style, limit)
 
 
@@ -71,14 +74,60 @@ def test_input_prediction_runs_ground_truth(cruxeval_path, ctx):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("scoring", ["strict", "official"])
 @pytest.mark.parametrize("mode", ["output", "input"])
-def test_full_cruxeval_oracle(cruxeval_path, ctx, mode):
-    b, rep = _load(cruxeval_path, mode, "execverify", None)
+def test_full_cruxeval_oracle(cruxeval_path, ctx, mode, scoring):
+    b, rep = _load(cruxeval_path, mode, "execverify", None, scoring=scoring)
     assert len(rep.items) == 800
     oracle = b.oracle(rep.items, ctx)
     verdicts = _flat(b.grade(rep.items, [[o or ""] for o in oracle], ctx))
     failed = {it.id for it, v in zip(rep.items, verdicts) if not v.correct}
-    assert failed == (NO_LITERAL_INPUT if mode == "input" else set())
+    # Official scoring runs the dataset's own argument text (lambdas included): nothing fails.
+    assert failed == (NO_LITERAL_INPUT if mode == "input" and scoring == "strict" else set())
+
+
+def test_official_output_scoring(cruxeval_path, ctx):
+    b, rep = _load(cruxeval_path, "output", "official", 30, scoring="official")
+    oracle = b.oracle(rep.items, ctx)
+    assert all(v.correct for v in _flat(b.grade(rep.items, [[_official_form(o)] for o in oracle], ctx)))
+    # An expression that evaluates to the output is accepted (the harness runs it), and it runs
+    # with the ground-truth program loaded: here `f` itself on another spelling of the input.
+    expr = [[f"[ANSWER]assert f({it.meta['args']}) == [{it.meta['output']}, 0][0][/ANSWER]"] for it in rep.items]
+    assert all(v.correct for v in _flat(b.grade(rep.items, expr, ctx)))
+    via_f = [[f"<answer>assert f({it.meta['args']}) == f(*[{it.meta['args']}])</answer>"] for it in rep.items[:3]]
+    assert all(v.correct for v in _flat(b.grade(rep.items[:3], via_f, ctx)))
+    # Rejected as the harness rejects it: the answer contains the ground-truth call.
+    hack = [[f"<answer>assert f({it.meta['args']}) == f({it.meta['args']})</answer>"] for it in rep.items]
+    verdicts = _flat(b.grade(rep.items, hack, ctx))
+    assert not any(v.correct for v in verdicts) and {v.reason for v in verdicts} == {"calls_ground_truth_input"}
+    wrong = [[f"<answer>assert f({it.meta['args']}) == 'not ' + 'the output'</answer>"] for it in rep.items]
+    assert not any(v.correct for v in _flat(b.grade(rep.items, wrong, ctx)))
+    # A value that claims to equal everything passes the official harness's `assert out == X`,
+    # but only literal values cross the sandbox boundary: it equals nothing here.
+    liar = "type('L', (), {'__eq__': lambda s, o: True, '__hash__': lambda s: 0})()"
+    lie = [[f"<answer>assert f({it.meta['args']}) == {liar}</answer>"] for it in rep.items[:3]]
+    assert not any(v.correct for v in _flat(b.grade(rep.items[:3], lie, ctx)))
+    raising = _flat(b.grade(rep.items[:1], [["<answer>assert f(0) == 1 // 0</answer>"]], ctx))[0]
+    assert not raising.correct and raising.reason == "error"
+
+
+def test_official_input_scoring(cruxeval_path, ctx):
+    b, rep = _load(cruxeval_path, "input", "official", 30, scoring="official")
+    # Argument expressions run (strict scoring rejects them as args_not_literal).
+    expr = [[f"[ANSWER]assert f(*[{it.meta['args']}]) == {it.meta['output']}[/ANSWER]"] for it in rep.items]
+    assert all(v.correct for v in _flat(b.grade(rep.items, expr, ctx)))
+    b.scoring = "strict"
+    assert {v.reason for v in _flat(b.grade(rep.items, expr, ctx))} == {"args_not_literal"}
+    b.scoring = "official"
+    # The ground-truth f runs, not a function the answer defines; a call of another name fails.
+    cheat = [[f"<answer>\n```python\ndef f(*a):\n    return {it.meta['output']}\nassert f(0) == {it.meta['output']}\n```\n</answer>"]
+             for it in rep.items]
+    assert sum(v.correct for v in _flat(b.grade(rep.items, cheat, ctx))) < 5
+    other = [[f"<answer>assert g({it.meta['args']}) == {it.meta['output']}</answer>"] for it in rep.items]
+    assert {v.reason for v in _flat(b.grade(rep.items, other, ctx))} == {"wrong_function"}
+    # The asserted right side is ignored: the ground-truth output is what the value is compared with.
+    right_args = [[f"<answer>assert f({it.meta['args']}) == 'anything'</answer>"] for it in rep.items]
+    assert all(v.correct for v in _flat(b.grade(rep.items, right_args, ctx)))
 
 
 def test_lcb_schema(lcb_file, ctx):

@@ -47,3 +47,12 @@ def test_generate_rejects_mismatched_tokenizer(tmp_path, qwen_dir, text_files):
     big = train_bpe(text_files, tmp_path / "big", 600)  # the model has 512 embeddings
     with pytest.raises(TokenizerError, match=r"600 tokens.*config\.json.*'vocab_size' is 512"):
         cli.main(["generate", "--model", str(qwen_dir), "--tokenizer", str(big), "--prompt", "x"])
+
+
+def test_import_gguf_bad_input_is_a_clean_error(tmp_path, capsys):
+    # The real-model path is tested in test_real_smollm2.py (slow, needs the test extra).
+    assert cli.main(["import-hf", "--gguf", str(tmp_path / "missing.gguf"), "--out", str(tmp_path / "c")]) == 2
+    assert "missing.gguf" in capsys.readouterr().out
+    assert cli.main(["import-hf", "--gguf", str(tmp_path / "m.gguf"), "--out", str(tmp_path / "c"),
+                     "--param-dtype", "float16"]) == 2
+    assert "--param-dtype" in capsys.readouterr().out
