@@ -32,9 +32,9 @@ def _run_grpo(mesh):
     tx = build_optimizer(OptimConfig(lr=1e-3), 10)
     gd, st = create_train_state(CFG, tx, seed=0, mesh=mesh)
     sh = state_shardings(CFG, tx, mesh)
-    g = GRPOConfig(group_size=2, prompts_per_step=4, num_minibatches=1, micro_batch_size=3)
+    g = GRPOConfig(group_size=2, prompts_per_step=4, num_minibatches=1, micro_batch_size=4)
     upd = make_grpo_update(gd, tx, g, mesh, sh)
-    lp = make_logprob_fn(gd, mesh, micro_batch_size=3)
+    lp = make_logprob_fn(gd, mesh, micro_batch_size=4)
     b = put_batch(_grpo_batch(), mesh)
     b["old_logp_BC"] = lp(st.params, b) - 0.05  # off-policy, so the clip branches are exercised
     metrics = []
@@ -47,7 +47,7 @@ def _run_grpo(mesh):
 def _run_sft(mesh):
     tx = build_optimizer(OptimConfig.sft(lr=1e-3), 10)
     gd, st = create_train_state(CFG, tx, seed=1, mesh=mesh)
-    upd = make_sft_update(gd, tx, mesh, state_shardings(CFG, tx, mesh), micro_batch_size=3)
+    upd = make_sft_update(gd, tx, mesh, state_shardings(CFG, tx, mesh), micro_batch_size=4)
     rng = np.random.default_rng(1)
     ids = rng.integers(0, 64, (8, 12)).astype(np.int32)
     attn = np.ones((8, 12), bool)
