@@ -16,6 +16,7 @@ from pathlib import Path
 import jax
 import ml_dtypes
 import numpy as np
+from etils import epath
 from flax import nnx
 from safetensors.numpy import save_file
 from tqdm import tqdm
@@ -109,6 +110,6 @@ def copy_tokenizer_files(tokenizer_dir: str | Path, out_dir: str | Path) -> list
     copied = [n for n in TOKENIZER_FILES if (src / n).is_file()]
     if not copied:
         raise FileNotFoundError(f"{src}: no tokenizer files (looked for {list(TOKENIZER_FILES)})")
-    for n in copied:
-        shutil.copy2(src / n, Path(out_dir) / n)
+    for n in copied:  # out_dir may be a gs:// run directory (etils.epath)
+        epath.Path(src / n).copy(epath.Path(out_dir) / n, overwrite=True)
     return copied

@@ -26,7 +26,6 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -35,6 +34,7 @@ import numpy as np
 
 from execverify_jax import config_loader as config_lib
 from execverify_jax.model import sharding as shd
+from execverify_jax.paths import PathLike, append_lines, run_path
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.rl.builders import build_model_config, build_task, load_init_params, loader_config
 from execverify_jax.rl.grpo.rollout import RolloutGenerator, my_rows
@@ -60,10 +60,10 @@ def _step_of(line: str) -> int:
 class GRPOTrainer:
     """Holds the mesh, state, jitted steps, sampler, task and writers of one run."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: str | Path, task: Any = None, params: Any = None,
+    def __init__(self, cfg: TrainConfig, run_dir: PathLike, task: Any = None, params: Any = None,
                  model_cfg: ModelConfig | None = None) -> None:
         self.cfg = cfg
-        self.run_dir = Path(run_dir)
+        self.run_dir = run_path(run_dir)  # local or gs:// (etils.epath)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.pi, self.pc = dist.process_info()
         self.mesh = shd.make_mesh(cfg.mesh)
@@ -196,11 +196,11 @@ class GRPOTrainer:
         if self.pi != 0 or n <= 0:
             return
         G = self.cfg.grpo.group_size
-        with open(self.run_dir / "samples.jsonl", "a") as f:
-            for i in sorted(results)[:n]:
-                f.write(json.dumps({"step": self.rl_step + 1, "question_id": records[i // G].get("id"),
-                                    "response": self.task.decode(tokens_BC[i, : len_B[i]].tolist()),
-                                    "reward": float(results[i].reward), "reason": results[i].reason}) + "\n")
+        append_lines(self.run_dir / "samples.jsonl", [
+            json.dumps({"step": self.rl_step + 1, "question_id": records[i // G].get("id"),
+                        "response": self.task.decode(tokens_BC[i, : len_B[i]].tolist()),
+                        "reward": float(results[i].reward), "reason": results[i].reason})
+            for i in sorted(results)[:n]])
 
     # --------------------------------------------------------------------------------- run
     def train(self) -> dict[str, Any]:
@@ -249,7 +249,7 @@ class GRPOTrainer:
         self.task.close()
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, task: Any = None, params: Any = None,
+def train(cfg: TrainConfig, run_dir: PathLike, task: Any = None, params: Any = None,
           model_cfg: ModelConfig | None = None) -> tuple[GRPOTrainer, dict]:
     """Builds a trainer (resuming RUN if it has checkpoints) and runs it."""
     trainer = GRPOTrainer(cfg, run_dir, task=task, params=params, model_cfg=model_cfg)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from execverify_jax.paths import PathLike, append_lines, run_path
 
 # Sub-question kinds of io_mixed answers -> the paper's names.
 KIND_METRIC = {"next_statement": "path", "value_type": "state", "coverage": "coverage"}
@@ -62,10 +63,10 @@ def reward_metrics(results: Sequence[Any], lengths: Sequence[int], truncated: Se
 class MetricsWriter:
     """Appends one JSON line per step to RUN/metrics.jsonl and scalars to RUN/tb/."""
 
-    def __init__(self, run_dir: str | Path, resume_step: int | None = None, enabled: bool = True,
+    def __init__(self, run_dir: PathLike, resume_step: int | None = None, enabled: bool = True,
                  tensorboard: bool = True) -> None:
         self.enabled = enabled
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = run_path(run_dir) / "metrics.jsonl"
         self.tb = None
         if not enabled:
             return
@@ -82,7 +83,7 @@ class MetricsWriter:
             self.path.write_text("".join(l + "\n" for l in keep))
         if tensorboard:
             from tensorboardX import SummaryWriter
-            self.tb = SummaryWriter(str(Path(run_dir) / "tb"),
+            self.tb = SummaryWriter(str(run_path(run_dir) / "tb"),
                                     purge_step=None if resume_step is None else resume_step + 1)
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
@@ -93,9 +94,7 @@ class MetricsWriter:
         for k, v in sorted(metrics.items()):
             v = float(v)
             row[k] = v if math.isfinite(v) else None
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
+        append_lines(self.path, [json.dumps(row)])
         if self.tb is not None:
             for k, v in row.items():
                 if k != "step" and v is not None:
@@ -108,10 +107,10 @@ class MetricsWriter:
             self.tb.close()
 
 
-def read_metrics(run_dir: str | Path) -> list[dict]:
+def read_metrics(run_dir: PathLike) -> list[dict]:
     """The rows of RUN/metrics.jsonl (skipping torn lines)."""
     rows = []
-    p = Path(run_dir) / "metrics.jsonl"
+    p = run_path(run_dir) / "metrics.jsonl"
     for line in p.read_text().splitlines() if p.exists() else []:
         try:
             rows.append(json.loads(line))

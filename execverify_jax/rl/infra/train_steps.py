@@ -23,8 +23,11 @@ XLA silently shards it over a subset and the other devices recompute the same ro
 Gradient accumulators are constrained to the parameters' shardings.
 
 Every jitted body is a pure function of the params: the module is rebuilt with `nnx.merge`
-inside the innermost traced function that uses it (the scan / `lax.map` body), so NNX
-transforms in the model (`nnx.remat`) never see a module created at another trace level.
+inside the innermost traced function that uses it (the scan body), from params that are that
+body's own inputs (scan carry, or the arguments `value_and_grad` differentiates), never closed
+over from an outer trace, so NNX transforms in the model (`nnx.remat`) never see a module built
+from another trace level's values (`TraceContextError: Cannot mutate Param from a different
+trace level`, issue 12).
 """
 
 from __future__ import annotations
@@ -122,7 +125,9 @@ def make_logprob_fn(graphdef: nnx.GraphDef, mesh: Mesh, *, micro_batch_size: int
     def run(params: Any, tokens_BT: jax.Array, attn_BT: jax.Array, C_like: jax.Array) -> jax.Array:
         C = C_like.shape[1]
         mbs = split_microbatches({"t": tokens_BT, "a": attn_BT}, micro_batch_size, strided=True)
-        out_MbC = jax.lax.map(lambda mb: one(params, mb, C), mbs)
+        # params ride in the scan carry (unchanged) rather than being closed over: a module merged
+        # from closed-over outer tracers trips nnx.remat's trace-level check (TraceContextError).
+        _, out_MbC = jax.lax.scan(lambda p, mb: (p, one(p, mb, C)), params, mbs)
         return _rows(merge_microbatches(out_MbC, tokens_BT.shape[0], strided=True))
 
     def call(params: Any, batch: dict) -> jax.Array:
