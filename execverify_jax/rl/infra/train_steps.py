@@ -85,6 +85,24 @@ def check_micro_batch(micro_batch_size: int, mesh: Mesh, key: str,
                          f"or change `mesh`")
 
 
+class UnderRules:
+    """A jitted function traced under `shd.use_rules(mesh, rules)` (activation constraints), with
+    `.lower(...)` under the same rules for compile-only analysis (benchmarks/bench_memory.py:
+    abstract ShapeDtypeStruct inputs, `.lower(...).compile().memory_analysis()`)."""
+
+    def __init__(self, jitted: Any, mesh: Mesh, rules: shd.Rules,
+                 adapt: Callable[..., tuple] = lambda *a: a) -> None:
+        self.jitted, self.mesh, self.rules, self.adapt = jitted, mesh, rules, adapt
+
+    def __call__(self, *args: Any) -> Any:
+        with shd.use_rules(self.mesh, self.rules):
+            return self.jitted(*self.adapt(*args))
+
+    def lower(self, *args: Any) -> Any:
+        with shd.use_rules(self.mesh, self.rules):
+            return self.jitted.lower(*self.adapt(*args))
+
+
 def _rows(tree: Any) -> Any:
     """Constrains every leaf's axis 0 to the data-parallel (`batch`) axes (no-op off a mesh)."""
     return jax.tree.map(lambda x: shd.shard(x, (shd.BATCH,) + (None,) * (x.ndim - 1)), tree)
@@ -112,7 +130,7 @@ def _completion_logp_entropy(model: Any, tokens_BT: jax.Array, attn_BT: jax.Arra
 def make_logprob_fn(graphdef: nnx.GraphDef, mesh: Mesh, *, micro_batch_size: int,
                     temperature: float = 1.0, chunk: int | None = None,
                     rules: shd.Rules = shd.TRAIN_RULES,
-                    key: str = "grpo.micro_batch_size") -> Callable[[Any, dict], jax.Array]:
+                    key: str = "grpo.micro_batch_size") -> UnderRules:
     """Jitted (params, batch{tokens_BT, attn_BT, mask_BC}) -> logp_BC, micro-batch by micro-batch."""
     check_micro_batch(micro_batch_size, mesh, key, rules)
 
@@ -130,18 +148,15 @@ def make_logprob_fn(graphdef: nnx.GraphDef, mesh: Mesh, *, micro_batch_size: int
         _, out_MbC = jax.lax.scan(lambda p, mb: (p, one(p, mb, C)), params, mbs)
         return _rows(merge_microbatches(out_MbC, tokens_BT.shape[0], strided=True))
 
-    def call(params: Any, batch: dict) -> jax.Array:
-        with shd.use_rules(mesh, rules):
-            return run(params, batch["tokens_BT"], batch["attn_BT"], batch["mask_BC"])
-
-    return call
+    return UnderRules(run, mesh, rules, lambda params, batch: (params, batch["tokens_BT"], batch["attn_BT"],
+                                                               batch["mask_BC"]))
 
 
 def make_grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, cfg: GRPOConfig,
                      mesh: Mesh, state_shardings: TrainState, *, temperature: float = 1.0,
                      chunk: int | None = None, lr_schedule: optax.Schedule | None = None,
                      rules: shd.Rules = shd.TRAIN_RULES,
-                     key: str = "grpo.micro_batch_size") -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+                     key: str = "grpo.micro_batch_size") -> UnderRules:
     """Jitted (state, minibatch) -> (state, metrics): one optimizer update on one mini-batch.
 
     metrics: loss, grad_norm (before clipping), lr, and every metric of `grpo.policy_loss`
@@ -171,17 +186,13 @@ def make_grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, c
                                                 grad_shardings=state_shardings.params)
         return _apply_grads(state, grads, loss, metrics, tx, state_shardings, lr_schedule)
 
-    def call(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-        with shd.use_rules(mesh, rules):
-            return update(state, batch)
-
-    return call
+    return UnderRules(update, mesh, rules)
 
 
 def make_sft_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, mesh: Mesh,
                     state_shardings: TrainState, *, micro_batch_size: int, mode: str = "token-mean",
                     lr_schedule: optax.Schedule | None = None, rules: shd.Rules = shd.TRAIN_RULES,
-                    key: str = "sft.micro_batch_size") -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+                    key: str = "sft.micro_batch_size") -> UnderRules:
     """Jitted (state, batch{ids_BT, attn_BT, loss_mask_BT}) -> (state, metrics): masked CE on the
     assistant tokens (`loss_mask_BT`), global token mean over the whole batch (paper's SFT)."""
     check_micro_batch(micro_batch_size, mesh, key, rules)
@@ -203,11 +214,7 @@ def make_sft_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, me
                                                 grad_shardings=state_shardings.params)
         return _apply_grads(state, grads, loss, metrics, tx, state_shardings, lr_schedule)
 
-    def call(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-        with shd.use_rules(mesh, rules):
-            return update(state, batch)
-
-    return call
+    return UnderRules(update, mesh, rules)
 
 
 def _apply_grads(state: TrainState, grads: Any, loss: jax.Array, metrics: dict,
