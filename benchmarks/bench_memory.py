@@ -3,6 +3,7 @@ devices: nothing is allocated. Inputs are `jax.ShapeDtypeStruct`s carrying their
 function is `.lower(...).compile()`d for the config's mesh and `memory_analysis()` read back.
 
     python benchmarks/bench_memory.py                       # every 7B config, every function, 28 layers
+    python benchmarks/bench_memory.py --quick               # the same at 2 layers (minutes, not hours)
     python benchmarks/bench_memory.py --layers 2 --configs stage1_qwen2p5_coder_7b.yaml \
         --functions grpo_update,logprob --compile-layers 2,28
 
@@ -181,11 +182,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--configs", default=",".join(CONFIGS), help="config files under configs/ (comma-separated)")
     ap.add_argument("--functions", default="", help="subset of sft_update,grpo_update,logprob,prefill,decode")
     ap.add_argument("--layers", type=int, default=None, help="override the depth (28 = the real model)")
+    ap.add_argument("--quick", action="store_true", help="= --layers 2 (benchmarks/run_all.py --run)")
     ap.add_argument("--compile-layers", default="", help="e.g. 2,28: GRPO-update compile seconds of "
                     f"{COMPILE_CONFIG} at these depths (also recorded whenever its grpo_update is analysed)")
     ap.add_argument("--set", action="append", default=[], help="config override key=value (all configs)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "memory.json"))
     a = ap.parse_args(argv)
+    if a.quick and a.layers is None:
+        a.layers = 2
     wanted = set(filter(None, a.functions.split(",")))
     out_path = Path(a.out)
     result = json.loads(out_path.read_text()) if out_path.exists() else {}

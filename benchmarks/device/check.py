@@ -121,11 +121,13 @@ def main() -> dict:
     kv_per_token = cfg.num_layers * 2 * cfg.num_kv_heads * cfg.head_dim * 2  # bf16 K and V
     mean_kv = Bd * (128 + steps / 2) * kv_per_token
     bw = lookup(HBM_TBPS, kind)
-    tok_s = Bd * (steps - 1) / max(t_gen - t_pre, 1e-9)
+    # decode-only time: N tokens minus (prefill + 1 token); None when timing noise swamps it
+    tok_s = Bd * (steps - 1) / (t_gen - t_pre) if t_gen > 1.5 * t_pre else None
     bound = Bd / ((weight_bytes + mean_kv) / (bw * 1e12)) if bw else None
-    res["decode"] = {"batch": Bd, "new_tokens": steps, "tokens_per_s": round(tok_s, 1),
+    res["decode"] = {"batch": Bd, "new_tokens": steps, "generate_s": round(t_gen, 3), "prefill_s": round(t_pre, 3),
+                     "tokens_per_s": round(tok_s, 1) if tok_s else None,
                      "hbm_tbps": bw, "bound_tokens_per_s": round(bound, 1) if bound else None,
-                     "fraction_of_bound": round(tok_s / bound, 4) if bound else None,
+                     "fraction_of_bound": round(tok_s / bound, 4) if bound and tok_s else None,
                      "weight_gb": round(weight_bytes / 1e9, 3), "mean_kv_gb": round(mean_kv / 1e9, 3)}
     print(json.dumps(res["decode"]), flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
