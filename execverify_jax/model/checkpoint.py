@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -55,7 +56,7 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def save_params(ckpt_dir: str | Path, cfg: ModelConfig, state: nnx.State) -> Any:
+def save_params(ckpt_dir: str | Path, cfg: ModelConfig, state: nnx.State) -> epath.Path:
     """Saves params + model config to `ckpt_dir` (created; must not already hold params)."""
     ckpt_dir = run_path(ckpt_dir)  # local or gs:// (pathlib would turn gs:// into gs:/)
     tree = _nested({k: v.get_value() for k, v in flat_params(state).items()})

@@ -10,7 +10,6 @@ shard. Only process 0 writes.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import jax
@@ -103,7 +102,7 @@ def copy_tokenizer_files(tokenizer_dir: str | Path, out_dir: str | Path) -> list
     """Copies the known tokenizer files of a directory (or a sentencepiece .model file)."""
     src = Path(tokenizer_dir)
     if src.is_file():
-        shutil.copy2(src, Path(out_dir) / "tokenizer.model")
+        epath.Path(src).copy(epath.Path(out_dir) / "tokenizer.model", overwrite=True)
         return ["tokenizer.model"]
     if not src.is_dir():
         raise FileNotFoundError(f"tokenizer directory {src} does not exist")
