@@ -135,7 +135,7 @@ def make_logprob_fn(graphdef: nnx.GraphDef, mesh: Mesh, *, micro_batch_size: int
     check_micro_batch(micro_batch_size, mesh, key, rules)
 
     def one(params: Any, mb: dict, C: int) -> jax.Array:
-        model = nnx.merge(graphdef, params)  # inside the lax.map body: see the module docstring
+        model = nnx.merge(graphdef, params)  # inside the scan body: see the module docstring
         mb = _rows(mb)
         return _completion_logp(model, mb["t"], mb["a"], C, temperature, chunk)
 
