@@ -126,17 +126,22 @@ def test_missing_required_key_is_named():
     assert config.load(Needs, None, ["path=x"]).path == "x"
 
 
-def test_v5p_config_is_stage1_plus_its_mesh():
+def test_v5p_config_is_stage1_plus_its_mesh_and_per_chip_batches():
     from execverify_jax.rl.run_config import TrainConfig
     from execverify_jax.shared_config import MeshConfig
 
     repo = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
     v5p = config.load(TrainConfig, repo / "stage1_qwen2p5_coder_7b_v5p.yaml")
     stage1 = config.load(TrainConfig, repo / "stage1_qwen2p5_coder_7b.yaml")
-    assert v5p.mesh == MeshConfig(data=2, fsdp=8, tensor=1)
-    assert v5p == stage1.replace(mesh=MeshConfig(data=2, fsdp=8, tensor=1))
+    mesh = MeshConfig(data=2, fsdp=8, tensor=1)
+    assert v5p.mesh == mesh
+    # Only the mesh and the two per-chip batch sizes (one row per chip) differ.
+    want = stage1.replace(mesh=mesh, rollout=dataclasses.replace(stage1.rollout, prompts_per_call=16),
+                          grpo=dataclasses.replace(stage1.grpo, micro_batch_size=16))
+    assert v5p == want
     # The CLI shorthand gives the same resolved config.
-    assert config.load(TrainConfig, repo / "stage1_qwen2p5_coder_7b.yaml", ["mesh=data=2,fsdp=8"]) == v5p
+    sets = ["mesh=data=2,fsdp=8", "rollout.prompts_per_call=16", "grpo.micro_batch_size=16"]
+    assert config.load(TrainConfig, repo / "stage1_qwen2p5_coder_7b.yaml", sets) == v5p
 
 
 # ------------------------------------------------------------------------ shared sections

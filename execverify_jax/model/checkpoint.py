@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -21,6 +22,7 @@ from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.model.params import abstract_model, flat_params, path_tuple
 from execverify_jax.model.transformer import Transformer
+from execverify_jax.paths import run_path
 
 CONFIG_NAME = "model_config.json"
 PARAMS_NAME = "params"
@@ -54,9 +56,9 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def save_params(ckpt_dir: str | Path, cfg: ModelConfig, state: nnx.State) -> Path:
+def save_params(ckpt_dir: str | Path, cfg: ModelConfig, state: nnx.State) -> epath.Path:
     """Saves params + model config to `ckpt_dir` (created; must not already hold params)."""
-    ckpt_dir = Path(ckpt_dir).absolute()
+    ckpt_dir = run_path(ckpt_dir)  # local or gs:// (pathlib would turn gs:// into gs:/)
     tree = _nested({k: v.get_value() for k, v in flat_params(state).items()})
     ckpt = ocp.StandardCheckpointer()
     ckpt.save(ckpt_dir / PARAMS_NAME, tree)

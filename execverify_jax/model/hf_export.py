@@ -10,12 +10,12 @@ shard. Only process 0 writes.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import jax
 import ml_dtypes
 import numpy as np
+from etils import epath
 from flax import nnx
 from safetensors.numpy import save_file
 from tqdm import tqdm
@@ -102,13 +102,13 @@ def copy_tokenizer_files(tokenizer_dir: str | Path, out_dir: str | Path) -> list
     """Copies the known tokenizer files of a directory (or a sentencepiece .model file)."""
     src = Path(tokenizer_dir)
     if src.is_file():
-        shutil.copy2(src, Path(out_dir) / "tokenizer.model")
+        epath.Path(src).copy(epath.Path(out_dir) / "tokenizer.model", overwrite=True)
         return ["tokenizer.model"]
     if not src.is_dir():
         raise FileNotFoundError(f"tokenizer directory {src} does not exist")
     copied = [n for n in TOKENIZER_FILES if (src / n).is_file()]
     if not copied:
         raise FileNotFoundError(f"{src}: no tokenizer files (looked for {list(TOKENIZER_FILES)})")
-    for n in copied:
-        shutil.copy2(src / n, Path(out_dir) / n)
+    for n in copied:  # out_dir may be a gs:// run directory (etils.epath)
+        epath.Path(src / n).copy(epath.Path(out_dir) / n, overwrite=True)
     return copied

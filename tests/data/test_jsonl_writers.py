@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from execverify_jax.data import records
 from execverify_jax.data.questions import dumps_record

@@ -1,5 +1,6 @@
 """The sharded GRPO and SFT steps (8 fake CPU devices: data=2, fsdp=2, tensor=2) give the same
-parameters and metrics as one device; parameters stay on their logical shardings."""
+parameters and metrics as one device; parameters stay on their logical shardings. SFT with
+`remat: true` over fsdp=8 equals SFT without it (issue 12: remat used to crash the RL path)."""
 
 import jax
 import numpy as np
@@ -32,9 +33,9 @@ def _run_grpo(mesh):
     tx = build_optimizer(OptimConfig(lr=1e-3), 10)
     gd, st = create_train_state(CFG, tx, seed=0, mesh=mesh)
     sh = state_shardings(CFG, tx, mesh)
-    g = GRPOConfig(group_size=2, prompts_per_step=4, num_minibatches=1, micro_batch_size=3)
+    g = GRPOConfig(group_size=2, prompts_per_step=4, num_minibatches=1, micro_batch_size=4)
     upd = make_grpo_update(gd, tx, g, mesh, sh)
-    lp = make_logprob_fn(gd, mesh, micro_batch_size=3)
+    lp = make_logprob_fn(gd, mesh, micro_batch_size=4)
     b = put_batch(_grpo_batch(), mesh)
     b["old_logp_BC"] = lp(st.params, b) - 0.05  # off-policy, so the clip branches are exercised
     metrics = []
@@ -44,10 +45,10 @@ def _run_grpo(mesh):
     return st, metrics
 
 
-def _run_sft(mesh):
+def _run_sft(mesh, cfg=CFG, micro=4):
     tx = build_optimizer(OptimConfig.sft(lr=1e-3), 10)
-    gd, st = create_train_state(CFG, tx, seed=1, mesh=mesh)
-    upd = make_sft_update(gd, tx, mesh, state_shardings(CFG, tx, mesh), micro_batch_size=3)
+    gd, st = create_train_state(cfg, tx, seed=1, mesh=mesh)
+    upd = make_sft_update(gd, tx, mesh, state_shardings(cfg, tx, mesh), micro_batch_size=micro)
     rng = np.random.default_rng(1)
     ids = rng.integers(0, 64, (8, 12)).astype(np.int32)
     attn = np.ones((8, 12), bool)
@@ -68,11 +69,26 @@ def test_sharded_step_equals_single_device(run):
     wq = s8.params["layers"][0]["attn"]["wq"][...]
     assert wq.sharding.is_equivalent_to(shd.named_sharding(("embed", "q_heads", "head_dim"), wq.shape, mesh, shd.TRAIN_RULES), wq.ndim)
     assert len(wq.sharding.device_set) == 8
-    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s8.params)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+    _assert_same(s1, m1, s8, m8)
     for a, b in zip(jax.tree.leaves(s1.opt_state), jax.tree.leaves(s8.opt_state)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
-    for a, b in zip(m1, m8):
-        for k in a:
-            np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-6, err_msg=k)
     assert m1[-1]["grad_norm"] > 0
+
+
+def _assert_same(s1, m1, s2, m2, rtol=1e-4):
+    for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=1e-5)
+    for a, b in zip(m1, m2):
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=1e-6, err_msg=k)
+
+
+@pytest.mark.slow
+def test_sft_with_remat_equals_without_on_fsdp8():
+    if len(jax.devices()) < 8:
+        pytest.skip("needs 8 (fake) devices")
+    mesh = shd.make_mesh({"data": 1, "fsdp": -1, "tensor": 1})
+    s0, m0 = _run_sft(mesh, CFG, micro=8)
+    s1, m1 = _run_sft(mesh, CFG.replace(remat=True), micro=8)
+    assert m1[0]["grad_norm"] > 0
+    _assert_same(s0, m0, s1, m1, rtol=1e-5)

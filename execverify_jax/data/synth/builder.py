@@ -18,7 +18,6 @@ Level 6 moves the tested usage into a helper function that the entry calls.
 from __future__ import annotations
 
 import ast
-import dataclasses
 import hashlib
 import random
 import string as _string

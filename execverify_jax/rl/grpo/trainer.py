@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -34,6 +33,7 @@ import numpy as np
 from execverify_jax import config_loader as config_lib
 from execverify_jax.data import records as records_io
 from execverify_jax.model import sharding as shd
+from execverify_jax.paths import PathLike, append_lines, read_text, run_path, write_text
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.rl.builders import build_model_config, build_task, load_init_params, loader_config
 from execverify_jax.rl.grpo.rollout import RolloutGenerator, my_rows
@@ -58,10 +58,10 @@ def _step_of(line: str) -> int:
 class GRPOTrainer:
     """Holds the mesh, state, jitted steps, sampler, task and writers of one run."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: str | Path, task: Any = None, params: Any = None,
+    def __init__(self, cfg: TrainConfig, run_dir: PathLike, task: Any = None, params: Any = None,
                  model_cfg: ModelConfig | None = None) -> None:
         self.cfg = cfg
-        self.run_dir = Path(run_dir)
+        self.run_dir = run_path(run_dir)  # local or gs:// (etils.epath)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.pi, self.pc = dist.process_info()
         self.mesh = shd.make_mesh(cfg.mesh)
@@ -99,9 +99,9 @@ class GRPOTrainer:
             self._restore(resume)
         samples = self.run_dir / "samples.jsonl"
         if self.pi == 0 and samples.exists():  # drop samples of steps that will be re-run
-            keep = [l for l in samples.read_text(encoding="utf-8", errors="replace").splitlines()
+            keep = [l for l in read_text(samples).splitlines()
                     if l.strip() and resume is not None and _step_of(l) <= self.rl_step]
-            samples.write_text("".join(l + "\n" for l in keep), encoding="utf-8")
+            write_text(samples, "".join(l + "\n" for l in keep))
         self.writer = MetricsWriter(self.run_dir, resume_step=self.rl_step if resume is not None else 0,
                                     enabled=self.pi == 0, tensorboard=cfg.tensorboard)
         if self.pi == 0:
@@ -194,11 +194,11 @@ class GRPOTrainer:
         if self.pi != 0 or n <= 0:
             return
         G = self.cfg.grpo.group_size
-        with open(self.run_dir / "samples.jsonl", "a", encoding="utf-8") as f:
-            for i in sorted(results)[:n]:
-                f.write(records_io.json_line({"step": self.rl_step + 1, "question_id": records[i // G].get("id"),
-                                              "response": self.task.decode(tokens_BC[i, : len_B[i]].tolist()),
-                                              "reward": float(results[i].reward), "reason": results[i].reason}))
+        append_lines(self.run_dir / "samples.jsonl", [
+            records_io.json_text({"step": self.rl_step + 1, "question_id": records[i // G].get("id"),
+                                  "response": self.task.decode(tokens_BC[i, : len_B[i]].tolist()),
+                                  "reward": float(results[i].reward), "reason": results[i].reason})
+            for i in sorted(results)[:n]])
 
     # --------------------------------------------------------------------------------- run
     def train(self) -> dict[str, Any]:
@@ -244,7 +244,7 @@ class GRPOTrainer:
         self.task.close()
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, task: Any = None, params: Any = None,
+def train(cfg: TrainConfig, run_dir: PathLike, task: Any = None, params: Any = None,
           model_cfg: ModelConfig | None = None) -> tuple[GRPOTrainer, dict]:
     """Builds a trainer (resuming RUN if it has checkpoints) and runs it."""
     trainer = GRPOTrainer(cfg, run_dir, task=task, params=params, model_cfg=model_cfg)

@@ -63,11 +63,15 @@ def _zero_grads(params: Any, accum_dtype: Any) -> Any:
 
 
 def accumulate_grads(loss_fn: LossFn, params: Any, microbatches: Any, *args: Any,
-                     accum_dtype: Any = jnp.float32) -> tuple[jax.Array, Any, dict[str, jax.Array]]:
+                     accum_dtype: Any = jnp.float32,
+                     grad_shardings: Any = None) -> tuple[jax.Array, Any, dict[str, jax.Array]]:
     """(loss, grads, metrics) summed over micro-batches stacked on axis 0 of every leaf.
 
     `microbatches` is a pytree whose leaves have shape (M, micro_batch, ...); `args` are passed
     unchanged to every call (e.g. the mini-batch `LossNorm`). Differentiates w.r.t. `params` only.
+    `grad_shardings` (a prefix tree of shardings, normally the params'): the accumulators are
+    constrained to it, so they are laid out exactly like the parameters (XLA would otherwise be
+    free to replicate the zeros they start from).
     """
     leaves = jax.tree.leaves(microbatches)
     if not leaves:
@@ -83,10 +87,15 @@ def accumulate_grads(loss_fn: LossFn, params: Any, microbatches: Any, *args: Any
     def body(carry: tuple, mb: Any) -> tuple[tuple, None]:
         loss_acc, grads_acc, metrics_acc = carry
         (loss, metrics), grads = grad_fn(params, mb, *args)
-        return (loss_acc + loss.astype(jnp.float32), _add_grads(grads_acc, grads),
+        return (loss_acc + loss.astype(jnp.float32), constrain(_add_grads(grads_acc, grads)),
                 combine_metrics(metrics_acc, metrics)), None
 
-    init = (jnp.zeros((), jnp.float32), _zero_grads(params, accum_dtype), init_metrics)
+    def constrain(grads: Any) -> Any:
+        if grad_shardings is None:
+            return grads
+        return jax.lax.with_sharding_constraint(grads, grad_shardings)
+
+    init = (jnp.zeros((), jnp.float32), constrain(_zero_grads(params, accum_dtype)), init_metrics)
     (loss, grads, metrics), _ = jax.lax.scan(body, init, microbatches)
     return loss, grads, metrics
 
@@ -122,11 +131,17 @@ def _jitted_value_and_grad(loss_fn: LossFn) -> Callable:
     return step
 
 
-def split_microbatches(batch: Any, micro_batch_size: int) -> Any:
+def split_microbatches(batch: Any, micro_batch_size: int, strided: bool = False) -> Any:
     """Reshapes every leaf (B, ...) to (M, micro_batch_size, ...), zero-padding B up to M * size.
 
     Padded rows are all zeros, so their mask is 0 and they contribute nothing to losses built on
     `aggregation` (which zeroes masked positions with `where`).
+
+    strided=False: micro-batch m is rows [m * size, (m + 1) * size). strided=True: micro-batch m is
+    rows m, m + M, m + 2M, ...: when axis 0 is sharded over n devices (n dividing the size), every
+    micro-batch then takes size / n rows from each device's own block, so splitting moves no data
+    and every micro-batch is spread over all n devices. Sums over micro-batches (gradients,
+    metrics) do not depend on which rows go together; `merge_microbatches` undoes either order.
     """
     if micro_batch_size < 1:
         raise ValueError(f"micro_batch_size={micro_batch_size!r}: must be >= 1")
@@ -143,6 +158,15 @@ def split_microbatches(batch: Any, micro_batch_size: int) -> Any:
         xp = jnp if isinstance(x, jax.Array) else np
         if pad:
             x = xp.concatenate([x, xp.zeros((pad, *x.shape[1:]), x.dtype)], axis=0)
+        if strided:
+            return x.reshape(micro_batch_size, num_micro, *x.shape[1:]).swapaxes(0, 1)
         return x.reshape(num_micro, micro_batch_size, *x.shape[1:])
 
     return jax.tree.map(split, batch)
+
+
+def merge_microbatches(x_M: Any, size: int, strided: bool = False) -> Any:
+    """Inverse of `split_microbatches` for one array (M, micro_batch_size, ...) -> (size, ...)."""
+    if strided:
+        x_M = x_M.swapaxes(0, 1)
+    return x_M.reshape(-1, *x_M.shape[2:])[:size]

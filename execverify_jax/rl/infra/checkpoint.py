@@ -4,26 +4,27 @@ Layout: RUN/checkpoints/<step>/{state, meta}
   state  TrainState (params, AdamW state, step, RNG), each array restored onto its shards
   meta   JSON: the RL step, every process's grain iterator state, the resolved config, counters
 Saves are asynchronous (the loop continues while the arrays are written); `keep` bounds the number
-of checkpoints. A run directory with checkpoints resumes from the latest one. Multi-host: every
+of checkpoints. RUN may be any path Orbax accepts (`gs://bucket/run`; execverify_jax/paths.py).
+A run directory with checkpoints resumes from the latest one. Multi-host: every
 process calls save/restore (Orbax coordinates); the meta is written by process 0 and holds the
 iterator states of all processes (gathered by the loop).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import orbax.checkpoint as ocp
 
+from execverify_jax.paths import PathLike, run_path
 from execverify_jax.rl.infra.train_state import TrainState
 
 
 class RunCheckpointer:
     """Thin wrapper over `ocp.CheckpointManager` for (TrainState, meta dict)."""
 
-    def __init__(self, run_dir: str | Path, keep: int = 3, async_save: bool = True) -> None:
-        self.dir = Path(run_dir).absolute() / "checkpoints"
+    def __init__(self, run_dir: PathLike, keep: int = 3, async_save: bool = True) -> None:
+        self.dir = run_path(run_dir) / "checkpoints"  # gs:// kept (epath, not pathlib)
         opts = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                             enable_async_checkpointing=async_save)
         self.manager = ocp.CheckpointManager(self.dir, options=opts)

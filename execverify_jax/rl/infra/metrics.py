@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from execverify_jax.data import records
+from execverify_jax.paths import PathLike, append_lines, read_text, run_path, write_text
 
 # Sub-question kinds of io_mixed answers -> the paper's names.
 KIND_METRIC = {"next_statement": "path", "value_type": "state", "coverage": "coverage"}
@@ -64,27 +64,27 @@ def reward_metrics(results: Sequence[Any], lengths: Sequence[int], truncated: Se
 class MetricsWriter:
     """Appends one JSON line per step to RUN/metrics.jsonl and scalars to RUN/tb/."""
 
-    def __init__(self, run_dir: str | Path, resume_step: int | None = None, enabled: bool = True,
+    def __init__(self, run_dir: PathLike, resume_step: int | None = None, enabled: bool = True,
                  tensorboard: bool = True) -> None:
         self.enabled = enabled
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = run_path(run_dir) / "metrics.jsonl"
         self.tb = None
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
             keep = []
-            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            for line in read_text(self.path).splitlines():
                 try:
                     row = json.loads(line)
                 except ValueError:
                     continue  # a torn last line from a killed run
                 if resume_step is not None and isinstance(row, dict) and row.get("step", 0) <= resume_step:
                     keep.append(line)
-            self.path.write_text("".join(l + "\n" for l in keep), encoding="utf-8")
+            write_text(self.path, "".join(l + "\n" for l in keep))
         if tensorboard:
             from tensorboardX import SummaryWriter
-            self.tb = SummaryWriter(str(Path(run_dir) / "tb"),
+            self.tb = SummaryWriter(str(run_path(run_dir) / "tb"),
                                     purge_step=None if resume_step is None else resume_step + 1)
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
@@ -98,9 +98,7 @@ class MetricsWriter:
                 row[str(k)] = v if math.isfinite(v) else None
             except (TypeError, ValueError):  # not a scalar: kept as text, never a crash
                 row[str(k)] = v if isinstance(v, str) else records.jsonable(v)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(records.json_line(row))
-            f.flush()
+        append_lines(self.path, [records.json_text(row)])
         if self.tb is not None:
             for k, v in row.items():
                 if k != "step" and isinstance(v, float):
@@ -113,11 +111,11 @@ class MetricsWriter:
             self.tb.close()
 
 
-def read_metrics(run_dir: str | Path) -> list[dict]:
+def read_metrics(run_dir: PathLike) -> list[dict]:
     """The rows of RUN/metrics.jsonl (skipping torn lines)."""
     rows = []
-    p = Path(run_dir) / "metrics.jsonl"
-    for line in p.read_text(encoding="utf-8", errors="replace").splitlines() if p.exists() else []:
+    p = run_path(run_dir) / "metrics.jsonl"
+    for line in read_text(p).splitlines() if p.exists() else []:
         try:
             rows.append(json.loads(line))
         except ValueError:

@@ -7,7 +7,9 @@ model casts each weight to the compute dtype where it is used. Gradients therefo
 
 Sharding: every parameter follows the model's logical rules (`model/sharding.py`, TRAIN_RULES:
 FSDP over `embed`, tensor parallel over heads/mlp/vocab). Optimizer moments have the same shapes
-as the parameters and get the same shardings; scalars (step, counts, RNG) are replicated.
+as the parameters and get exactly the same shardings (matched by tree structure, not left to XLA);
+scalars (step, counts, RNG) are replicated. Per device the train state is therefore
+~(4 + 8) bytes x params / (fsdp x tensor) for fp32 params and Adam moments.
 """
 
 from __future__ import annotations
@@ -47,19 +49,40 @@ def with_shardings(abstract: Any, shardings: Any) -> Any:
         shardings, abstract)
 
 
+def _is_sharding(x: Any) -> bool:
+    return isinstance(x, NamedSharding)
+
+
+def leaf_shardings(shardings: Any, abstract: Any) -> Any:
+    """`abstract`'s tree (Variables kept) with every array leaf replaced by its sharding from the
+    prefix tree `shardings` (what `optax.tree_map_params` needs to walk params and state together)."""
+    return jax.tree.map(lambda sh, sub: jax.tree.map(lambda _: sh, sub), shardings, abstract,
+                        is_leaf=_is_sharding)
+
+
+def opt_state_shardings(tx: optax.GradientTransformation, abstract_params: Any, p_sh: Any,
+                        mesh: Mesh) -> Any:
+    """Shardings of `tx.init(params)`: every per-parameter leaf (Adam's mu and nu, any other
+    moment) takes exactly its parameter's sharding, found by tree structure
+    (`optax.tree_map_params`); everything else (counts, schedule state) is replicated.
+
+    Not read from a compiled `tx.init`: its `zeros_like` outputs carry no sharding, so XLA
+    replicates them (15.6x the parameter bytes per device on 8 devices).
+    """
+    rep = _replicated(mesh)
+    abstract_opt = jax.eval_shape(tx.init, abstract_params)
+    return optax.tree_map_params(tx, lambda _, sh: sh, abstract_opt, leaf_shardings(p_sh, abstract_params),
+                                 transform_non_params=lambda _: rep, is_leaf=_is_sharding)
+
+
 def state_shardings(model_cfg: ModelConfig, tx: optax.GradientTransformation, mesh: Mesh,
                     rules: shd.Rules = shd.TRAIN_RULES) -> TrainState:
-    """A TrainState of NamedShardings: params by the logical rules; the optimizer state as XLA
-    lays out `tx.init` of those params (moments take their parameter's sharding), read from the
-    compiled init without allocating anything."""
+    """A TrainState of NamedShardings: params by the logical rules, optimizer moments exactly like
+    their parameters (`opt_state_shardings`), scalars (step, RNG) replicated."""
     _, abstract = abstract_model(model_cfg)
     p_sh = param_shardings(model_cfg, mesh, rules)
-    p_in = with_shardings(abstract, p_sh)
     rep = _replicated(mesh)
-    o_sh = jax.jit(tx.init).lower(p_in).compile().output_shardings
-    # Scalars (Adam's count) come back on a single device; keep everything on the mesh.
-    o_sh = jax.tree.map(lambda sh: sh if isinstance(sh, NamedSharding) and sh.mesh == mesh else rep, o_sh)
-    return TrainState(params=p_sh, opt_state=o_sh, step=rep, rng=rep)
+    return TrainState(params=p_sh, opt_state=opt_state_shardings(tx, abstract, p_sh, mesh), step=rep, rng=rep)
 
 
 def create_train_state(model_cfg: ModelConfig, tx: optax.GradientTransformation, *, seed: int,

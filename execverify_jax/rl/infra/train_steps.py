@@ -14,11 +14,26 @@ Every step is exact under micro-batching: the loss normaliser (`aggregation.loss
 computed once on the whole mini-batch and the micro-batch contributions are summed by
 `rl/accumulate.accumulate_grads` (a `lax.scan`, so one compiled body for any number of
 micro-batches). The optimizer (rl/infra/optim.py) clips the accumulated gradient by global norm.
+
+Layout: the batch is sharded over every data-parallel mesh axis (`data` x `fsdp`, the `batch`
+rule); micro-batches are cut *strided* (`split_microbatches(strided=True)`), so each one takes
+its rows from every device's own block, and constrained to the same axes inside the loop. The
+micro-batch size must therefore be a multiple of data x fsdp (`check_micro_batch`): otherwise
+XLA silently shards it over a subset and the other devices recompute the same rows.
+Gradient accumulators are constrained to the parameters' shardings.
+
+Every jitted body is a pure function of the params: the module is rebuilt with `nnx.merge`
+inside the innermost traced function that uses it (the scan body), from params that are that
+body's own inputs (scan carry, or the arguments `value_and_grad` differentiates), never closed
+over from an outer trace, so NNX transforms in the model (`nnx.remat`) never see a module built
+from another trace level's values (`TraceContextError: Cannot mutate Param from a different
+trace level`, issue 12).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable
 
 import jax
@@ -30,7 +45,7 @@ from jax.sharding import Mesh
 
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.logprobs import token_logprobs
-from execverify_jax.rl.infra.accumulate import accumulate_grads, split_microbatches
+from execverify_jax.rl.infra.accumulate import accumulate_grads, merge_microbatches, split_microbatches
 from execverify_jax.rl.objective.aggregation import loss_norm
 from execverify_jax.rl.objective.config import GRPOConfig
 from execverify_jax.rl.objective.loss import policy_loss
@@ -50,6 +65,47 @@ def put_batch(batch: dict[str, Any], mesh: Mesh, rules: shd.Rules = shd.TRAIN_RU
         sh = shd.named_sharding((shd.BATCH,) + (None,) * (v.ndim - 1), v.shape, mesh, rules)
         out[k] = jax.device_put(v, sh)
     return out
+
+
+def data_parallel_size(mesh: Mesh, rules: shd.Rules = shd.TRAIN_RULES) -> int:
+    """Devices the batch axis is split over: the product of the mesh axes of the `batch` rule."""
+    return math.prod(mesh.shape.get(a, 1) for a in rules[shd.BATCH])
+
+
+def check_micro_batch(micro_batch_size: int, mesh: Mesh, key: str,
+                      rules: shd.Rules = shd.TRAIN_RULES) -> None:
+    """A micro-batch must split evenly over the data-parallel devices (a config error otherwise,
+    naming `key`, the mesh axes and a valid value)."""
+    dp = data_parallel_size(mesh, rules)
+    if micro_batch_size < 1 or micro_batch_size % dp:
+        axes = " x ".join(f"{a}={mesh.shape.get(a, 1)}" for a in rules[shd.BATCH])
+        valid = max(dp, -(-max(micro_batch_size, 1) // dp) * dp)
+        raise ValueError(f"{key}={micro_batch_size!r} does not divide over the data-parallel devices "
+                         f"(mesh {axes} = {dp}): use a multiple of {dp}, e.g. {key}={valid}, "
+                         f"or change `mesh`")
+
+
+class UnderRules:
+    """A jitted function traced under `shd.use_rules(mesh, rules)` (activation constraints), with
+    `.lower(...)` under the same rules for compile-only analysis (benchmarks/bench_memory.py:
+    abstract ShapeDtypeStruct inputs, `.lower(...).compile().memory_analysis()`)."""
+
+    def __init__(self, jitted: Any, mesh: Mesh, rules: shd.Rules,
+                 adapt: Callable[..., tuple] = lambda *a: a) -> None:
+        self.jitted, self.mesh, self.rules, self.adapt = jitted, mesh, rules, adapt
+
+    def __call__(self, *args: Any) -> Any:
+        with shd.use_rules(self.mesh, self.rules):
+            return self.jitted(*self.adapt(*args))
+
+    def lower(self, *args: Any) -> Any:
+        with shd.use_rules(self.mesh, self.rules):
+            return self.jitted.lower(*self.adapt(*args))
+
+
+def _rows(tree: Any) -> Any:
+    """Constrains every leaf's axis 0 to the data-parallel (`batch`) axes (no-op off a mesh)."""
+    return jax.tree.map(lambda x: shd.shard(x, (shd.BATCH,) + (None,) * (x.ndim - 1)), tree)
 
 
 def _completion_logp(model: Any, tokens_BT: jax.Array, attn_BT: jax.Array, C: int,
@@ -73,29 +129,34 @@ def _completion_logp_entropy(model: Any, tokens_BT: jax.Array, attn_BT: jax.Arra
 
 def make_logprob_fn(graphdef: nnx.GraphDef, mesh: Mesh, *, micro_batch_size: int,
                     temperature: float = 1.0, chunk: int | None = None,
-                    rules: shd.Rules = shd.TRAIN_RULES) -> Callable[[Any, dict], jax.Array]:
+                    rules: shd.Rules = shd.TRAIN_RULES,
+                    key: str = "grpo.micro_batch_size") -> UnderRules:
     """Jitted (params, batch{tokens_BT, attn_BT, mask_BC}) -> logp_BC, micro-batch by micro-batch."""
+    check_micro_batch(micro_batch_size, mesh, key, rules)
+
+    def one(params: Any, mb: dict, C: int) -> jax.Array:
+        model = nnx.merge(graphdef, params)  # inside the scan body: see the module docstring
+        mb = _rows(mb)
+        return _completion_logp(model, mb["t"], mb["a"], C, temperature, chunk)
 
     @jax.jit
     def run(params: Any, tokens_BT: jax.Array, attn_BT: jax.Array, C_like: jax.Array) -> jax.Array:
-        model = nnx.merge(graphdef, params)
         C = C_like.shape[1]
-        B = tokens_BT.shape[0]
-        mbs = split_microbatches({"t": tokens_BT, "a": attn_BT}, micro_batch_size)
-        out = jax.lax.map(lambda mb: _completion_logp(model, mb["t"], mb["a"], C, temperature, chunk), mbs)
-        return out.reshape(-1, C)[:B]
+        mbs = split_microbatches({"t": tokens_BT, "a": attn_BT}, micro_batch_size, strided=True)
+        # params ride in the scan carry (unchanged) rather than being closed over: a module merged
+        # from closed-over outer tracers trips nnx.remat's trace-level check (TraceContextError).
+        _, out_MbC = jax.lax.scan(lambda p, mb: (p, one(p, mb, C)), params, mbs)
+        return _rows(merge_microbatches(out_MbC, tokens_BT.shape[0], strided=True))
 
-    def call(params: Any, batch: dict) -> jax.Array:
-        with shd.use_rules(mesh, rules):
-            return run(params, batch["tokens_BT"], batch["attn_BT"], batch["mask_BC"])
-
-    return call
+    return UnderRules(run, mesh, rules, lambda params, batch: (params, batch["tokens_BT"], batch["attn_BT"],
+                                                               batch["mask_BC"]))
 
 
 def make_grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, cfg: GRPOConfig,
                      mesh: Mesh, state_shardings: TrainState, *, temperature: float = 1.0,
                      chunk: int | None = None, lr_schedule: optax.Schedule | None = None,
-                     rules: shd.Rules = shd.TRAIN_RULES) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+                     rules: shd.Rules = shd.TRAIN_RULES,
+                     key: str = "grpo.micro_batch_size") -> UnderRules:
     """Jitted (state, minibatch) -> (state, metrics): one optimizer update on one mini-batch.
 
     metrics: loss, grad_norm (before clipping), lr, and every metric of `grpo.policy_loss`
@@ -103,9 +164,11 @@ def make_grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, c
     kl_loss/kl_ref/entropy when those terms are on).
     """
     use_entropy = cfg.entropy_coef > 0
+    check_micro_batch(cfg.micro_batch_size, mesh, key, rules)
 
     def loss_fn(params: Any, mb: dict, norm: Any) -> tuple[jax.Array, dict]:
-        model = nnx.merge(graphdef, params)
+        model = nnx.merge(graphdef, params)  # inside the scan body: see the module docstring
+        mb = _rows(mb)
         C = mb["mask_BC"].shape[1]
         entropy_BC = None
         if use_entropy:
@@ -118,26 +181,25 @@ def make_grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, c
     @functools.partial(jax.jit, donate_argnums=(0,))
     def update(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         norm = loss_norm(batch["mask_BC"])
-        mbs = split_microbatches(batch, cfg.micro_batch_size)
-        loss, grads, metrics = accumulate_grads(loss_fn, state.params, mbs, norm)
+        mbs = split_microbatches(batch, cfg.micro_batch_size, strided=True)
+        loss, grads, metrics = accumulate_grads(loss_fn, state.params, mbs, norm,
+                                                grad_shardings=state_shardings.params)
         return _apply_grads(state, grads, loss, metrics, tx, state_shardings, lr_schedule)
 
-    def call(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-        with shd.use_rules(mesh, rules):
-            return update(state, batch)
-
-    return call
+    return UnderRules(update, mesh, rules)
 
 
 def make_sft_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, mesh: Mesh,
                     state_shardings: TrainState, *, micro_batch_size: int, mode: str = "token-mean",
-                    lr_schedule: optax.Schedule | None = None,
-                    rules: shd.Rules = shd.TRAIN_RULES) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+                    lr_schedule: optax.Schedule | None = None, rules: shd.Rules = shd.TRAIN_RULES,
+                    key: str = "sft.micro_batch_size") -> UnderRules:
     """Jitted (state, batch{ids_BT, attn_BT, loss_mask_BT}) -> (state, metrics): masked CE on the
     assistant tokens (`loss_mask_BT`), global token mean over the whole batch (paper's SFT)."""
+    check_micro_batch(micro_batch_size, mesh, key, rules)
 
     def loss_fn(params: Any, mb: dict, norm: Any) -> tuple[jax.Array, dict]:
-        model = nnx.merge(graphdef, params)
+        model = nnx.merge(graphdef, params)  # inside the scan body: see the module docstring
+        mb = _rows(mb)
         logits_BTV = model(mb["ids_BT"], mask_BT=mb["attn_BT"])
         return sft_loss(logits_BTV, mb["target_BT"], mb["tmask_BT"], norm=norm, mode=mode)
 
@@ -147,14 +209,12 @@ def make_sft_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, me
         full = {"ids_BT": batch["ids_BT"], "attn_BT": batch["attn_BT"], "target_BT": target_BT,
                 "tmask_BT": tmask_BT}
         norm = loss_norm(tmask_BT)
-        loss, grads, metrics = accumulate_grads(loss_fn, state.params, split_microbatches(full, micro_batch_size), norm)
+        mbs = split_microbatches(full, micro_batch_size, strided=True)
+        loss, grads, metrics = accumulate_grads(loss_fn, state.params, mbs, norm,
+                                                grad_shardings=state_shardings.params)
         return _apply_grads(state, grads, loss, metrics, tx, state_shardings, lr_schedule)
 
-    def call(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-        with shd.use_rules(mesh, rules):
-            return update(state, batch)
-
-    return call
+    return UnderRules(update, mesh, rules)
 
 
 def _apply_grads(state: TrainState, grads: Any, loss: jax.Array, metrics: dict,

@@ -103,7 +103,7 @@ def bucketed_batches(examples: Sequence[tuple[np.ndarray, np.ndarray]], batch_si
         yield {"ids_BT": ids_BT, "attn_BT": attn_BT, "loss_mask_BT": loss_BT}
 
 
-def run_sft(cfg: Any, run_dir: str | Path, conversations: list[list[dict]], tokenizer: Any,
+def run_sft(cfg: Any, run_dir: Any, conversations: list[list[dict]], tokenizer: Any,
             params: Any = None, model_cfg: Any = None, log: Any = print) -> dict[str, Any]:
     """Trains, writes RUN/model (Orbax params + model config + tokenizer files) and
     RUN/metrics.jsonl; returns a summary. `cfg` is a TrainConfig (its `sft` section)."""
@@ -113,6 +113,7 @@ def run_sft(cfg: Any, run_dir: str | Path, conversations: list[list[dict]], toke
     from execverify_jax.model import sharding as shd
     from execverify_jax.model.checkpoint import save_params
     from execverify_jax.model.hf_export import copy_tokenizer_files
+    from execverify_jax.paths import run_path
     from execverify_jax.rl.builders import build_model_config, load_init_params
     from execverify_jax.rl.infra.guards import check_finite
     from execverify_jax.rl.infra.metrics import MetricsWriter
@@ -121,7 +122,7 @@ def run_sft(cfg: Any, run_dir: str | Path, conversations: list[list[dict]], toke
     from execverify_jax.rl.infra.train_state import create_train_state, state_shardings
 
     s = cfg.sft
-    run_dir = Path(run_dir)
+    run_dir = run_path(run_dir)  # local or gs:// (etils.epath)
     run_dir.mkdir(parents=True, exist_ok=True)
     if s.max_samples is not None:
         conversations = conversations[: s.max_samples]
@@ -168,9 +169,11 @@ def run_sft(cfg: Any, run_dir: str | Path, conversations: list[list[dict]], toke
     bar.close()
     writer.close()
     out = run_dir / "model"
-    if out.exists():
-        import shutil
-        shutil.rmtree(out)
+    if out.exists() and jax.process_index() == 0:
+        out.rmtree()
+    if jax.process_count() > 1:  # nobody saves into the directory while process 0 removes it
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices("sft_model_dir")
     save_params(out, model_cfg, state.params)
     tok_dir = getattr(tokenizer, "path", None)
     if tok_dir is not None and Path(tok_dir).is_dir() and jax.process_index() == 0:

@@ -1,0 +1,241 @@
+"""Compile-only per-device memory of every jitted function for the shipped 7B configs, on fake CPU
+devices: nothing is allocated. Inputs are `jax.ShapeDtypeStruct`s carrying their shardings; each
+function is `.lower(...).compile()`d for the config's mesh and `memory_analysis()` read back.
+
+    python benchmarks/bench_memory.py                       # every 7B config, every function, 28 layers
+    python benchmarks/bench_memory.py --quick               # the same at 2 layers (minutes, not hours)
+    python benchmarks/bench_memory.py --layers 2 --configs stage1_qwen2p5_coder_7b.yaml \
+        --functions grpo_update,logprob --compile-layers 2,28
+
+Per function and device (GB = 1e9 bytes): args_gb (inputs: params, optimizer state, batch, KV
+cache), temp_gb (XLA's scratch), out_gb, alias_gb (outputs written into donated inputs),
+peak_gb = args + out - alias + temp, resident_gb (train state held while the function runs but not
+its argument: the optimizer state in the log-prob pass, the whole train state while sampling) and
+total_gb = peak + resident, the number held against 90% of the target's HBM (fits_90pct). Exactness: argument and output sizes are exact (shapes and
+shardings); temp is an XLA:CPU estimate that overstates an accelerator's (XLA:CPU upcasts bf16
+dot/elementwise work to f32 and hoists gathers out of loops, see docs/BENCHMARKS.md).
+Functions: sft_update, grpo_update (one mini-batch), logprob (the whole rollout batch), prefill
+and decode (one sampler call: rollout.prompts_per_call prompts x G, prompt bucket + max_new_tokens).
+Writes benchmarks/results/memory.json (merged with what is there, so partial runs accumulate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+if "jax" not in sys.modules:  # fake devices must exist before jax initialises
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=16").strip()
+
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from execverify_jax.config_loader import load  # noqa: E402
+from execverify_jax.model import sharding as shd  # noqa: E402
+from execverify_jax.model.config import ModelConfig  # noqa: E402
+from execverify_jax.model.params import abstract_model, param_shardings  # noqa: E402
+from execverify_jax.rl.infra.optim import build_optimizer  # noqa: E402
+from execverify_jax.rl.infra.train_state import abstract_train_state, state_shardings, with_shardings  # noqa: E402
+from execverify_jax.rl.infra.train_steps import make_grpo_update, make_logprob_fn, make_sft_update  # noqa: E402
+from execverify_jax.rl.run_config import TrainConfig  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = ("sft_qwen2p5_coder_7b.yaml", "stage1_qwen2p5_coder_7b.yaml",
+           "stage1_qwen2p5_coder_7b_v5p.yaml", "stage2_qwen2p5_coder_7b.yaml")
+HBM_GB = {"v5p": 95.0, "h100": 80.0}  # target accelerator per config (file name has _v5p or not)
+DEVICES = {"v5p": 16, "h100": 8}
+SFT_FUNCS = ("sft_update",)
+GRPO_FUNCS = ("grpo_update", "logprob", "prefill", "decode")
+GB = 1e9
+COMPILE_CONFIG = "stage1_qwen2p5_coder_7b.yaml"  # whose GRPO-update compile seconds are compile_s
+
+
+def target_of(name: str) -> str:
+    return "v5p" if "v5p" in name else "h100"
+
+
+def model_config(cfg: TrainConfig, layers: int | None) -> ModelConfig:
+    """Qwen2.5-Coder-7B with the config's numerics (dtype, remat); `layers` overrides the depth."""
+    m = ModelConfig.qwen2p5_coder_7b()
+    numerics = {k: v for k, v in (("dtype", cfg.model.dtype), ("remat", cfg.model.remat)) if v is not None}
+    if layers:
+        numerics["num_layers"] = layers
+    return m.replace(**numerics)
+
+
+def sds(shape: tuple, dtype, mesh, logical: tuple) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(shape, jnp.dtype(dtype),
+                                sharding=shd.named_sharding(logical, shape, mesh, shd.TRAIN_RULES))
+
+
+def rows(shape: tuple, dtype, mesh) -> jax.ShapeDtypeStruct:
+    """An abstract batch array sharded on axis 0 like `put_batch` does."""
+    return sds(shape, dtype, mesh, (shd.BATCH,) + (None,) * (len(shape) - 1))
+
+
+def analyse(lowered) -> tuple[dict, float]:
+    t0 = time.perf_counter()
+    compiled = lowered.compile()
+    secs = time.perf_counter() - t0
+    ma = compiled.memory_analysis()
+    args, out = ma.argument_size_in_bytes, ma.output_size_in_bytes
+    alias, temp = ma.alias_size_in_bytes, ma.temp_size_in_bytes
+    return {"peak_gb": round((args + out - alias + temp) / GB, 3), "args_gb": round(args / GB, 3),
+            "temp_gb": round(temp / GB, 3), "out_gb": round(out / GB, 3), "alias_gb": round(alias / GB, 3),
+            "compile_s": round(secs, 1)}, secs
+
+
+def per_device_bytes(tree) -> int:
+    """Bytes one device holds of a tree of sharded ShapeDtypeStructs (exact: shard shapes)."""
+    return sum(int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize for x in jax.tree.leaves(tree))
+
+
+def resident_gb(fn: str, cfg: TrainConfig, mcfg: ModelConfig, mesh) -> float:
+    """Train-state bytes per device that stay allocated while `fn` runs but are not its arguments:
+    the optimizer state during the log-prob pass, the whole train state while sampling."""
+    if fn in ("sft_update", "grpo_update"):
+        return 0.0
+    state = abstract_train_state(mcfg, build_optimizer(cfg.optim, 1000), mesh)
+    held = state.opt_state if fn == "logprob" else state
+    return round(per_device_bytes(held) / GB, 3)
+
+
+def train_lengths(cfg: TrainConfig) -> tuple[int, int]:
+    """(prompt bucket P, completion length C) of the largest update batch."""
+    return max(cfg.data.buckets), cfg.rollout.max_new_tokens
+
+
+def lower_function(name: str, cfg: TrainConfig, mcfg: ModelConfig, mesh) -> object:
+    """The lowered jitted function `name` on abstract inputs for this config and mesh."""
+    if name == "sft_update":
+        s = cfg.sft
+        tx = build_optimizer(s.optim, 1000)
+        state = abstract_train_state(mcfg, tx, mesh)
+        upd = make_sft_update(abstract_model(mcfg)[0], tx, mesh, state_shardings(mcfg, tx, mesh),
+                              micro_batch_size=s.micro_batch_size, mode=s.mode)
+        B, T = s.batch_size, s.max_len
+        batch = {"ids_BT": rows((B, T), np.int32, mesh), "attn_BT": rows((B, T), bool, mesh),
+                 "loss_mask_BT": rows((B, T), bool, mesh)}
+        return upd.lower(state, batch)
+    g, r = cfg.grpo, cfg.rollout
+    graphdef = abstract_model(mcfg)[0]
+    P, C = train_lengths(cfg)
+    G = g.group_size
+    if name in ("grpo_update", "logprob"):
+        tx = build_optimizer(cfg.optim, 1000)
+        B = g.prompts_per_step * G // (g.num_minibatches if name == "grpo_update" else 1)
+        batch = {"tokens_BT": rows((B, P + C), np.int32, mesh), "attn_BT": rows((B, P + C), bool, mesh),
+                 "mask_BC": rows((B, C), np.float32, mesh), "adv_B": rows((B,), np.float32, mesh),
+                 "old_logp_BC": rows((B, C), np.float32, mesh)}
+        if name == "logprob":
+            params = with_shardings(abstract_model(mcfg)[1], param_shardings(mcfg, mesh))
+            fn = make_logprob_fn(graphdef, mesh, micro_batch_size=g.micro_batch_size,
+                                 temperature=r.temperature, chunk=r.logprob_chunk)
+            return fn.lower(params, batch)
+        state = abstract_train_state(mcfg, tx, mesh)
+        upd = make_grpo_update(graphdef, tx, g, mesh, state_shardings(mcfg, tx, mesh),
+                               temperature=r.temperature, chunk=r.logprob_chunk)
+        return upd.lower(state, batch)
+    return lower_sampler(name, cfg, mcfg, mesh, P)
+
+
+def lower_sampler(name: str, cfg: TrainConfig, mcfg: ModelConfig, mesh, P: int) -> object:
+    """prefill / decode of one sampler call, on the sampling copy of the weights (SAMPLE_RULES
+    and sample_dtype when rollout.sample_reshard, else the training params)."""
+    from execverify_jax.model.sampler import Sampler
+    from execverify_jax.model.strategies import make_strategy
+
+    r, g = cfg.rollout, cfg.grpo
+    rules = shd.SAMPLE_RULES if r.sample_reshard else shd.TRAIN_RULES
+    scfg = mcfg if not r.sample_dtype else mcfg.replace(param_dtype=r.sample_dtype, dtype=r.sample_dtype)
+    graphdef, abstract = abstract_model(scfg)
+    params = with_shardings(abstract, param_shardings(scfg, mesh, rules))
+    sampler = Sampler(scfg, graphdef, mesh=mesh, rules=rules)
+    B = (r.prompts_per_call or g.prompts_per_step) * g.group_size
+    prompt = sds((B, P), np.int32, mesh, (shd.BATCH, None))
+    lengths = sds((B,), np.int32, mesh, (shd.BATCH,))
+    key = jax.eval_shape(lambda: jax.random.key(0))
+    key = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    statics = dict(strategy=make_strategy(temperature=r.temperature, top_k=r.top_k, top_p=r.top_p),
+                   max_new=r.max_new_tokens, pad_id=0, stop_ids=(0,))
+    with shd.use_rules(mesh, rules):
+        pre = sampler._prefill.lower(graphdef, params, prompt, lengths, key, cache_dtype=sampler.cache_dtype, **statics)
+        if name == "prefill":
+            return pre
+        compiled = pre.compile()
+        out = jax.eval_shape(lambda *a: sampler._prefill(*a, cache_dtype=sampler.cache_dtype, **statics),
+                             graphdef, params, prompt, lengths, key)
+        state = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), out,
+                             compiled.output_shardings)
+        return sampler._decode.lower(graphdef, params, state, **statics)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="config files under configs/ (comma-separated)")
+    ap.add_argument("--functions", default="", help="subset of sft_update,grpo_update,logprob,prefill,decode")
+    ap.add_argument("--layers", type=int, default=None, help="override the depth (28 = the real model)")
+    ap.add_argument("--quick", action="store_true", help="= --layers 2 (benchmarks/run_all.py --run)")
+    ap.add_argument("--compile-layers", default="", help="e.g. 2,28: GRPO-update compile seconds of "
+                    f"{COMPILE_CONFIG} at these depths (also recorded whenever its grpo_update is analysed)")
+    ap.add_argument("--set", action="append", default=[], help="config override key=value (all configs)")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "memory.json"))
+    a = ap.parse_args(argv)
+    if a.quick and a.layers is None:
+        a.layers = 2
+    wanted = set(filter(None, a.functions.split(",")))
+    out_path = Path(a.out)
+    result = json.loads(out_path.read_text()) if out_path.exists() else {}
+    result.setdefault("configs", {})
+    result.setdefault("compile_s", {})
+    result["compile_s"]["config"] = COMPILE_CONFIG
+    result["machine"] = "XLA:CPU, fake devices (--xla_force_host_platform_device_count), shared 2-core host"
+    for name in filter(None, a.configs.split(",")):
+        cfg = load(TrainConfig, REPO / "configs" / name, list(a.set))
+        target = target_of(name)
+        mesh = shd.make_mesh(cfg.mesh, jax.devices()[:DEVICES[target]])
+        mcfg = model_config(cfg, a.layers)
+        entry = result["configs"].setdefault(name, {})
+        entry.update({"hbm_gb": HBM_GB[target], "devices": int(mesh.size), "mesh": dict(mesh.shape),
+                      "layers": mcfg.num_layers, "overrides": list(a.set)})
+        funcs = entry.setdefault("functions", {})
+        for fn in SFT_FUNCS if cfg.stage == "sft" else GRPO_FUNCS:
+            if wanted and fn not in wanted:
+                continue
+            t0 = time.perf_counter()
+            try:
+                stats, _ = analyse(lower_function(fn, cfg, mcfg, mesh))
+            except Exception as exc:  # noqa: BLE001 - recorded, the other functions still run
+                stats = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            stats["layers"] = mcfg.num_layers
+            stats["wall_s"] = round(time.perf_counter() - t0, 1)
+            if "peak_gb" in stats:
+                stats["resident_gb"] = resident_gb(fn, cfg, mcfg, mesh)
+                stats["total_gb"] = round(stats["peak_gb"] + stats["resident_gb"], 3)
+                stats["fits_90pct"] = stats["total_gb"] <= 0.9 * HBM_GB[target]
+            funcs[fn] = stats
+            if fn == "grpo_update" and name == COMPILE_CONFIG and "compile_s" in stats:
+                result["compile_s"][f"layers_{mcfg.num_layers}"] = stats["compile_s"]
+            print(f"{name} {fn} layers={mcfg.num_layers}: {stats}", flush=True)
+            out_path.write_text(json.dumps(result, indent=2) + "\n")
+    for n in (int(x) for x in filter(None, a.compile_layers.split(","))):
+        name = COMPILE_CONFIG
+        cfg = load(TrainConfig, REPO / "configs" / name, list(a.set))
+        mesh = shd.make_mesh(cfg.mesh, jax.devices()[:DEVICES[target_of(name)]])
+        lowered = lower_function("grpo_update", cfg, model_config(cfg, n), mesh)
+        _, secs = analyse(lowered)
+        result["compile_s"][f"layers_{n}"] = round(secs, 1)
+        print(f"compile grpo_update layers={n}: {secs:.1f} s", flush=True)
+        out_path.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
