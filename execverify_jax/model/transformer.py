@@ -280,6 +280,13 @@ class Transformer(nnx.Module):
 
         if cfg.remat:
             body = jax.checkpoint(body, policy=remat_policy(cfg.remat_policy), prevent_cse=not cfg.scan_layers)
+        elif cfg.scan_layers:
+            # A scanned body without remat would make scan's partial evaluation stack, for every
+            # layer, the block masks that the chunked attention's own remat recomputes (T x T per
+            # layer; measured with memory_analysis). Saving the weight-matmul outputs instead keeps
+            # what an unrolled non-remat forward keeps, bar cheap elementwise ops.
+            body = jax.checkpoint(body, policy=remat_policy("dots_with_no_batch_dims_saveable"),
+                                  prevent_cse=False)
         if cfg.scan_layers:
             return jax.lax.scan(body, x_BTD, stack)
         kvs = []
