@@ -91,6 +91,31 @@ def test_orbax_round_trip_sharded(qwen_dir, tmp_path):
     assert flat_params(state3)["embedding"].get_value().dtype == np.dtype("bfloat16")
 
 
+def test_per_layer_orbax_checkpoint_is_converted_to_stacked(qwen_dir, tmp_path):
+    """A checkpoint of the earlier per-layer layout ({"layers": {"0": ...}}) restores into the
+    stacked layout, bit-exact and on the requested shards."""
+    import orbax.checkpoint as ocp
+
+    from execverify_jax.model.checkpoint import CONFIG_NAME, PARAMS_NAME, _nested
+    cfg, _, state = load_hf_state(qwen_dir)
+    old = {}
+    for name, arr in _arrays(state).items():
+        if name.startswith("layers."):
+            for i in range(cfg.num_layers):
+                old[f"layers.{i}.{name[len('layers.'):]}"] = arr[i]
+        else:
+            old[name] = arr
+    ckpt = ocp.StandardCheckpointer()
+    ckpt.save((tmp_path / "old" / PARAMS_NAME).absolute(), _nested(old))
+    ckpt.wait_until_finished()
+    (tmp_path / "old" / CONFIG_NAME).write_text(json.dumps(cfg.to_json_dict()))
+    mesh = shd.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+    _, _, restored = restore_params(tmp_path / "old", mesh, shd.TRAIN_RULES)
+    _assert_bit_exact(state, restored)
+    wq = flat_params(restored)["layers.attn.wq"].get_value()
+    assert wq.shape[0] == cfg.num_layers and len(wq.sharding.device_set) == 8
+
+
 def test_missing_shard_names_the_file(qwen_dir, tmp_path):
     cfg, _, state = load_hf_state(qwen_dir)
     out = save_hf(cfg, state, tmp_path / "sharded", dtype="float32", max_shard_bytes=60_000)
