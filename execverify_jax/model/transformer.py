@@ -344,8 +344,14 @@ class Transformer(nnx.Module):
         logits_BV = self.logits(self.final_norm(x_BPD[:, -1:]))[:, 0]
         return logits_BV, cache
 
+    def unstacked_layers(self) -> list[nnx.State]:
+        """Each layer's slice of the stacked block parameters, as separate arrays (decode)."""
+        _, stack = self.layer_stack()
+        return [jax.tree.map(lambda a: a[i], stack) for i in range(self.cfg.num_layers)]
+
     def decode_step(self, tokens_BT: jax.Array, cache: KVCache, lengths_B: jax.Array,
-                    last_only: bool = False) -> tuple[jax.Array, KVCache]:
+                    last_only: bool = False, layers: list[nnx.State] | None = None
+                    ) -> tuple[jax.Array, KVCache]:
         """Forward T new tokens per row against the KV cache -> (logits_BTV, updated cache).
 
         The tokens are written at cache slots [cache.end, cache.end + T); `lengths_B` is each
@@ -353,6 +359,8 @@ class Transformer(nnx.Module):
         cache.lengths_B + T). Rows are left-aligned to the write slot, i.e. left-padded.
         `last_only` computes logits for the last position only.
         The layers run unrolled (one cache array per layer; see kv_cache.py and docs/MODEL.md).
+        `layers` (from `unstacked_layers()`, sliced once outside a decode loop) avoids slicing
+        the stacked parameters inside the loop, which XLA:CPU redid on every step (measured).
         """
         T = tokens_BT.shape[1]
         new_cache = cache.advance(T, lengths_B)
@@ -360,10 +368,11 @@ class Transformer(nnx.Module):
         positions_BT = jnp.maximum(positions_BT, 0)
         mask_BTS = new_cache.attention_mask(T)
         x_BTD = self.embed(tokens_BT)
-        graphdef, stack = self.layer_stack()
+        graphdef, _ = self.layer_stack()
+        layers = self.unstacked_layers() if layers is None else layers
         k_cache, v_cache = [], []
         for i in range(self.cfg.num_layers):
-            block = nnx.merge(graphdef, jax.tree.map(lambda a: a[i], stack))
+            block = nnx.merge(graphdef, layers[i])
             x_BTD, (k_BKHS, v_BKSH) = block(x_BTD, positions_BT, mask_BTS,
                                            (cache.k_BKHS[i], cache.v_BKSH[i], cache.end))
             k_cache.append(k_BKHS)
