@@ -6,8 +6,11 @@ N query heads, K kv heads, R = N // K, H head dim, L layers.
 Parameters carry `logical_axes` metadata (see sharding.py); activations are constrained with
 `shard(...)`, a no-op unless sharding rules are active. Weights are stored in `param_dtype` and cast
 to the compute `dtype` on use; RMSNorm statistics, attention softmax and logits are fp32.
-Attention masks are boolean `mask_BTS` (True = may attend); masked scores get a large finite
-negative value instead of -inf so fully masked rows (left padding) stay finite.
+The full-sequence forward takes `mask_BT` (True = real token; causal masking implied) and runs the
+attention implementation `cfg.attention` selects (attention.py); the cached decode step takes a
+boolean `mask_BTS` (True = may attend). Masked scores get a large finite negative value instead of
+-inf so fully masked rows (left padding) stay finite.
+The L blocks are stacked ([L, ...] parameters) and scanned (see Transformer).
 """
 
 from __future__ import annotations
