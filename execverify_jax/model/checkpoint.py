@@ -2,8 +2,13 @@
 
 Layout of a CKPT directory:
     CKPT/model_config.json   ModelConfig.to_json_dict()
-    CKPT/params/             Orbax StandardCheckpointer tree {"embedding": ..., "layers": {"0": ...}}
+    CKPT/params/             Orbax StandardCheckpointer tree {"embedding": ..., "layers": {"attn": {"wq": [L, ...]}}}
 Restore places every parameter directly on its shards (sharded abstract target).
+
+Layer layout: parameters of the L blocks are stacked ([L, ...] under "layers"). Checkpoints of
+the earlier per-layer layout ({"layers": {"0": {...}, "1": ...}}) are converted on restore: each
+layer is restored onto its own shards and the layers are stacked on device (a one-time cost; save
+again to store the stacked layout).
 """
 
 from __future__ import annotations
@@ -95,11 +100,51 @@ def restore_params(ckpt_dir: str | Path, mesh: Mesh | None = None,
     else:
         sharding_of = lambda var: shd.named_sharding(  # noqa: E731
             var.get_metadata()["logical_axes"], var.get_value().shape, mesh, rules)
-    target = _nested({k: jax.ShapeDtypeStruct(v.get_value().shape, v.get_value().dtype, sharding=sharding_of(v))
-                      for k, v in flat.items()})
-    restored = _flatten(ocp.StandardCheckpointer().restore(ckpt_dir / PARAMS_NAME, target))
+    target = {k: jax.ShapeDtypeStruct(v.get_value().shape, v.get_value().dtype, sharding=sharding_of(v))
+              for k, v in flat.items()}
+    ckpt = ocp.StandardCheckpointer()
+    stored = ckpt.metadata(ckpt_dir / PARAMS_NAME).item_metadata.tree
+    if _is_per_layer(stored):
+        restored = _restore_per_layer(ckpt, ckpt_dir / PARAMS_NAME, stored, target, cfg.num_layers)
+    else:
+        restored = _flatten(ckpt.restore(ckpt_dir / PARAMS_NAME, _nested(target)))
     pairs = [(path_tuple(k), var.replace(value=restored[k])) for k, var in flat.items()]
     return cfg, graphdef, nnx.from_flat_state(pairs)
+
+
+def _is_per_layer(stored: Any) -> bool:
+    """Whether a stored params tree has the old per-layer layout {"layers": {"0": ...}}."""
+    layers = stored.get("layers", {}) if hasattr(stored, "get") else {}
+    return any(str(k).isdigit() for k in layers)
+
+
+def _restore_per_layer(ckpt: ocp.StandardCheckpointer, path: Path, stored: Any,
+                       target: dict[str, jax.ShapeDtypeStruct], num_layers: int) -> dict[str, jax.Array]:
+    """Restores an old per-layer checkpoint into the stacked layout of `target`."""
+    found = sorted(int(k) for k in stored["layers"])
+    if found != list(range(num_layers)):
+        raise ValueError(f"{path}: per-layer (pre-stacking) checkpoint with layers {found[:3]}..{found[-1:]}, "
+                         f"but model_config.json says num_layers={num_layers}")
+    old: dict[str, jax.ShapeDtypeStruct] = {}
+    for name, t in target.items():
+        if not name.startswith("layers."):
+            old[name] = t
+            continue
+        spec = t.sharding.spec if isinstance(t.sharding, jax.sharding.NamedSharding) else None
+        one = (t.sharding if spec is None else
+               jax.sharding.NamedSharding(t.sharding.mesh, jax.sharding.PartitionSpec(*tuple(spec)[1:])))
+        for i in range(num_layers):
+            old[f"layers.{i}.{name[len('layers.'):]}"] = jax.ShapeDtypeStruct(t.shape[1:], t.dtype, sharding=one)
+    flat = _flatten(ckpt.restore(path, _nested(old)))
+    out = {}
+    for name, t in target.items():
+        if not name.startswith("layers."):
+            out[name] = flat[name]
+            continue
+        rest = name[len("layers."):]
+        parts = [flat.pop(f"layers.{i}.{rest}") for i in range(num_layers)]
+        out[name] = jax.jit(lambda *a: jax.numpy.stack(a), out_shardings=t.sharding)(*parts)
+    return out
 
 
 def restore_model(ckpt_dir: str | Path, mesh: Mesh | None = None,

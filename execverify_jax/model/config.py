@@ -36,6 +36,12 @@ def inference_numerics(name: str, backend: str) -> dict[str, str | None]:
     return dict(INFERENCE_NUMERICS[name])
 
 
+# jax.checkpoint policies by name; "offload_dots" keeps weight matmul outputs in pinned host memory.
+REMAT_POLICIES = ("nothing_saveable", "dots_saveable", "dots_with_no_batch_dims_saveable", "offload_dots")
+# "auto" picks per backend at trace time: cudnn on GPU (bf16/fp16), splash on TPU, chunked elsewhere.
+ATTENTION_IMPLS = ("auto", "xla", "chunked", "cudnn", "splash")
+
+
 class UnsupportedModelError(ValueError):
     """The HF config describes a model this implementation cannot run; names the file and field."""
 
@@ -72,7 +78,15 @@ class ModelConfig:
     # `dtype`; None = `dtype`. "bfloat16" with fp32 `dtype` and bf16 params is the fast CPU
     # sampling mode: half the weight bytes, fp32 everywhere else (docs/MODEL.md).
     matmul_dtype: str | None = None
-    remat: bool = False  # nnx.remat each block (training memory for compute)
+    remat: bool = False  # rematerialise each block in the backward pass (memory for compute)
+    # What a rematerialised block keeps from its forward (REMAT_POLICIES, MaxText's names).
+    remat_policy: str = "nothing_saveable"
+    # Full-sequence layers run as one lax.scan over the stacked [L, ...] parameters (compile
+    # time independent of depth); False unrolls them in Python (same parameters, same numbers).
+    scan_layers: bool = True
+    # Full-sequence attention (training forward, log-probs, prefill); see ATTENTION_IMPLS.
+    attention: str = "auto"
+    attention_chunk: int = 512  # query/key block of the "chunked" implementation
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
@@ -90,6 +104,12 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig.{name} {getattr(self, name)!r} not in {DTYPES}")
         if self.matmul_dtype is not None and self.matmul_dtype not in DTYPES:
             raise ValueError(f"ModelConfig.matmul_dtype {self.matmul_dtype!r} not in {DTYPES} (or null)")
+        if self.remat_policy not in REMAT_POLICIES:
+            raise ValueError(f"ModelConfig.remat_policy {self.remat_policy!r} not in {REMAT_POLICIES}")
+        if self.attention not in ATTENTION_IMPLS:
+            raise ValueError(f"ModelConfig.attention {self.attention!r} not in {ATTENTION_IMPLS}")
+        if self.attention_chunk <= 0:
+            raise ValueError(f"ModelConfig.attention_chunk must be positive, got {self.attention_chunk!r}")
         if self.model_type not in SUPPORTED_ARCHITECTURES:
             raise ValueError(f"model_type {self.model_type!r} not in {sorted(SUPPORTED_ARCHITECTURES)}")
 

@@ -4,7 +4,7 @@ Writes safetensors shards of at most `max_shard_bytes` (HF naming `model-00001-o
 `model.safetensors.index.json`; a single shard is plain `model.safetensors`), `config.json`,
 `generation_config.json` and, when given, the tokenizer files of a tokenizer directory. Tensors
 are fetched one at a time (`process_allgather` on multi-host), so host memory holds at most one
-shard. Only process 0 writes.
+shard. A stacked parameter [L, ...] is fetched one layer at a time. Only process 0 writes.
 """
 
 from __future__ import annotations
@@ -60,9 +60,12 @@ def save_hf(cfg: ModelConfig, state: nnx.State, out_dir: str | Path, dtype: str 
     # Plan the shards from shapes alone, before fetching anything.
     items = []
     for path, var in params.items():
-        hf_key, layout = hf_mapping.ours_to_hf(path)
-        nbytes = int(np.prod(var.get_value().shape)) * np.dtype(np_dtype).itemsize
-        items.append((hf_key, path, layout, nbytes))
+        template, layout = hf_mapping.ours_to_hf(path)
+        shape = var.get_value().shape
+        stacked = hf_mapping.is_stacked(template)
+        nbytes = int(np.prod(shape[1:] if stacked else shape)) * np.dtype(np_dtype).itemsize
+        for layer, hf_key in enumerate(hf_mapping.hf_keys(path, cfg.num_layers)):
+            items.append((hf_key, path, layout, nbytes, layer if stacked else None))
     shards: list[list[tuple]] = [[]]
     size = 0
     for it in items:
@@ -80,8 +83,10 @@ def save_hf(cfg: ModelConfig, state: nnx.State, out_dir: str | Path, dtype: str 
     total = 0
     for fname, shard in tqdm(list(zip(names, shards)), desc="export shards", disable=len(shards) < 2):
         tensors = {}
-        for hf_key, path, layout, nbytes in shard:
-            host = shd.to_host(params[path].get_value())  # every process takes part in the gather
+        for hf_key, path, layout, nbytes, layer in shard:
+            value = params[path].get_value()
+            # Every process takes part in the gather.
+            host = shd.to_host(value if layer is None else value[layer])
             tensors[hf_key] = hf_mapping.to_hf(host.astype(np_dtype), layout)
             weight_map[hf_key] = fname
             total += nbytes

@@ -55,13 +55,14 @@ def weight_files(hf_dir: str | Path) -> dict[str, Path]:
                           "(only safetensors checkpoints are supported)")
 
 
-def _plan(cfg: ModelConfig, files: dict[str, Path]) -> dict[str, tuple[str, hf_mapping.Layout]]:
-    """{our path: (HF key, layout)}, erroring on missing and unexpected HF tensors."""
+def _plan(cfg: ModelConfig, files: dict[str, Path]) -> dict[str, tuple[list[str], hf_mapping.Layout]]:
+    """{our path: (HF keys, one per layer if stacked, layout)}, erroring on missing and
+    unexpected HF tensors."""
     _, abstract = abstract_model(cfg)
     plan = {}
     for path in flat_params(abstract):
-        plan[path] = hf_mapping.ours_to_hf(path)
-    wanted = {hf for hf, _ in plan.values()}
+        plan[path] = (hf_mapping.hf_keys(path, cfg.num_layers), hf_mapping.ours_to_hf(path)[1])
+    wanted = {hf for keys, _ in plan.values() for hf in keys}
     missing = sorted(wanted - set(files))
     if missing:
         raise CheckpointError(f"checkpoint lacks {len(missing)} tensor(s) the config needs, e.g. "
@@ -84,36 +85,49 @@ def load_hf_state(hf_dir: str | Path, mesh: Mesh | None = None, rules: shd.Rules
     """(cfg, graphdef, state) of an HF directory, each parameter placed on its shards.
 
     `cfg_overrides` set numerics, e.g. param_dtype="bfloat16", dtype="bfloat16", remat=True.
-    Without a mesh, parameters go to the default device.
+    Without a mesh, parameters go to the default device. A stacked parameter [L, ...] is read
+    layer by layer: each device reads only its block of each layer's HF tensor.
     """
     cfg = load_hf_config(hf_dir, **cfg_overrides)
     files = weight_files(hf_dir)
     plan = _plan(cfg, files)
     graphdef, abstract = abstract_model(cfg)
     handles: dict[Path, Any] = {}
+
+    def get_slice(hf_key: str):
+        fpath = files[hf_key]
+        if fpath not in handles:
+            handles[fpath] = safe_open(str(fpath), framework="numpy")
+        return handles[fpath].get_slice(hf_key)
+
     try:
         pairs = []
         for path, var in flat_params(abstract).items():
-            hf_key, layout = plan[path]
-            fpath = files[hf_key]
-            if fpath not in handles:
-                handles[fpath] = safe_open(str(fpath), framework="numpy")
-            sl = handles[fpath].get_slice(hf_key)
+            hf_keys, layout = plan[path]
             shape, dtype = tuple(var.get_value().shape), var.get_value().dtype
-            want = hf_mapping.hf_shape(shape, layout)
-            got = tuple(sl.get_shape())
-            if got != want:
-                raise CheckpointError(f"{fpath}: tensor {hf_key!r} has shape {got}, the config "
-                                      f"({Path(hf_dir) / 'config.json'}) implies {want}")
+            stacked = hf_mapping.is_stacked(hf_mapping.ours_to_hf(path)[0])
+            layer_shape = shape[1:] if stacked else shape
+            slices = [get_slice(k) for k in hf_keys]
+            want = hf_mapping.hf_shape(layer_shape, layout)
+            for hf_key, sl in zip(hf_keys, slices):
+                got = tuple(sl.get_shape())
+                if got != want:
+                    raise CheckpointError(f"{files[hf_key]}: tensor {hf_key!r} has shape {got}, the config "
+                                          f"({Path(hf_dir) / 'config.json'}) implies {want}")
             if mesh is None:
                 sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
             else:
                 axes = var.get_metadata()["logical_axes"]
                 sharding = shd.named_sharding(axes, shape, mesh, rules)
 
-            def callback(index, sl=sl, shape=shape, layout=layout, dtype=dtype):
-                block = hf_mapping.read_block(lambda s: sl[s], shape, layout, index)
-                return np.asarray(block).astype(dtype)
+            def read(sl, index, layer_shape=layer_shape, layout=layout):
+                return hf_mapping.read_block(lambda s: sl[s], layer_shape, layout, index)
+
+            def callback(index, slices=slices, stacked=stacked, dtype=dtype):
+                if not stacked:
+                    return np.asarray(read(slices[0], index)).astype(dtype)
+                layers = range(*index[0].indices(len(slices)))
+                return np.stack([np.asarray(read(slices[i], index[1:])).astype(dtype) for i in layers])
 
             arr = jax.make_array_from_callback(shape, sharding, callback)
             pairs.append((path_tuple(path), var.replace(value=arr)))

@@ -29,6 +29,20 @@ def param_shardings(cfg: ModelConfig, mesh: Mesh, rules: shd.Rules = shd.TRAIN_R
     return shd.state_shardings(abstract_model(cfg)[1], mesh, rules)
 
 
+def abstract_params(cfg: ModelConfig, mesh: Mesh, rules: shd.Rules = shd.TRAIN_RULES
+                    ) -> tuple[nnx.GraphDef, nnx.State]:
+    """(graphdef, state of ShapeDtypeStructs carrying their NamedShardings): the parameters as
+    `jit(...).lower(...)` takes them for compile-only checks at full size (nothing allocated)."""
+    graphdef, abstract = abstract_model(cfg)
+    shardings = param_shardings(cfg, mesh, rules)
+
+    def one(var, sharding):
+        value = var.get_value()
+        return var.replace(value=jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=sharding))
+
+    return graphdef, jax.tree.map(one, abstract, shardings, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
 def create_model(cfg: ModelConfig, seed: int = 0, mesh: Mesh | None = None,
                  rules: shd.Rules = shd.TRAIN_RULES) -> Transformer:
     """A randomly initialised model, each parameter created on its own shards when `mesh` is given."""

@@ -1,7 +1,8 @@
 """KV-cache sampler: token ids in, token ids + per-token log-probs out.
 
     prompts (lists of ids) --host--> left-padded prompt_BP, P = smallest bucket >= longest prompt
-    prefill (jit per (B, P, C)): one forward over prompt_BP fills cache slots [0, P), draws token 0
+    prefill (jit per (B, P, C)): one forward over prompt_BP (attention over the P prompt positions
+            only), whose keys/values fill cache slots [0, P); draws token 0
     decode  (jit per (B, P, C), state donated): lax.while_loop, one token per step, until every
             row has hit a stop id or C = max_new_tokens tokens exist
 
@@ -100,33 +101,29 @@ def _sample_step(strategy: Strategy, logits_BV, state: SamplingState, pad_id: in
 def _prefill(graphdef, params, prompt_BP, lengths_B, key, *, strategy: Strategy, max_new: int,
              pad_id: int, stop_ids: tuple[int, ...], cache_dtype: str) -> SamplingState:
     model = nnx.merge(graphdef, params)
-    cfg: ModelConfig = model.cfg
     B, P = prompt_BP.shape
-    cache = KVCache.init(cfg.num_layers, B, P + max_new, cfg.num_kv_heads, cfg.head_dim,
-                         jnp.dtype(cache_dtype))
-    k_axes = (shd.BATCH, shd.ACT_KV_HEADS, None, shd.LENGTH)
-    v_axes = (shd.BATCH, shd.ACT_KV_HEADS, shd.LENGTH, None)
-    cache = cache.replace(k_BKHS=tuple(shd.shard(k, k_axes) for k in cache.k_BKHS),
-                          v_BKSH=tuple(shd.shard(v, v_axes) for v in cache.v_BKSH))
-    logits_B1V, cache = model.decode_step(prompt_BP, cache, lengths_B, last_only=True)
+    # Attention over the P prompt positions only; the cache (P + max_new slots) is filled after.
+    logits_BV, cache = model.prefill(prompt_BP, lengths_B, P + max_new, jnp.dtype(cache_dtype))
     state = SamplingState(
         cache=cache, tokens_BC=jnp.full((B, max_new), pad_id, jnp.int32),
         logp_BC=jnp.zeros((B, max_new), jnp.float32), step=jnp.zeros((), jnp.int32),
         done_B=jnp.zeros((B,), jnp.bool_), lengths_B=jnp.zeros((B,), jnp.int32), key=key)
-    # Left padding puts every row's last prompt token at slot P - 1.
-    return _sample_step(strategy, logits_B1V[:, -1], state, pad_id, stop_ids)
+    return _sample_step(strategy, logits_BV, state, pad_id, stop_ids)
 
 
 def _decode(graphdef, params, state: SamplingState, *, strategy: Strategy, max_new: int,
             pad_id: int, stop_ids: tuple[int, ...]) -> SamplingState:
     model = nnx.merge(graphdef, params)
+    # Per-layer weights sliced once, outside the loop: slicing the stacked [L, ...] parameters
+    # inside the body cost a copy of every layer's weights per step on XLA:CPU (measured).
+    layers = model.unstacked_layers()
 
     def cond(s: SamplingState):
         return (s.step < max_new) & ~jnp.all(s.done_B)
 
     def body(s: SamplingState) -> SamplingState:
         last_B = jax.lax.dynamic_index_in_dim(s.tokens_BC, s.step - 1, axis=1, keepdims=False)
-        logits_B1V, cache = model.decode_step(last_B[:, None], s.cache, s.cache.lengths_B + 1)
+        logits_B1V, cache = model.decode_step(last_B[:, None], s.cache, s.cache.lengths_B + 1, layers=layers)
         return _sample_step(strategy, logits_B1V[:, 0], s.replace(cache=cache), pad_id, stop_ids)
 
     return jax.lax.while_loop(cond, body, state)

@@ -13,15 +13,17 @@ map onto the mesh axes ("data", "fsdp", "tensor"):
   act_kv_heads     tensor               tensor               activation / cache kv heads K
   act_mlp          tensor               tensor               activation MLP hidden F
   act_vocab        tensor               tensor               logits V
-  vocab            tensor               tensor               embedding / lm_head vocab rows
+  vocab            tensor               tensor, fsdp         embedding / lm_head vocab rows
   embed            fsdp                 -                    weight width D (FSDP shards it)
-  q_heads          tensor               tensor               weight q heads N
-  kv_heads         tensor               tensor               weight kv heads K
-  mlp              tensor               tensor               weight MLP hidden F
+  q_heads          tensor               tensor, fsdp         weight q heads N
+  kv_heads         tensor               tensor, fsdp         weight kv heads K
+  mlp              tensor               tensor, fsdp         weight MLP hidden F
   head_dim / norm  -                    -                    never sharded
+  layers           -                    -                    the stacked-layer axis L
 
-Sampling drops fsdp on weights: decode is latency-bound and re-gathering every weight each token
-would dominate; the fsdp devices act as extra data parallelism there instead.
+Sampling moves fsdp from D to the heads / MLP / vocab axes (tensor parallelism over the fsdp
+devices): decode is latency-bound, and re-gathering every weight each token (FSDP) would dominate,
+while a fully replicated copy of a 7B model (15 GB bf16) would not fit next to the train state.
 A mesh axis is used at most once per array, and a dimension that the mesh axes do not divide is
 left replicated (e.g. 2 kv heads on tensor=4), so any mesh shape is valid for any model.
 """
@@ -68,7 +70,11 @@ TRAIN_RULES: Rules = {
     VOCAB: ("tensor",), EMBED: ("fsdp",), Q_HEADS: ("tensor",), KV_HEADS: ("tensor",),
     MLP: ("tensor",), HEAD_DIM: (), NORM: (), LAYERS: (),
 }
-SAMPLE_RULES: Rules = {**TRAIN_RULES, EMBED: ()}
+# Sampling: weights tensor-parallel over tensor x fsdp (heads, MLP hidden, vocab), never on D, so a
+# decode step moves only (small) activations, never weights; activations and the KV cache stay
+# batch-sharded over data x fsdp as in training.
+SAMPLE_RULES: Rules = {**TRAIN_RULES, EMBED: (), VOCAB: ("tensor", "fsdp"), Q_HEADS: ("tensor", "fsdp"),
+                       KV_HEADS: ("tensor", "fsdp"), MLP: ("tensor", "fsdp")}
 
 
 def make_mesh(cfg: MeshConfig | Mapping[str, int] | None = None,
@@ -181,6 +187,11 @@ def use_rules(mesh: Mesh | None, rules: Rules) -> Iterator[None]:
         yield
     finally:
         _ACTIVE.value = prev
+
+
+def active() -> tuple[Mesh, Rules] | None:
+    """(mesh, rules) of the enclosing `use_rules`, or None."""
+    return getattr(_ACTIVE, "value", None)
 
 
 def shard(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:

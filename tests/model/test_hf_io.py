@@ -33,8 +33,9 @@ def _assert_bit_exact(a, b):
 
 def test_mapping_table_is_invertible():
     for hf, ours, layout in TABLE:
-        hk, ok = hf.format(3), ours.format(3)
-        assert hf_to_ours(hk) == (ok, layout) and ours_to_hf(ok) == (hk, layout)
+        stacked = "{0}" in hf
+        assert hf_to_ours(hf.format(3)) == (ours, layout, 3 if stacked else None)
+        assert ours_to_hf(ours) == (hf, layout)
     x = np.arange(4 * 3 * 5).reshape(4, 3, 5).astype(np.float32)  # wq-like (D, N, H)
     layout = ((1, 2), (0,))
     h = to_hf(x, layout)
@@ -84,11 +85,36 @@ def test_orbax_round_trip_sharded(qwen_dir, tmp_path):
     cfg2, _, state2 = restore_params(tmp_path / "ckpt", mesh, shd.TRAIN_RULES)
     assert cfg2 == cfg
     _assert_bit_exact(state, state2)
-    wq = flat_params(state2)["layers.0.attn.wq"].get_value()
-    assert wq.sharding.spec == flat_params(state)["layers.0.attn.wq"].get_value().sharding.spec
+    wq = flat_params(state2)["layers.attn.wq"].get_value()
+    assert wq.sharding.spec == flat_params(state)["layers.attn.wq"].get_value().sharding.spec
     cfg3, _, state3 = load_any(tmp_path / "ckpt", param_dtype="bfloat16")
     assert cfg3.param_dtype == "bfloat16"
     assert flat_params(state3)["embedding"].get_value().dtype == np.dtype("bfloat16")
+
+
+def test_per_layer_orbax_checkpoint_is_converted_to_stacked(qwen_dir, tmp_path):
+    """A checkpoint of the earlier per-layer layout ({"layers": {"0": ...}}) restores into the
+    stacked layout, bit-exact and on the requested shards."""
+    import orbax.checkpoint as ocp
+
+    from execverify_jax.model.checkpoint import CONFIG_NAME, PARAMS_NAME, _nested
+    cfg, _, state = load_hf_state(qwen_dir)
+    old = {}
+    for name, arr in _arrays(state).items():
+        if name.startswith("layers."):
+            for i in range(cfg.num_layers):
+                old[f"layers.{i}.{name[len('layers.'):]}"] = arr[i]
+        else:
+            old[name] = arr
+    ckpt = ocp.StandardCheckpointer()
+    ckpt.save((tmp_path / "old" / PARAMS_NAME).absolute(), _nested(old))
+    ckpt.wait_until_finished()
+    (tmp_path / "old" / CONFIG_NAME).write_text(json.dumps(cfg.to_json_dict()))
+    mesh = shd.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+    _, _, restored = restore_params(tmp_path / "old", mesh, shd.TRAIN_RULES)
+    _assert_bit_exact(state, restored)
+    wq = flat_params(restored)["layers.attn.wq"].get_value()
+    assert wq.shape[0] == cfg.num_layers and len(wq.sharding.device_set) == 8
 
 
 def test_missing_shard_names_the_file(qwen_dir, tmp_path):

@@ -34,17 +34,19 @@ def test_make_mesh_sizes_and_errors():
         shd.parse_mesh_spec("model=2")
 
 
-def test_rules_cover_every_parameter_and_sampling_drops_fsdp():
+def test_rules_cover_every_parameter_and_sampling_is_tensor_parallel():
     cfg = ModelConfig.tiny(num_kv_heads=2)
     mesh = shd.make_mesh({"data": 1, "fsdp": 4, "tensor": 2})
     train = flat_params(shd.state_shardings(abstract_model(cfg)[1], mesh, shd.TRAIN_RULES))
     sample = flat_params(shd.state_shardings(abstract_model(cfg)[1], mesh, shd.SAMPLE_RULES))
     assert set(train) == set(flat_params(abstract_model(cfg)[1]))
-    assert train["layers.0.attn.wq"].spec == P("fsdp", "tensor", None)
-    assert train["layers.0.mlp.w_down"].spec == P("tensor", "fsdp")
+    assert train["layers.attn.wq"].spec == P(None, "fsdp", "tensor", None)
+    assert train["layers.mlp.w_down"].spec == P(None, "tensor", "fsdp")
     assert train["embedding"].spec == P("tensor", "fsdp")
-    assert all("fsdp" not in str(s.spec) for s in sample.values())
-    assert sample["layers.0.attn.wq"].spec == P(None, "tensor", None)
+    # Sampling: never on D; heads / MLP / vocab split over tensor x fsdp where they divide.
+    assert sample["layers.mlp.w_down"].spec == P(None, ("tensor", "fsdp"), None)
+    assert sample["layers.attn.wq"].spec == P(None, None, "tensor", None)  # 4 heads: tensor only
+    assert sample["embedding"].spec == P(("tensor", "fsdp"), None)
 
 
 def test_logical_to_spec_keeps_indivisible_dims_replicated():
@@ -77,7 +79,7 @@ def test_sharded_equals_one_device(reference, mesh_cfg):
     mesh = shd.make_mesh(mesh_cfg)
     # Training layout: full forward with activation constraints active.
     cfg, graphdef, params = tiny_state(mesh, shd.TRAIN_RULES)
-    wq = flat_params(params)["layers.0.attn.wq"].get_value()
+    wq = flat_params(params)["layers.attn.wq"].get_value()
     assert len(wq.sharding.device_set) == 8
     with shd.use_rules(mesh, shd.TRAIN_RULES):
         logits = jax.jit(lambda p, t, m: nnx.merge(graphdef, p)(t, mask_BT=m))(
@@ -94,10 +96,10 @@ def test_sharded_equals_one_device(reference, mesh_cfg):
 def test_create_model_places_params_on_shards():
     mesh = shd.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
     model = create_model(ModelConfig.tiny(), seed=0, mesh=mesh)
-    wq = model.layers[0].attn.wq.get_value()
-    assert wq.sharding.spec == P("fsdp", "tensor", None)
+    wq = model.layers.attn.wq.get_value()
+    assert wq.sharding.spec == P(None, "fsdp", "tensor", None)
     one = create_model(ModelConfig.tiny(), seed=0)
-    np.testing.assert_array_equal(np.asarray(wq), np.asarray(one.layers[0].attn.wq.get_value()))
+    np.testing.assert_array_equal(np.asarray(wq), np.asarray(one.layers.attn.wq.get_value()))
 
 
 def test_reshard_train_to_sample_layout():
@@ -105,7 +107,7 @@ def test_reshard_train_to_sample_layout():
     mesh = shd.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
     train = create_model(ModelConfig.tiny(), seed=1, mesh=mesh)
     sample = reshard(train, mesh, shd.SAMPLE_RULES, dtype="bfloat16")
-    wq = sample.layers[0].attn.wq.get_value()
-    assert wq.sharding.spec == P(None, "tensor", None) and wq.dtype == jnp.bfloat16
+    wq = sample.layers.attn.wq.get_value()
+    assert wq.sharding.spec == P(None, None, ("tensor", "fsdp"), None) and wq.dtype == jnp.bfloat16
     assert sample.cfg.dtype == "bfloat16"
-    np.testing.assert_array_equal(np.asarray(wq), np.asarray(train.layers[0].attn.wq.get_value().astype(jnp.bfloat16)))
+    np.testing.assert_array_equal(np.asarray(wq), np.asarray(train.layers.attn.wq.get_value().astype(jnp.bfloat16)))

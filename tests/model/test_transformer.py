@@ -58,8 +58,8 @@ def test_initialisers_are_functions_and_seeded():
     cfg = ModelConfig.tiny(num_layers=1)
     m = create_model(cfg, seed=3)
     assert np.all(np.asarray(m.final_norm.scale.get_value()) == 1.0)
-    assert np.all(np.asarray(m.layers[0].attn.bq.get_value()) == 0.0)
-    std = float(np.asarray(m.layers[0].mlp.w_up.get_value()).std())
+    assert np.all(np.asarray(m.layers.attn.bq.get_value()) == 0.0)
+    std = float(np.asarray(m.layers.mlp.w_up.get_value()).std())
     assert 0.018 < std < 0.022
     again = create_model(cfg, seed=3)
     np.testing.assert_array_equal(np.asarray(m.embedding.get_value()), np.asarray(again.embedding.get_value()))

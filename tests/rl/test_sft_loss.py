@@ -94,3 +94,35 @@ def test_gradient_matches_softmax_minus_onehot():
     p /= p.sum(-1, keepdims=True)
     delta = (p - np.eye(5)[y]) * mask[..., None] / mask.sum()
     np.testing.assert_allclose(g, np.einsum("btd,btv->dv", x, delta), rtol=1e-4, atol=1e-6)
+
+
+def test_sft_loss_from_chunked_logprobs_equals_logits_version():
+    """The training step's chunked path (target_logprobs + sft_loss_from_logp) == sft_loss on the
+    full logits: loss, metrics and gradients."""
+    from flax import nnx
+
+    from execverify_jax.model.config import ModelConfig
+    from execverify_jax.model.logprobs import target_logprobs
+    from execverify_jax.model.params import create_model
+    from execverify_jax.rl.sft.loss import sft_loss_from_logp
+    graphdef, params = nnx.split(create_model(ModelConfig.tiny(num_layers=1), seed=2))
+    rng = np.random.RandomState(0)
+    ids = jnp.asarray(rng.randint(0, 512, (2, 13)), jnp.int32)
+    target, mask = next_token_targets(ids, jnp.asarray(rng.rand(2, 13) < 0.6))
+
+    def full(p):
+        m = nnx.merge(graphdef, p)
+        return sft_loss(m(ids), target, mask)
+
+    def chunked(p):
+        m = nnx.merge(graphdef, p)
+        logp, hit = target_logprobs(m, m.hidden(ids), target, chunk=4, with_hit=True)
+        return sft_loss_from_logp(logp, hit, mask)
+
+    (l1, m1), g1 = jax.value_and_grad(full, has_aux=True)(params)
+    (l2, m2), g2 = jax.value_and_grad(chunked, has_aux=True)(params)
+    np.testing.assert_allclose(float(l2), float(l1), rtol=1e-6)
+    for k in m1:
+        np.testing.assert_allclose(float(m2[k]), float(m1[k]), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g2), jax.tree.leaves(g1)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)

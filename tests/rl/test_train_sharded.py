@@ -66,8 +66,8 @@ def test_sharded_step_equals_single_device(run):
     s1, m1 = run(shd.single_device_mesh())
     mesh = shd.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
     s8, m8 = run(mesh)
-    wq = s8.params["layers"][0]["attn"]["wq"][...]
-    assert wq.sharding.is_equivalent_to(shd.named_sharding(("embed", "q_heads", "head_dim"), wq.shape, mesh, shd.TRAIN_RULES), wq.ndim)
+    wq = s8.params["layers"]["attn"]["wq"][...]  # stacked [L, D, N, H]
+    assert wq.sharding.is_equivalent_to(shd.named_sharding(("layers", "embed", "q_heads", "head_dim"), wq.shape, mesh, shd.TRAIN_RULES), wq.ndim)
     assert len(wq.sharding.device_set) == 8
     _assert_same(s1, m1, s8, m8)
     for a, b in zip(jax.tree.leaves(s1.opt_state), jax.tree.leaves(s8.opt_state)):

@@ -8,7 +8,8 @@ Batch layout of a GRPO mini-batch (host numpy or device arrays, B sequences):
   old_logp_BC  f32    log-probs under the policy that will be updated, recomputed right before the
                       update as the paper does (verl recomputes `old_log_prob` with the actor)
   ref_logp_BC  f32    (only when a KL term is on) log-probs under the frozen reference
-Completion log-probs are read from the last C positions of `token_logprobs`, so P is implicit.
+Completion log-probs are those of the last C positions (`completion_logprobs`), so P is implicit;
+logits are computed for those positions only, chunk by chunk (model/logprobs.py).
 
 Every step is exact under micro-batching: the loss normaliser (`aggregation.loss_norm`) is
 computed once on the whole mini-batch and the micro-batch contributions are summed by
@@ -44,12 +45,12 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from execverify_jax.model import sharding as shd
-from execverify_jax.model.logprobs import token_logprobs
+from execverify_jax.model.logprobs import DEFAULT_CHUNK, completion_logprobs, target_logprobs
 from execverify_jax.rl.infra.accumulate import accumulate_grads, merge_microbatches, split_microbatches
 from execverify_jax.rl.objective.aggregation import loss_norm
 from execverify_jax.rl.objective.config import GRPOConfig
 from execverify_jax.rl.objective.loss import policy_loss
-from execverify_jax.rl.sft.loss import next_token_targets, sft_loss
+from execverify_jax.rl.sft.loss import next_token_targets, sft_loss_from_logp
 from execverify_jax.rl.infra.train_state import TrainState
 
 
@@ -110,8 +111,7 @@ def _rows(tree: Any) -> Any:
 
 def _completion_logp(model: Any, tokens_BT: jax.Array, attn_BT: jax.Array, C: int,
                      temperature: float, chunk: int | None) -> jax.Array:
-    logp_BT = token_logprobs(model, tokens_BT, attn_BT, temperature=temperature, chunk=chunk)
-    return logp_BT[:, -C:]
+    return completion_logprobs(model, tokens_BT, C, attn_BT, temperature=temperature, chunk=chunk)
 
 
 def _completion_logp_entropy(model: Any, tokens_BT: jax.Array, attn_BT: jax.Array, C: int,
@@ -198,10 +198,13 @@ def make_sft_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, me
     check_micro_batch(micro_batch_size, mesh, key, rules)
 
     def loss_fn(params: Any, mb: dict, norm: Any) -> tuple[jax.Array, dict]:
-        model = nnx.merge(graphdef, params)  # inside the scan body: see the module docstring
+        model = nnx.merge(graphdef, params)  # inside the traced body: see the module docstring
         mb = _rows(mb)
-        logits_BTV = model(mb["ids_BT"], mask_BT=mb["attn_BT"])
-        return sft_loss(logits_BTV, mb["target_BT"], mb["tmask_BT"], norm=norm, mode=mode)
+        h_BTD = model.hidden(mb["ids_BT"], None, mb["attn_BT"])
+        # Padding targets may be any id; they are masked, but must index inside the vocab.
+        target_BT = jnp.where(mb["tmask_BT"].astype(bool), mb["target_BT"], 0)
+        logp_BT, hit_BT = target_logprobs(model, h_BTD, target_BT, chunk=DEFAULT_CHUNK, with_hit=True)
+        return sft_loss_from_logp(logp_BT, hit_BT, mb["tmask_BT"], norm=norm, mode=mode)
 
     @functools.partial(jax.jit, donate_argnums=(0,))
     def update(state: TrainState, batch: dict) -> tuple[TrainState, dict]:

@@ -39,17 +39,26 @@ def sft_loss(logits_BTV: jax.Array, target_BT: jax.Array, mask_BT: jax.Array, *,
         raise ValueError(f"shapes disagree: logits_BTV {logits_BTV.shape}, target_BT {target_BT.shape}, "
                          f"mask_BT {mask_BT.shape}")
     logits_BTV = logits_BTV.astype(jnp.float32)
-    mask_BT = mask_BT.astype(bool)
     # Out-of-range ids in padding would index garbage; targets are only read where mask is set.
-    safe_target_BT = jnp.where(mask_BT, target_BT, 0)
+    safe_target_BT = jnp.where(mask_BT.astype(bool), target_BT, 0)
     picked_BT = jnp.take_along_axis(logits_BTV, safe_target_BT[..., None], axis=-1)[..., 0]
-    nll_BT = jax.nn.logsumexp(logits_BTV, axis=-1) - picked_BT
+    logp_BT = picked_BT - jax.nn.logsumexp(logits_BTV, axis=-1)
+    hit_BT = jnp.argmax(logits_BTV, axis=-1) == safe_target_BT
+    return sft_loss_from_logp(logp_BT, hit_BT, mask_BT, norm=norm, mode=mode)
+
+
+def sft_loss_from_logp(logp_BT: jax.Array, hit_BT: jax.Array, mask_BT: jax.Array, *,
+                       norm: LossNorm | None = None, mode: str = "token-mean"
+                       ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`sft_loss` from the target log-probs and argmax hits (model/logprobs.target_logprobs
+    computes both chunk by chunk, so the training step never builds [B, T, V] logits)."""
+    mask_BT = mask_BT.astype(bool)
+    nll_BT = -logp_BT
     loss = aggregate(nll_BT, mask_BT, mode, norm)
     sg = jax.lax.stop_gradient
-    hit_BT = (jnp.argmax(logits_BTV, axis=-1) == safe_target_BT).astype(jnp.float32)
     metrics = {
         "ce": sg(masked_token_mean(nll_BT, mask_BT, norm)),
-        "accuracy": masked_token_mean(hit_BT, mask_BT, norm),
+        "accuracy": masked_token_mean(hit_BT.astype(jnp.float32), mask_BT, norm),
         "num_tokens": mask_BT.astype(jnp.float32).sum(),
     }
     return loss, metrics

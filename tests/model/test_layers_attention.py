@@ -1,0 +1,153 @@
+"""Stacked/scanned layers, remat policies, attention implementations, prefill over the prompt."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from execverify_jax.model import attention as attn
+from execverify_jax.model.config import ModelConfig
+from execverify_jax.model.kv_cache import KVCache
+from execverify_jax.model.params import abstract_model, create_model
+
+CFG = ModelConfig.tiny(num_layers=3)
+
+
+def _batch(B=3, T=21, V=512, seed=0):
+    rng = np.random.RandomState(seed)
+    tokens = jnp.asarray(rng.randint(0, V, (B, T)), jnp.int32)
+    mask = np.ones((B, T), bool)
+    mask[1, :6] = False  # left padding
+    mask[2, 15:] = False  # right padding
+    mask[2, :2] = False  # and both
+    return tokens, jnp.asarray(mask)
+
+
+@pytest.fixture(scope="module")
+def params():
+    return nnx.split(create_model(CFG, seed=3))[1]
+
+
+def _run(cfg, params, tokens, mask):
+    """(logits, grads of a masked loss) for `cfg`'s layer loop / remat / attention settings."""
+    graphdef = abstract_model(cfg)[0]
+
+    def loss(p):
+        logits = nnx.merge(graphdef, p)(tokens, mask_BT=mask)
+        return jnp.sum(jnp.where(mask[..., None], logits, 0.0) ** 2) * 1e-3, logits
+
+    (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+    return np.asarray(logits), grads
+
+
+def _assert_grads_close(g1, g2, atol=1e-6):
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=atol)
+
+
+def test_layers_are_stacked_with_a_layers_axis():
+    _, abstract = abstract_model(CFG)
+    wq = abstract["layers"]["attn"]["wq"]
+    assert wq.get_value().shape == (3, 64, 4, 16)
+    assert wq.get_metadata()["logical_axes"][0] == "layers"
+
+
+def test_scanned_unrolled_and_remat_policies_agree(params):
+    tokens, mask = _batch()
+    ref_logits, ref_grads = _run(CFG.replace(scan_layers=False, attention="xla"), params, tokens, mask)
+    m = np.asarray(mask)
+    for kw in (dict(attention="xla"),
+               dict(remat=True, remat_policy="nothing_saveable", attention="xla"),
+               dict(remat=True, remat_policy="dots_with_no_batch_dims_saveable", scan_layers=False),
+               dict(remat=True, remat_policy="dots_saveable", attention="chunked", attention_chunk=8)):
+        logits, grads = _run(CFG.replace(**kw), params, tokens, mask)
+        np.testing.assert_allclose(logits[m], ref_logits[m], atol=1e-5, err_msg=str(kw))
+        _assert_grads_close(grads, ref_grads)
+
+
+@pytest.mark.parametrize("chunk", [4, 7, 32])
+def test_chunked_attention_equals_reference_with_padding(chunk):
+    B, T, K, R, H = 3, 21, 2, 2, 16
+    rng = np.random.RandomState(chunk)
+    q, k, v = (jnp.asarray(rng.randn(*s), jnp.float32) for s in ((B, T, K, R, H), (B, T, K, H), (B, T, K, H)))
+    _, mask = _batch(B, T)
+    ref = attn.attend_xla(q, k, v, mask)
+    got = attn.attend_chunked(q, k, v, mask, chunk)
+    # Queries of real tokens (a padding query with no visible key differs by design).
+    m = np.asarray(mask)
+    np.testing.assert_allclose(np.asarray(got)[m], np.asarray(ref)[m], atol=1e-5)
+
+    def loss(fn):
+        return lambda q, k, v: jnp.sum(jnp.where(mask[:, :, None, None, None], fn(q, k, v), 0.0) ** 2)
+
+    g_ref = jax.grad(loss(lambda *a: attn.attend_xla(*a, mask)), argnums=(0, 1, 2))(q, k, v)
+    g_got = jax.grad(loss(lambda *a: attn.attend_chunked(*a, mask, chunk)), argnums=(0, 1, 2))(q, k, v)
+    for a, b in zip(g_got, g_ref):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
+
+
+def test_resolve_picks_per_backend_and_length():
+    assert attn.resolve(CFG.replace(attention="chunked"), 8) == "chunked"
+    if jax.default_backend() == "cpu":
+        assert attn.resolve(CFG, CFG.attention_chunk) == "xla"  # one block: nothing to chunk
+        assert attn.resolve(CFG, CFG.attention_chunk + 1) == "chunked"
+    with pytest.raises(ValueError, match="attention 'flash'"):
+        CFG.replace(attention="flash")
+    with pytest.raises(ValueError, match="remat_policy 'everything'"):
+        CFG.replace(remat_policy="everything")
+
+
+def test_prefill_over_prompt_equals_cached_prefill(params):
+    """model.prefill (attention over the P prompt positions) == the old prefill through the
+    cache (attention over all P + C slots): same last logits, same cache contents."""
+    model = nnx.merge(abstract_model(CFG.replace(attention="chunked", attention_chunk=4))[0], params)
+    rng = np.random.RandomState(1)
+    P, C = 10, 5
+    lengths = jnp.asarray([10, 4, 7], jnp.int32)
+    prompt = jnp.asarray(rng.randint(1, 512, (3, P)), jnp.int32)
+    prompt = jnp.where(jnp.arange(P)[None] >= P - lengths[:, None], prompt, 0)
+    logits_new, cache_new = jax.jit(lambda m_p, t, n: nnx.merge(abstract_model(model.cfg)[0], m_p)
+                                    .prefill(t, n, P + C), )(params, prompt, lengths)
+    old_cache = KVCache.init(CFG.num_layers, 3, P + C, CFG.num_kv_heads, CFG.head_dim)
+    logits_old, cache_old = jax.jit(lambda m_p, t, c, n: nnx.merge(abstract_model(CFG)[0], m_p)
+                                    .decode_step(t, c, n, last_only=True))(params, prompt, old_cache, lengths)
+    np.testing.assert_allclose(np.asarray(logits_new), np.asarray(logits_old[:, -1]), atol=1e-5)
+    assert int(cache_new.end) == P and cache_new.max_len == P + C
+    np.testing.assert_array_equal(np.asarray(cache_new.lengths_B), np.asarray(lengths))
+    for i in range(CFG.num_layers):
+        for new, old, slot_axis in ((cache_new.k_BKHS[i], cache_old.k_BKHS[i], 3),
+                                    (cache_new.v_BKSH[i], cache_old.v_BKSH[i], 2)):
+            for b, n in enumerate(np.asarray(lengths)):  # real slots [P - n, P)
+                sl = [slice(None)] * 3
+                sl[slot_axis - 1] = slice(P - n, P)
+                np.testing.assert_allclose(np.asarray(new[b])[tuple(sl)], np.asarray(old[b])[tuple(sl)], atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_cudnn_attention_matches_reference():
+    if jax.default_backend() != "gpu":
+        pytest.skip("needs a GPU backend")
+    _attention_matches_reference(attn.attend_cudnn, jnp.bfloat16, atol=2e-2)
+
+
+@pytest.mark.tpu
+def test_splash_attention_matches_reference():
+    if jax.default_backend() != "tpu":
+        pytest.skip("needs a TPU backend")
+    _attention_matches_reference(attn.attend_splash, jnp.float32, atol=2e-3, T=256)
+
+
+def _attention_matches_reference(fn, dtype, atol, T=64):
+    B, K, R, H = 2, 2, 2, 64
+    rng = np.random.RandomState(0)
+    q, k, v = (jnp.asarray(rng.randn(*s), dtype) for s in ((B, T, K, R, H), (B, T, K, H), (B, T, K, H)))
+    mask = np.ones((B, T), bool)
+    mask[1, : T // 4] = False
+    mask = jnp.asarray(mask)
+    ref = attn.attend_xla(q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32), mask)
+    got = jax.jit(fn)(q, k, v, mask).astype(jnp.float32)
+    m = np.asarray(mask)  # padding queries differ by design (see attention.py)
+    np.testing.assert_allclose(np.asarray(got)[m], np.asarray(ref)[m], atol=atol)
