@@ -34,32 +34,40 @@ from execverify_jax.model.sampler import _prefill  # noqa: E402
 from execverify_jax.model.strategies import Temperature  # noqa: E402
 
 
-def _report(what: str, start: float, compiled) -> None:
+def _report(what: str, seconds: float, compiled) -> None:
     ma = compiled.memory_analysis()
-    print(json.dumps({"what": what, "compile_s": round(time.perf_counter() - start, 1),
+    print(json.dumps({"what": what, "compile_s": round(seconds, 1),
                       "arg_GB": round(ma.argument_size_in_bytes / 1e9, 2),
                       "out_GB": round(ma.output_size_in_bytes / 1e9, 2),
                       "temp_GB": round(ma.temp_size_in_bytes / 1e9, 2)}), flush=True)
+
+
+def compile_logprob_grad(cfg: ModelConfig, mesh, B: int, T: int, C: int, chunk: int):
+    """(compiled gradient of a completion log-prob loss, seconds to lower + compile), abstract
+    inputs; the gradient comes out on the parameters' own shardings."""
+    graphdef, params = abstract_params(cfg, mesh)
+    sh = shd.named_sharding((shd.BATCH, None), (B, T), mesh, shd.TRAIN_RULES)
+    tokens = jax.ShapeDtypeStruct((B, T), jnp.int32, sharding=sh)
+    mask = jax.ShapeDtypeStruct((B, T), jnp.bool_, sharding=sh)
+
+    def loss(p, t, m):
+        return completion_logprobs(nnx.merge(graphdef, p), t, C, m, chunk=chunk).sum()
+
+    start = time.perf_counter()
+    with shd.use_rules(mesh, shd.TRAIN_RULES):
+        fn = jax.jit(jax.grad(loss), out_shardings=param_shardings(cfg, mesh))
+        compiled = fn.lower(params, tokens, mask).compile()
+    return compiled, time.perf_counter() - start
 
 
 def memory_7b() -> None:
     """Per-device compiled memory of the 7B log-prob gradient and prefill on fsdp=8."""
     mesh = shd.make_mesh({"data": 1, "fsdp": 8, "tensor": 1})
     cfg = ModelConfig.qwen2p5_coder_7b(param_dtype="float32", dtype="bfloat16", remat=True, attention="chunked")
-    graphdef, params = abstract_params(cfg, mesh)
     B, T, C = 8, 6144, 4096
-    sh = shd.named_sharding((shd.BATCH, None), (B, T), mesh, shd.TRAIN_RULES)
-    tokens = jax.ShapeDtypeStruct((B, T), jnp.int32, sharding=sh)
-    mask = jax.ShapeDtypeStruct((B, T), jnp.bool_, sharding=sh)
-
-    def loss(p, t, m):
-        return completion_logprobs(nnx.merge(graphdef, p), t, C, m, chunk=1024).sum()
-
-    start = time.perf_counter()
-    with shd.use_rules(mesh, shd.TRAIN_RULES):
-        compiled = jax.jit(jax.grad(loss), out_shardings=param_shardings(cfg, mesh)).lower(params, tokens, mask).compile()
+    compiled, seconds = compile_logprob_grad(cfg, mesh, B, T, C, 1024)
     _report(f"grad of completion log-probs: fp32 params, bf16 compute, {B} x {T} tokens (1 row per "
-            f"device), C={C}, remat nothing_saveable, logits chunk 1024", start, compiled)
+            f"device), C={C}, remat nothing_saveable, logits chunk 1024", seconds, compiled)
 
     scfg = cfg.replace(param_dtype="bfloat16", remat=False)
     graphdef, params = abstract_params(scfg, mesh, shd.SAMPLE_RULES)
@@ -74,22 +82,7 @@ def memory_7b() -> None:
                             jax.random.key(0), strategy=Temperature(1.0), max_new=C, pad_id=0,
                             stop_ids=(151643,), cache_dtype="bfloat16").compile()
     _report(f"sampler prefill: bf16 sampling copy (SAMPLE_RULES), {B} x {P}-token prompts, cache "
-            f"{P} + {C} slots", start, compiled)
-
-
-def compile_seconds(cfg: ModelConfig, mesh, B: int, T: int, C: int) -> float:
-    graphdef, params = abstract_params(cfg, mesh)
-    sh = shd.named_sharding((shd.BATCH, None), (B, T), mesh, shd.TRAIN_RULES)
-    tokens = jax.ShapeDtypeStruct((B, T), jnp.int32, sharding=sh)
-    mask = jax.ShapeDtypeStruct((B, T), jnp.bool_, sharding=sh)
-
-    def loss(p, t, m):
-        return completion_logprobs(nnx.merge(graphdef, p), t, C, m, chunk=64).sum()
-
-    start = time.perf_counter()
-    with shd.use_rules(mesh, shd.TRAIN_RULES):
-        jax.jit(jax.grad(loss)).lower(params, tokens, mask).compile()
-    return time.perf_counter() - start
+            f"{P} + {C} slots", time.perf_counter() - start, compiled)
 
 
 def main() -> None:
@@ -108,7 +101,7 @@ def main() -> None:
         for L in a.layers:
             cfg = ModelConfig.tiny(num_layers=L, remat=True, scan_layers=scan, attention="chunked",
                                    attention_chunk=64)
-            s = compile_seconds(cfg, mesh, a.batch, a.length, a.completion)
+            _, s = compile_logprob_grad(cfg, mesh, a.batch, a.length, a.completion, 64)
             print(json.dumps({"scan_layers": scan, "layers": L, "compile_s": round(s, 2)}), flush=True)
 
 
