@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+import math
+
 import numpy as np
 
 from execverify_jax.rl.grpo.credit import stepwise_inputs, token_char_ends, token_segments
@@ -73,3 +75,44 @@ def test_stepwise_inputs_fewer_and_more_lines_and_other_layouts():
     np.testing.assert_array_equal(valid_BK, [[True] * 3, [False] * 3, [False] * 3])
     assert sorted(set(seg_BC[0].tolist())) == [0, 1, 2] and not seg_BC[1:].any()
     assert "".join(chr(t) for t, s in zip(tokens_BC[0], seg_BC[0]) if s == 2) == "L1"
+
+
+def test_assign_advantages_stepwise_and_shaping_in_the_loop_path():
+    """`update.assign_advantages` (what the trainer calls) on a scored group of two samples."""
+    from execverify_jax.config_loader import load
+    from execverify_jax.rewards.result import RewardResult
+    from execverify_jax.rl.grpo.rollout import Rollout
+    from execverify_jax.rl.grpo.update import assign_advantages
+    from execverify_jax.rl.run_config import TrainConfig
+    from tests.rl.test_train_toy import REPO
+
+    texts = ["<answer>\nA\nQ\n</answer>", "<answer>\nA\nW\n</answer>"]
+    ids = [TOK.encode(t) for t in texts]
+    C = max(map(len, ids))
+    tokens_BC = np.zeros((2, C), np.int32)
+    for i, t in enumerate(ids):
+        tokens_BC[i, :len(t)] = t
+    results = {}
+    for i, (t, q_ok) in enumerate(zip(texts, (1.0, 0.0))):
+        a, q = t.index("A"), t.index("\n", t.index("A")) + 1
+        results[i] = RewardResult(1.0 + q_ok + 0.2, "io_mixed", True, "", {
+            "shaping": 0.2, "step_rewards": [1.0, q_ok], "step_spans": [[a, a + 1, 1], [q, q + 1, 2]]})
+    roll = Rollout(prompts=[[5]], records=[{}], tokens_BC=tokens_BC, len_B=np.asarray([len(t) for t in ids]),
+                   stopped_B=np.ones(2, bool), futures=[], t_gen=0.0, results=results)
+    reward_B = np.asarray([r.reward for r in results.values()], np.float32)
+    for credit in ("outcome", "stepwise"):
+        cfg = load(TrainConfig, REPO / "configs" / "toy_cpu.yaml",
+                   ["grpo.group_size=2", "grpo.prompts_per_step=2", f"grpo.credit={credit}"])
+        host = {"mask_BC": np.ones((2, C), np.float32)}
+        assign_advantages(host, roll, reward_B, np.zeros((2, C)), None, cfg, TOK.decode)
+        h = 0.5 / (math.sqrt(0.5) + 1e-6)
+        np.testing.assert_allclose(host["adv_B"], [h, -h], rtol=1e-5)  # the shaping cancels exactly
+        if credit == "outcome":
+            assert "adv_BC" not in host
+            continue
+        adv_BC = host["adv_BC"]
+        for i in range(2):
+            seg = {c: adv_BC[i, k] for k, c in enumerate(texts[i]) if c in "AQW"}
+            assert seg["A"] == 0.0  # both outputs right: the assertion line gets no push
+            assert seg.get("Q", seg.get("W")) == np.float32(host["adv_B"][i])  # q: same shape as the sequence here
+            assert adv_BC[i, 0] == np.float32(host["adv_B"][i])  # "<" of <answer>: the sequence's
