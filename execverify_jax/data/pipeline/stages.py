@@ -59,7 +59,9 @@ class RealStages:
     def synthesize(self, cell: Any, seed: int, cfg: DataConfig) -> dict | None:
         from execverify_jax.data.synth import builder
 
-        return builder.synthesize(cell, seed, cfg.inputs_per_program, self._synth_config(cfg))
+        # Extra candidates let the pipeline keep the inputs whose outputs differ (signal.py).
+        return builder.synthesize(cell, seed, cfg.inputs_per_program + cfg.signal.extra_inputs,
+                                  self._synth_config(cfg))
 
     def check(self, cand: dict) -> list[str]:
         from execverify_jax.data.synth import checker
