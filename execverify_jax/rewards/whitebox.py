@@ -260,7 +260,8 @@ def score_io_mixed(answer: dict, response: str | bytes | None, cfg: RewardConfig
     # shaping: the format bonus inside `reward` (GRPO's tie-break shaping separates it again);
     # step_rewards / step_spans: what stepwise credit needs (see `_step_credit`).
     base = {"io": False, "n_questions": n_q, "n_answers": 0, "correct": [], "wb_acc": 0.0,
-            "question_kinds": [s.get("kind") for s in subs], "shaping": 0.0,
+            "question_kinds": [s.get("kind") for s in subs],
+            "question_nil": [bool(s.get("nil")) for s in subs], "shaping": 0.0,
             "step_rewards": [0.0] * (n_q + 1), "step_spans": []}
 
     text = parse.extract_answer(response, cfg)
