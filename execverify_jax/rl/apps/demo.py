@@ -344,8 +344,12 @@ def render_report(r: dict, out: Path, pngs: list[Path]) -> str:
     shaping = r["config"]["train"]["reward"].get("format_reward", 0.0)
     if shaping:
         parts += [f"Reward shaping in this demo: +{shaping} for a well-formed answer block (`reward.format_reward`; "
-                  "the paper's reward has none), so that a policy trained from scratch for minutes gets a signal. "
-                  "`acc/*` are unshaped.", ""]
+                  "the paper's reward has none), so that a policy trained from scratch for minutes gets a signal; "
+                  f"`grpo.format_shaping: {r['config']['train']['grpo'].get('format_shaping', 'additive')}` "
+                  "(tiebreak: the bonus only separates equally correct samples). `acc/*` are unshaped.", ""]
+    if r.get("gain"):
+        parts += ["Gain of SFT + GRPO over SFT only (held-out accuracies): "
+                  + ", ".join(f"{k} {v:+.3f}" for k, v in sorted(r["gain"].items())) + ".", ""]
     from execverify_jax.rl.infra.metrics import read_metrics
     rows = read_metrics(out / "grpo")
     if rows:
