@@ -23,13 +23,29 @@ def token_char_ends(ids: Sequence[int], decode: Decode) -> np.ndarray:
     [end_T[t - 1], end_T[t]) of decode(ids).
 
     Token-by-token decoding is used when the pieces concatenate to the whole text (byte-level BPE
-    on complete characters; special tokens decode to ""); otherwise (a character split over
-    tokens) prefix decoding, which is quadratic but exact at every character boundary.
+    on complete characters; special tokens decode to ""). Otherwise a character is split over
+    tokens: tokens are decoded in groups that end on a complete character (a group's earlier
+    tokens wrote no character yet), linear in the length; prefix decoding (quadratic, exact) is
+    the last resort when even that does not reproduce the text.
     """
     ids = [int(t) for t in ids]
+    if not ids:
+        return np.zeros(0, np.int64)
+    full = decode(ids)
     pieces = [decode([t]) for t in ids]
-    if "".join(pieces) == decode(ids):
-        return np.cumsum([len(p) for p in pieces], dtype=np.int64) if ids else np.zeros(0, np.int64)
+    if "".join(pieces) == full:
+        return np.cumsum([len(p) for p in pieces], dtype=np.int64)
+    ends, total, start = [], 0, 0
+    for t in range(len(ids)):
+        chunk = decode(ids[start:t + 1])
+        if chunk.endswith("\ufffd") and t + 1 < len(ids) and t + 1 - start < 8:
+            ends.append(total)  # inside a character split over tokens
+            continue
+        total += len(chunk)
+        ends.append(total)
+        start = t + 1
+    if total == len(full):
+        return np.asarray(ends, np.int64)
     return np.asarray([len(decode(ids[:t + 1])) for t in range(len(ids))], np.int64)
 
 
