@@ -119,3 +119,24 @@ def test_assign_advantages_stepwise_and_shaping_in_the_loop_path():
             assert seg["A"] == 0.0  # both outputs right: the assertion line gets no push
             assert seg.get("Q", seg.get("W")) == np.float32(host["adv_B"][i])  # q: same shape as the sequence here
             assert adv_BC[i, 0] == np.float32(host["adv_B"][i])  # "<" of <answer>: the sequence's
+
+
+def test_stepwise_loop_without_steps_trains_exactly_like_outcome(tmp_path):
+    """The trainer path with `grpo.credit: stepwise` (per-token adv_BC in the jitted update): on
+    the toy task, which has no answer lines, it must reproduce the outcome run step for step."""
+    from execverify_jax.config_loader import load
+    from execverify_jax.rl.grpo.trainer import train
+    from execverify_jax.rl.infra.metrics import read_metrics
+    from execverify_jax.rl.run_config import TrainConfig
+    from tests.rl.test_train_toy import REPO
+
+    rows = {}
+    for credit in ("outcome", "stepwise"):
+        cfg = load(TrainConfig, REPO / "configs" / "toy_cpu.yaml",
+                   ["max_steps=2", "tensorboard=false", "save_every=100", "mesh={data: 1, fsdp: 1, tensor: 1}",
+                    f"grpo.credit={credit}"])
+        train(cfg, tmp_path / credit)
+        rows[credit] = read_metrics(tmp_path / credit)
+    for a, b in zip(rows["outcome"], rows["stepwise"]):
+        for key in ("reward/mean", "train/loss", "train/grad_norm", "train/pg_loss"):
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-7, err_msg=key)  # fusion order only
