@@ -213,6 +213,33 @@ def io_mixed(spec: PromptSpec) -> Messages:
     return chat(user)
 
 
+_COMPACT_RULES = {
+    "next_statement": "next statement: the line of code executed next, as written (-1 if none)",
+    "value_type": "value/type: `value; type` (e.g. [1, 2]; list), or Nil if the line is not executed",
+    "coverage": "coverage: YES or NO",
+}
+
+
+@register("io_mixed_compact")
+def io_mixed_compact(spec: PromptSpec) -> Messages:
+    """The io_mixed questions and answer format with one-line rules and no example (~1/4 of the
+    tokens): for small policies and CPU budgets (`questions.io_mixed_prompt: compact`). Scored
+    exactly like `io_mixed`."""
+    assertion = f"assert {call_text(spec.entry, spec.args)} == ????"
+    questions = ["Question1: Fill the assertion statement."]
+    questions += [f"Question{i + 2}: {q}" for i, q in enumerate(spec.questions)]
+    rules = ["Question1: the complete assertion"] + [
+        _COMPACT_RULES[k] for k in ("next_statement", "value_type", "coverage") if k in spec.kinds]
+    user = "\n".join([
+        "Simulate this Python program without running it and answer the questions in order.",
+        number_lines(program_text(spec.code, assertion)),
+        *questions,
+        "Answers, one per line: " + "; ".join(rules) + ".",
+        "Respond as <reasoning>...</reasoning> then <answer> with one answer per line </answer>.",
+    ])
+    return chat(user)
+
+
 # ----------------------------------------------------------------------------- CRUXEval / oi
 def cruxeval_user(code: str, assertion: str) -> str:
     """The CRUXEval-style fill-the-assertion user message (reference 7.1), no stray quote."""

@@ -52,6 +52,9 @@ class QuestionConfig:
     oi_max_output_chars: int = 150  # oi needs repr(output) at most this long (as the paper)
     max_answer_chars: int = 200  # skip state questions whose answer literal is longer than this
     allowed_kinds: tuple[str, ...] = field(default=("next_statement", "value_type", "coverage"))
+    # "full" = the paper's io_mixed prompt; "compact" = the same questions and answer format with
+    # one-line rules and no example (prompts.io_mixed_compact), for small policies on CPU.
+    io_mixed_prompt: str = "full"
 
     def __post_init__(self) -> None:
         for name in ("max_path", "max_state", "coverage_questions", "io_mixed_min_lines",
@@ -61,6 +64,7 @@ class QuestionConfig:
             check_range(name, getattr(self, name), 0.0, 1.0)
         for layout in self.layouts:
             check_choice("layouts", layout, QUESTION_LAYOUTS)
+        check_choice("io_mixed_prompt", self.io_mixed_prompt, ("full", "compact"))
         for kind in self.allowed_kinds:
             check_choice("allowed_kinds", kind, ("next_statement", "value_type", "coverage"))
 
@@ -340,8 +344,13 @@ def make_questions(program: dict, trace: dict, cfg: QuestionConfig, rng: random.
             spec = prompts.PromptSpec(code=code, entry=entry, output=output_repr)
             answer = {"layout": "oi", "program": prog, "output": output_enc}
         records.append({"id": _question_id(program_id, layout, args), "program_id": program_id,
-                        "kind": layout, "messages": prompts.render(layout, spec), "answer": answer})
+                        "kind": layout, "messages": prompts.render(_prompt_layout(layout, cfg), spec),
+                        "answer": answer})
     return records
+
+
+def _prompt_layout(layout: str, cfg: QuestionConfig) -> str:
+    return "io_mixed_compact" if layout == "io_mixed" and cfg.io_mixed_prompt == "compact" else layout
 
 
 def answer_lines(record: dict) -> list[str]:

@@ -94,6 +94,27 @@ def answer_lines(answer: str) -> list[str]:
     return out
 
 
+def answer_line_spans(response: str | bytes | None, cfg: RewardConfig) -> list[tuple[int, int]] | None:
+    """[start, end) character offsets in `response` of each line `answer_lines(extract_answer(...))`
+    returns, in the same order (leading indentation included), or None when there is no answer
+    span or `response` is bytes (its offsets would be into a decoded tail). Stepwise credit maps
+    these spans to the tokens that wrote each answer line."""
+    if not isinstance(response, str) or extract_answer(response, cfg) is None:
+        return None
+    tail = _tail_text(response, cfg.max_response_chars)
+    shift = len(response) - len(tail)
+    start = tail.rfind(ANSWER_OPEN) + len(ANSWER_OPEN)
+    end = tail.find(ANSWER_CLOSE, start)
+    spans = []
+    pos = start
+    for line in tail[start:end].split("\n"):
+        body = line.rstrip()
+        if body.strip() and not _FENCE_RE.match(body):
+            spans.append((shift + pos, shift + pos + len(body)))
+        pos += len(line) + 1
+    return spans
+
+
 def last_code_block(text: str) -> str | None:
     """Contents of the last ```python (or ```py) block in `text` up to the next ``` (or the end,
     as the PRIME harness's split did), else None. Linear time: one regex scan plus one find."""

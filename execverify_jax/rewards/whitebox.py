@@ -217,6 +217,31 @@ def _label_lines(lines: list[str]) -> tuple[dict[int, str], int]:
     return out, n
 
 
+def _label_segments(lines: list[str], n_q: int) -> list[int]:
+    """Stepwise segment of each answer line under label alignment: the K of the first line
+    labelled `QuestionK:` (1 = the assertion, K >= 2 = white-box question K - 2) for
+    1 <= K <= n_q + 1, else 0 (unlabelled, repeated or out-of-range lines)."""
+    seen: set[int] = set()
+    out = []
+    for line in lines:
+        m = _LABEL_RE.match(line)
+        k = int(m.group(1)) if m else 0
+        out.append(k if 1 <= k <= n_q + 1 and k not in seen else 0)
+        seen.add(k)
+    return out
+
+
+def _step_spans(response: str | bytes | None, segments: list[int], cfg: RewardConfig) -> list[list[int]]:
+    """[[start, end, segment], ...]: the response characters of each answer line that answers a
+    question (segment 1 = the assertion, k + 2 = white-box question k), for stepwise credit.
+    Lines beyond the questions (or unlabelled ones) are left out: their tokens take the
+    sequence's advantage; questions without a line have no tokens."""
+    spans = parse.answer_line_spans(response, cfg)
+    if spans is None or len(spans) != len(segments):
+        return []
+    return [[a, b, seg] for (a, b), seg in zip(spans, segments) if seg > 0]
+
+
 def _weight(kind: str, cfg: RewardConfig) -> float:
     return {"next_statement": cfg.path_weight, "value_type": cfg.state_weight,
             "coverage": cfg.coverage_weight}[kind]
@@ -232,8 +257,12 @@ def score_io_mixed(answer: dict, response: str | bytes | None, cfg: RewardConfig
     code, entry, args = check_program(answer)
     subs = answer.get("subquestions", []) or []
     n_q = len(subs)
+    # shaping: the format bonus inside `reward` (GRPO's tie-break shaping separates it again);
+    # step_rewards / step_spans: what stepwise credit needs (see `_step_credit`).
     base = {"io": False, "n_questions": n_q, "n_answers": 0, "correct": [], "wb_acc": 0.0,
-            "question_kinds": [s.get("kind") for s in subs]}
+            "question_kinds": [s.get("kind") for s in subs],
+            "question_nil": [bool(s.get("nil")) for s in subs], "shaping": 0.0,
+            "step_rewards": [0.0] * (n_q + 1), "step_spans": []}
 
     text = parse.extract_answer(response, cfg)
     if text is None:
@@ -248,6 +277,7 @@ def score_io_mixed(answer: dict, response: str | bytes | None, cfg: RewardConfig
 
     if cfg.align == "label":
         labelled, n_labelled = _label_lines(lines)
+        segments = _label_segments(lines, n_q)
         assertion = labelled.get(1, "")
         wb_lines: list[str | None] = [labelled.get(i + 2) for i in range(n_q)]
         n_answers = len(lines) - (1 if 1 in labelled else 0)
@@ -259,6 +289,7 @@ def score_io_mixed(answer: dict, response: str | bytes | None, cfg: RewardConfig
         n_answers = len(rest)
         count_ok = n_answers == n_q
         wb_lines = [rest[i] if i < len(rest) else None for i in range(n_q)]
+        segments = [i + 1 if i <= n_q else 0 for i in range(len(lines))]
     base["n_answers"] = n_answers
 
     io_ok, reason, shape_ok = _grade_assertion(assertion, entry, args, answer["output"], cfg)
@@ -273,7 +304,9 @@ def score_io_mixed(answer: dict, response: str | bytes | None, cfg: RewardConfig
         correct = [False] * n_q
     total_w = sum(_weight(s["kind"], cfg) for s in subs)
     wb_acc = (sum(_weight(s["kind"], cfg) for s, c in zip(subs, correct) if c) / total_w) if total_w else 0.0
-    details = {**base, "io": io_ok, "correct": correct, "wb_acc": wb_acc}
+    details = {**base, "io": io_ok, "correct": correct, "wb_acc": wb_acc, "shaping": fmt,
+               "step_rewards": [float(io_ok)] + [float(c and (io_ok or not cfg.gated)) for c in correct],
+               "step_spans": _step_spans(response, segments, cfg)}
 
     if not io_ok and cfg.gated:
         return RewardResult(fmt, "io_mixed", format_ok, reason, details)
@@ -374,8 +407,8 @@ def parse_oi(answer: dict, response: str | bytes | None, cfg: RewardConfig) -> O
 def grade_oi(answer: dict, req: OiRequest, outcome: Any, cfg: RewardConfig) -> RewardResult:
     """Grades the sandbox outcome of the ground-truth run against the ground-truth output."""
     status = getattr(getattr(outcome, "status", None), "value", getattr(outcome, "status", None))
-    details: dict[str, Any] = {"io": False, "status": str(status)}
     fmt = cfg.format_reward if req.format_ok else 0.0
+    details: dict[str, Any] = {"io": False, "status": str(status), "shaping": fmt}
     if status != "ok":
         details["error_type"] = getattr(outcome, "error_type", None)
         return RewardResult(fmt, "oi", req.format_ok, str(status or "sandbox_error"), details)

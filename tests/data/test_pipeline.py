@@ -366,3 +366,26 @@ def test_data_side_never_imports_jax_or_grain(python_exe: str) -> None:
             "print(sorted(m for m in ('jax', 'grain', 'flax', 'optax', 'orbax') if m in sys.modules))\n")
     out = subprocess.run([python_exe, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_degenerate_programs_are_dropped_and_reported(tmp_path: Path, bench: Path) -> None:
+    """signal.keep_all_equal / keep_all_trivial = 0 drop the `h` programs (outputs [None, None]);
+    the defaults keep them, and stats.json reports the fractions either way."""
+    kept = tmp_path / "kept"
+    pipeline.run_synth(make_cfg(bench), kept, stages=FakeStages(), formats=("jsonl",), progress=False)
+    stats = json.loads((kept / "stats.json").read_text())
+    progs = list(records.read_jsonl(kept / "programs.jsonl"))
+    n_h = sum(p["entry"] == "h" for p in progs)
+    n_eq = sum(len(set(map(json.dumps, p["outputs"]))) == 1 and len(p["outputs"]) > 1 for p in progs)
+    assert n_h > 0 and stats["outputs"]["all_equal"] == n_eq >= n_h
+    assert stats["outputs"]["all_equal_fraction"] == round(n_eq / len(progs), 4)
+    dropped = tmp_path / "dropped"
+    cfg = make_cfg(bench, signal={"keep_all_equal": 0.0, "keep_all_trivial": 0.0})
+    pipeline.run_synth(cfg, dropped, stages=FakeStages(), formats=("jsonl",), progress=False)
+    stats = json.loads((dropped / "stats.json").read_text())
+    progs = list(records.read_jsonl(dropped / "programs.jsonl"))
+    assert not any(p["entry"] == "h" for p in progs)
+    assert stats["outputs"]["all_equal"] == stats["outputs"]["all_trivial"] == 0
+    assert stats["rejections"]["counts"]["degenerate:all_equal"] > 0
+    with pytest.raises(ValueError, match="keep_all_equal"):
+        make_cfg(bench, signal={"keep_all_equal": 1.5})

@@ -297,3 +297,21 @@ def test_config_loads_from_yaml_dicts():
     assert cfg.layouts == ("io_mixed", "oi") and cfg.strict_indent
     with pytest.raises(config.ConfigError, match="bogus"):
         config.from_dict(QuestionConfig, {"bogus": 1})
+
+
+def test_compact_io_mixed_prompt_asks_the_same_questions():
+    """`io_mixed_prompt: compact`: same records, answers and question texts, a much shorter prompt."""
+    t = trace_program(WORKED, "main", "'abc', 3")
+    full_cfg = QuestionConfig(layouts=("io_mixed",), coverage_questions=1)
+    compact_cfg = QuestionConfig(layouts=("io_mixed",), coverage_questions=1, io_mixed_prompt="compact")
+    (full,) = make_questions({"id": "p1", "code": WORKED}, t, full_cfg, random.Random(7))
+    (compact,) = make_questions({"id": "p1", "code": WORKED}, t, compact_cfg, random.Random(7))
+    assert compact["answer"] == full["answer"] and compact["id"] == full["id"] and compact["kind"] == "io_mixed"
+    f_user, c_user = full["messages"][1]["content"], compact["messages"][1]["content"]
+    assert len(c_user) < 0.6 * len(f_user)
+    questions = [ln for ln in f_user.split("[/EXAMPLE]")[1].split("\n") if ln.startswith("Question")]
+    assert [ln for ln in c_user.split("\n") if ln.startswith("Question")] == questions
+    for piece in ("????", "Nil", "value; type", "YES or NO", "-1", "<reasoning>", "<answer>"):
+        assert piece in c_user, piece
+    with pytest.raises(ValueError, match="io_mixed_prompt"):
+        QuestionConfig(io_mixed_prompt="short")

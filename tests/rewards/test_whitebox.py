@@ -303,3 +303,51 @@ def test_io_only_batches_need_no_pool(io_record, correct_lines, respond):
 def test_call_matches(call, same):
     node = ast.parse(call, mode="eval").body
     assert parse.call_matches(node, "f", "1, 'a'") is same
+
+
+# ------------------------------------------------------------------ stepwise credit details (issue 15)
+def _spans_text(response, r):
+    return {seg: response[a:b] for a, b, seg in r.details["step_spans"]}
+
+
+def test_step_spans_locate_each_answer_line(io_record, correct_lines, respond):
+    response = respond(correct_lines, reasoning="line one\nassert f(1) == 2")  # an assert in the reasoning
+    r = score(io_record, response)
+    got = _spans_text(response, r)
+    assert got == {1: correct_lines[0], **{k + 2: correct_lines[k + 1] for k in range(6)}}
+    assert r.details["step_rewards"] == [1.0] * 7 and r.details["shaping"] == 0.0
+
+
+def test_step_spans_with_fewer_and_more_lines(io_record, correct_lines, respond):
+    short = respond(correct_lines[:3])  # the assertion and two of six answers
+    r = score(io_record, short)
+    assert _spans_text(short, r) == {1: correct_lines[0], 2: correct_lines[1], 3: correct_lines[2]}
+    assert r.details["step_rewards"] == [1.0] + [0.0] * 6  # count mismatch forfeits every answer
+    r = score(io_record, short, forfeit_on_count_mismatch=False)
+    assert r.details["step_rewards"] == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    extra = respond(correct_lines + ["surplus line"])
+    r = score(io_record, extra)
+    assert 8 not in _spans_text(extra, r) and "surplus line" not in _spans_text(extra, r).values()
+    assert len(r.details["step_spans"]) == 7
+
+
+def test_step_spans_follow_labels(io_record, correct_lines, respond):
+    lines = [f"Question{k + 1}: {line}" for k, line in enumerate(correct_lines)]
+    lines[1], lines[2] = lines[2], lines[1]  # out of order: labels decide
+    response = respond(lines + ["Question3: again"])  # a repeated label is not a step
+    r = score(io_record, response, align="label")
+    got = _spans_text(response, r)
+    assert got[3] == lines[1] and got[2] == lines[2] and len(got) == 7
+
+
+def test_step_rewards_gated_and_ungated(io_record, correct_lines, respond):
+    wrong = respond(["assert f('abc', 2) == ['A', 'bb', 'c']"] + correct_lines[1:])
+    assert score(io_record, wrong).details["step_rewards"] == [0.0] * 7
+    assert score(io_record, wrong, gated=False).details["step_rewards"] == [0.0] + [1.0] * 6
+
+
+def test_shaping_is_reported_inside_the_reward(io_record, correct_lines, respond):
+    r = score(io_record, respond(["assert f('abc', 2) == ['A', 'bb', 'c']"] + correct_lines[1:]), format_reward=0.2)
+    assert r.reward == pytest.approx(0.2) and r.details["shaping"] == pytest.approx(0.2)
+    r = score(io_record, respond(correct_lines), format_reward=0.2)
+    assert r.reward == pytest.approx(2.2) and r.details["shaping"] == pytest.approx(0.2)

@@ -156,3 +156,21 @@ def test_flax_nnx_state_as_params():
     _, got, _ = accumulate_grads(loss_fn, params, split_microbatches(batch, 2), loss_norm(batch["mask"]))
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(g, w, rtol=2e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("cfg", CFGS, ids=AGG_MODES)
+def test_per_token_advantages_accumulate_exactly(cfg):
+    """Stepwise credit passes one advantage per token: still exact under micro-batching, and a
+    row-constant per-token advantage is the per-sequence loss."""
+    params, batch = make_problem(2)
+    rng = np.random.default_rng(5)
+    per_token = dict(batch, adv=jnp.asarray(rng.normal(size=(B, C)), jnp.float32))
+    loss, grads, metrics = full_batch(cfg, params, per_token)
+    got_loss, got_grads, got_metrics = jax.jit(lambda p, m, n: accumulate_grads(make_loss_fn(cfg), p, m, n))(
+        params, split_microbatches(per_token, 3), loss_norm(batch["mask"]))
+    np.testing.assert_allclose(got_loss, loss, rtol=2e-5)
+    assert_same(got_grads, grads, "grads")
+    assert_same(got_metrics, metrics, "metrics")
+    broadcast = dict(batch, adv=jnp.broadcast_to(batch["adv"][:, None], (B, C)))
+    np.testing.assert_allclose(full_batch(cfg, params, broadcast)[0], full_batch(cfg, params, batch)[0], rtol=1e-6)
+    assert not np.allclose(loss, full_batch(cfg, params, batch)[0])

@@ -80,3 +80,84 @@ def test_kl_in_reward_subtracts_summed_token_kl():
     r3 = kl_penalized_rewards(jnp.array([1.0]), old, ref, mask, coef=0.1, estimator="k3")
     k3 = sum(math.exp(d) - d - 1 for d in (-0.5, 1.0))
     np.testing.assert_allclose(r3, [1.0 - 0.1 * k3], rtol=1e-6)
+
+
+# ------------------------------------------------------------------ format shaping (issue 15)
+import itertools
+
+from execverify_jax.rl.objective.advantages import shaped_advantages, stepwise_advantages
+
+BONUS = 0.2
+
+
+def _shaped(kinds, cfg):
+    """kinds: per sample (correctness, well_formed); returns the advantages."""
+    c = jnp.asarray([k[0] for k in kinds], jnp.float32)
+    s = jnp.asarray([BONUS if k[1] else 0.0 for k in kinds], jnp.float32)
+    return np.asarray(shaped_advantages(c, s, len(kinds), cfg))
+
+
+def test_additive_shaping_ranks_a_well_formed_wrong_answer_like_a_correct_one():
+    cfg = GRPOConfig(format_shaping="additive")
+    wrong = _shaped([(0.0, True)] + [(0.0, False)] * 7, cfg)
+    right = _shaped([(2.0, True)] + [(0.0, False)] * 7, cfg)
+    np.testing.assert_allclose(wrong, right, rtol=1e-4)  # [0.2, 0 x 7] ~ [2.2, 0 x 7] (eps aside)
+    np.testing.assert_allclose(wrong[0], 2.475, atol=1e-3)
+
+
+def test_tiebreak_shaping_never_lets_format_beat_correctness():
+    """Every group of G = 4 over the sample types {wrong, output-only 1.0, correct 2.0} x {well
+    formed, not}: a well-formed wrong answer's advantage is <= 0 <= a well-formed correct one's,
+    strictly whenever its group is informative; format never reorders different correctness."""
+    cfg = GRPOConfig(group_size=4)
+    types = [(c, f) for c in (0.0, 1.0, 2.0) for f in (True, False)]
+    for group in itertools.product(types, repeat=4):
+        adv = _shaped(list(group), cfg)
+        informative = len({c for c, _ in group}) > 1
+        for (c, f), a in zip(group, adv):
+            if c == 0.0 and f:
+                assert a <= 0 and (a < 0 or not informative), (group, adv)
+            if c == 2.0 and f:
+                assert a >= 0 and (a > 0 or not informative), (group, adv)
+        for (ci, _), ai in zip(group, adv):
+            for (cj, _), aj in zip(group, adv):
+                if ci > cj:
+                    assert ai > aj, (group, adv)
+    # within equal correctness the well-formed sample is preferred
+    adv = _shaped([(0.0, True), (0.0, False), (0.0, False), (0.0, True)], cfg)
+    np.testing.assert_allclose(adv, [0.0, -BONUS, -BONUS, 0.0], atol=1e-6)
+
+
+def test_tiebreak_equals_plain_grpo_without_a_bonus():
+    rng = np.random.default_rng(3)
+    r = jnp.asarray(rng.choice([0.0, 1.0, 1.5, 2.0], 32), jnp.float32)
+    cfg = GRPOConfig()
+    np.testing.assert_array_equal(shaped_advantages(r, jnp.zeros_like(r), 8, cfg), group_advantages(r, 8, cfg))
+
+
+# ------------------------------------------------------------------ stepwise credit (issue 15)
+def test_stepwise_advantages_by_hand():
+    """G = 2 samples of a question with one output and two white-box steps.
+
+    steps [out, q1, q2]: sample 0 = [1, 1, 0], sample 1 = [1, 0, 1]. Output: equal -> 0.
+    q1: [1, 0] -> mean 0.5, unbiased std sqrt(0.5) -> +-0.7071; q2 the mirror image.
+    Tokens: segment 0 takes the sequence advantage, 1 the output's, 2 q1's, 3 q2's."""
+    cfg = GRPOConfig(group_size=2)
+    adv_B = jnp.asarray([0.3, -0.3])
+    steps_BK = jnp.asarray([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0]])
+    valid_BK = jnp.ones((2, 3), bool)
+    seg_BC = jnp.asarray([[0, 1, 2, 2, 3, 0], [0, 0, 1, 3, 2, 9]])  # 9: out of range -> clipped to q2
+    got = np.asarray(stepwise_advantages(adv_B, steps_BK, valid_BK, seg_BC, 2, cfg))
+    h = 0.5 / (math.sqrt(0.5) + 1e-6)
+    np.testing.assert_allclose(got, [[0.3, 0.0, h, h, -h, 0.3], [-0.3, -0.3, 0.0, h, -h, h]], rtol=1e-5)
+    # invalid steps (a question with fewer sub-questions) fall back to the sequence's advantage
+    valid_BK = jnp.asarray([[True, True, False], [True, True, False]])
+    got = np.asarray(stepwise_advantages(adv_B, steps_BK, valid_BK, seg_BC, 2, cfg))
+    assert got[0, 4] == np.float32(0.3) and got[1, 3] == np.float32(-0.3)
+
+
+def test_stepwise_without_steps_is_outcome_credit():
+    adv_B = jnp.asarray([1.0, -1.0])
+    got = stepwise_advantages(adv_B, jnp.zeros((2, 0)), jnp.zeros((2, 0), bool), jnp.zeros((2, 4), jnp.int32),
+                              2, GRPOConfig(group_size=2))
+    np.testing.assert_array_equal(got, np.repeat(np.asarray(adv_B)[:, None], 4, 1))

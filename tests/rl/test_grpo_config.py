@@ -15,6 +15,8 @@ def test_defaults_are_the_papers_verl_run():
     assert c.norm_adv_by_std and c.adv_eps == 1e-6
     assert c.kl_coef == 0 and c.entropy_coef == 0 and c.kl_in_reward_coef == 0 and not c.uses_reference
     assert c.loss_agg_mode == "seq-mean-token-mean"
+    assert c.credit == "outcome"  # the paper: one scalar per sequence
+    assert c.format_shaping == "tiebreak"  # inert without a format reward (the paper has none)
     assert c.sequences_per_step == 1024 and c.sequences_per_minibatch == 512
     o = OptimConfig()
     assert (o.lr, o.schedule, o.weight_decay, o.grad_clip, o.b1, o.b2) == (1e-6, "constant", 0.01, 1.0, 0.9, 0.999)
@@ -37,7 +39,7 @@ def test_presets():
     ("clip_eps_high", -0.1), ("dual_clip_c", 1.0), ("dual_clip_c", True), ("max_log_ratio", 0.0),
     ("loss_agg_mode", "token_mean"), ("kl_coef", -0.01), ("kl_estimator", "k4"),
     ("kl_in_reward_estimator", "low_var_kl"), ("kl_clamp", 0.0), ("entropy_coef", -1.0),
-    ("dynamic_sampling", "yes"), ("norm_adv_by_std", 1),
+    ("dynamic_sampling", "yes"), ("norm_adv_by_std", 1), ("credit", "token"), ("format_shaping", "none"),
 ])
 def test_grpo_validation_names_field_and_value(field, value):
     with pytest.raises(ValueError) as err:

@@ -109,3 +109,12 @@ def test_difficulty_probe_uses_the_reward_parser(synth_dir, pool):
     assert keep(0.0, cfg) and keep(0.3, cfg) and not keep(0.4, cfg) and not keep(1.0, cfg)
     with pytest.raises(ValueError):
         DifficultyConfig(min_pass_rate=0.5, max_pass_rate=0.3)
+
+
+def test_codegen_problems_need_json_round_trippable_values():
+    """Nested tuples (or sets, non-str keys) do not survive the JSON tests: no problem is made."""
+    enc = lambda v: __import__("execverify_jax.data.safe_codec", fromlist=["x"]).to_jsonable(v)  # noqa: E731
+    prog = {"id": "p", "entry": "f", "inputs": ["[1, 2]"], "outputs": [enc([(1, 2)])]}
+    assert program_to_codegen(prog) is None
+    assert program_to_codegen(dict(prog, inputs=["[(1, 2)]"], outputs=[enc([1])])) is None
+    assert program_to_codegen(dict(prog, outputs=[enc([[1, 2]])]))["answer"]["tests"]["outputs"] == [[[1, 2]]]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
 from execverify_jax.data import dedup, records
+from execverify_jax.data.pipeline import signal
 from execverify_jax.data.pipeline.config import DataConfig
 
 MAX_EXAMPLES_PER_REASON = 3
@@ -235,6 +236,15 @@ def process_chunk(tasks: list[Task], stages: Stages, pool: Any, cfg: DataConfig,
                 continue
             if len(keep) < len(outputs):  # the program stays with the inputs that passed
                 res.rejections.add(_reason_key("input_dropped", reason or "unknown"))
+            # Of the passing inputs keep inputs_per_program, distinct outputs first (signal.py).
+            keep = [keep[i] for i in signal.select_inputs([outputs[k] for k in keep], cfg.inputs_per_program)]
+            kind = signal.degenerate([outputs[k] for k in keep])
+            if kind is not None:
+                p_keep = cfg.signal.keep_all_equal if kind == "all_equal" else cfg.signal.keep_all_trivial
+                draw = derive_seed(cfg.seed, "degenerate", cand["seed"]) / float(1 << 63)
+                if draw >= p_keep:
+                    res.rejections.add(f"degenerate:{kind}", {"cell": task.info.key, "code": _short(cand["code"])})
+                    continue
             runnable.append((task, dict(cand, inputs=[cand["inputs"][k] for k in keep],
                                         outputs=[outputs[k] for k in keep]), fp))
 

@@ -60,6 +60,25 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class SignalConfig:
+    """Inputs whose outputs differ; all-equal / all-trivial programs dropped or down-weighted
+    (data/pipeline/signal.py). The defaults keep the behaviour before issue 15 (the paper had no
+    such filter); the shipped configs/data/*.yaml turn it on."""
+
+    extra_inputs: int = 0  # candidate inputs synthesized beyond inputs_per_program
+    keep_all_equal: float = 1.0  # probability of keeping a program with one output for >= 2 inputs
+    keep_all_trivial: float = 1.0  # probability of keeping a program with only trivial outputs
+
+    def __post_init__(self) -> None:
+        if isinstance(self.extra_inputs, bool) or not isinstance(self.extra_inputs, int) or self.extra_inputs < 0:
+            raise ValueError(f"signal.extra_inputs must be an integer >= 0, got {self.extra_inputs!r}")
+        for name in ("keep_all_equal", "keep_all_trivial"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"signal.{name} must be in [0, 1], got {v!r}")
+
+
+@dataclass(frozen=True)
 class TraceConfig:
     """Tracer budgets (passed to the tracer)."""
 
@@ -88,6 +107,7 @@ class DataConfig:
     questions: QuestionConfig = field(default_factory=QuestionConfig)  # docs/QUESTIONS.md
     limits: Limits = field(default_factory=lambda: Limits(timeout_s=2.0, memory_mb=1024))  # per sandbox job
     trace: TraceConfig = field(default_factory=TraceConfig)
+    signal: SignalConfig = field(default_factory=SignalConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     decontam: DecontamConfig = field(default_factory=DecontamConfig)
     split: SplitConfig = field(default_factory=SplitConfig)

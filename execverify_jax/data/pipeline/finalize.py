@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator
 
 from execverify_jax import config_loader as config_lib
 from execverify_jax.data import dedup, records
+from execverify_jax.data.pipeline import signal
 from execverify_jax.data.pipeline.chunk import Rejections, Stages, _short, derive_seed
 from execverify_jax.data.pipeline.config import FORMAT_VERSION, SPLITS, DataConfig, SplitConfig, config_hash
 from execverify_jax.data.pipeline.files import _all_chunk_names, _locked, chunk_paths, is_complete
@@ -215,6 +216,8 @@ def _finalize_locked(out_dir: Path, cfg: DataConfig, stages: Stages, num_shards:
             "histogram": dict(sorted(collections.Counter(per_prog).items())),
         },
         "inputs_per_program": dict(sorted(collections.Counter(len(p["inputs"]) for p in programs).items())),
+        # Programs whose outputs give input/output prediction a shortcut (data/pipeline/signal.py).
+        "outputs": signal.signal_stats(programs),
         "rejections": rejections.to_dict(),
         "dropped": {
             "duplicates": rejections.counts.get("duplicate", 0),

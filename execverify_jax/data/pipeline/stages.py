@@ -44,7 +44,9 @@ class RealStages:
     def synthesize(self, cell: Any, seed: int, cfg: DataConfig) -> dict | None:
         from execverify_jax.data.synth import builder
 
-        return builder.synthesize(cell, seed, cfg.inputs_per_program, cfg.synth)
+        # Extra candidates let the pipeline keep the inputs whose outputs differ (signal.py).
+        return builder.synthesize(cell, seed, cfg.inputs_per_program + cfg.signal.extra_inputs,
+                                  cfg.synth)
 
     def check(self, cand: dict) -> list[str]:
         from execverify_jax.data.synth import checker

@@ -48,6 +48,12 @@ class DemoConfig:
     sft_layouts: tuple[str, ...] = ("oi", "io_mixed")
     sft_max_io_mixed: int = 200  # io_mixed prompts are ~8x longer than oi ones on CPU
     rl_layouts: tuple[str, ...] = ("oi",)
+    # Share of the training programs whose questions GRPO trains on; SFT gets the others, so SFT
+    # prompts, GRPO prompts and held-out programs are disjoint (0: GRPO reuses the SFT programs).
+    rl_program_fraction: float = 0.0
+    # Questions whose chat-templated prompt is longer than this many tokens are left out
+    # (SFT, GRPO and eval alike); null keeps everything.
+    max_prompt_tokens: int | None = None
     # CPU curriculum: only questions whose call arguments are at most this many characters
     # (SFT, GRPO and the held-out eval alike); null keeps everything.
     max_args_chars: int | None = None
@@ -103,7 +109,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
     pipeline.run_synth(dcfg, data_dir, progress=cfg.train.progress)
     stats = json.loads((data_dir / "stats.json").read_text())
     report["data"] = {k: stats[k] for k in ("programs", "questions", "programs_by_split", "questions_by_kind",
-                                            "questions_by_split")}
+                                            "questions_by_split", "outputs") if k in stats}
     timings["synth"] = time.perf_counter() - t0
     train_q = _questions(data_dir, "train")
     held_q = _questions(data_dir, "heldout")
@@ -131,6 +137,14 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
     _log(f"tokenizer: {tok.vocab_size} tokens")
 
     tcfg = cfg.train.replace(seed=cfg.seed)
+    if cfg.max_prompt_tokens is not None:
+        fits = lambda q: len(tok.apply_chat(q["messages"])) <= cfg.max_prompt_tokens  # noqa: E731
+        train_q, held_q = [q for q in train_q if fits(q)], [q for q in held_q if fits(q)]
+    sft_pool, rl_pool = split_programs(train_q, cfg.rl_program_fraction, cfg.seed)
+    report["splits"] = {"max_prompt_tokens": cfg.max_prompt_tokens, "rl_program_fraction": cfg.rl_program_fraction,
+                        "sft_programs": len({q["program_id"] for q in sft_pool}),
+                        "rl_programs": len({q["program_id"] for q in rl_pool}),
+                        "heldout_programs": len({q["program_id"] for q in held_q})}
 
     # 3. SFT ---------------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -138,7 +152,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
     sft = _finished_sft(sft_dir, tcfg)
     if sft is None:
         rng = np.random.default_rng(cfg.seed)
-        sft_q = [q for q in train_q if q["kind"] in cfg.sft_layouts]
+        sft_q = [q for q in sft_pool if q["kind"] in cfg.sft_layouts]
         io = [q for q in sft_q if q["kind"] == "io_mixed"]
         if len(io) > cfg.sft_max_io_mixed:
             keep_io = {id(q) for q in rng.permutation(np.array(io, dtype=object))[: cfg.sft_max_io_mixed]}
@@ -185,7 +199,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
 
     # 5. GRPO stage I ----------------------------------------------------------------------------
     t0 = time.perf_counter()
-    rl_q = [q for q in train_q if q["kind"] in cfg.rl_layouts]
+    rl_q = [q for q in rl_pool if q["kind"] in cfg.rl_layouts]
     task = QuestionTask(rl_q, tok, tcfg.reward, workers=tcfg.sandbox_workers)
     trainer = GRPOTrainer(tcfg, out / "grpo", task=task, params=params, model_cfg=model_cfg)
     try:
@@ -198,6 +212,9 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
                       "prompts": len(rl_q), "layouts": list(cfg.rl_layouts),
                       "group_size": tcfg.grpo.group_size, "prompts_per_step": tcfg.grpo.prompts_per_step}
     report["eval_grpo"] = run_eval(rl_params, "grpo")
+    report["gain"] = {k: round(report["eval_grpo"][k] - v, 4) for k, v in report["eval_sft"].items()
+                      if "acc/" in k and k in report["eval_grpo"]}
+    report["grpo_curve"] = training_curve(out / "grpo")
 
     # 6. export to HF and reload with transformers ---------------------------------------------
     t0 = time.perf_counter()
@@ -214,6 +231,42 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
     (out / "report.md").write_text(render_report(report, out, pngs))
     _log(f"done in {timings['total']:.0f}s: {out / 'report.md'}")
     return report
+
+
+def split_programs(questions: list[dict], rl_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(SFT questions, GRPO questions): a seeded share `rl_fraction` of the programs goes to GRPO,
+    the rest to SFT, so no program is in both (0: both get every question, as before)."""
+    if not 0.0 <= rl_fraction < 1.0:
+        raise ValueError(f"rl_program_fraction={rl_fraction!r}: must be in [0, 1)")
+    if rl_fraction == 0.0:
+        return questions, questions
+    import hashlib
+
+    def to_rl(pid: str) -> bool:
+        h = int.from_bytes(hashlib.sha256(f"{seed}|rl|{pid}".encode()).digest()[:8], "little")
+        return h / float(1 << 64) < rl_fraction
+
+    rl = [q for q in questions if to_rl(q["program_id"])]
+    return [q for q in questions if not to_rl(q["program_id"])], rl
+
+
+def training_curve(run_dir: Path, k: int = 5) -> dict[str, dict[str, float]]:
+    """Means of the first and last k GRPO steps (training prompts, T = 1 samples) of the reward
+    and the per-kind accuracies."""
+    from execverify_jax.rl.infra.metrics import read_metrics
+
+    rows = read_metrics(run_dir)
+    if not rows:
+        return {}
+    k = max(1, min(k, len(rows) // 2))
+    out: dict[str, dict[str, float]] = {}
+    for key in sorted({key for r in rows for key in r if key.startswith(("reward/", "acc/")) or key == "format_rate"}):
+        for name, part in (("first", rows[:k]), ("last", rows[-k:])):
+            vals = [r[key] for r in part if r.get(key) is not None]
+            if vals:
+                out.setdefault(key, {})[name] = round(sum(vals) / len(vals), 4)
+    out["steps"] = {"first": float(k), "last": float(k)}
+    return out
 
 
 def _finished_sft(sft_dir: Path, tcfg: TrainConfig) -> dict[str, Any] | None:
@@ -291,8 +344,12 @@ def render_report(r: dict, out: Path, pngs: list[Path]) -> str:
     shaping = r["config"]["train"]["reward"].get("format_reward", 0.0)
     if shaping:
         parts += [f"Reward shaping in this demo: +{shaping} for a well-formed answer block (`reward.format_reward`; "
-                  "the paper's reward has none), so that a policy trained from scratch for minutes gets a signal. "
-                  "`acc/*` are unshaped.", ""]
+                  "the paper's reward has none), so that a policy trained from scratch for minutes gets a signal; "
+                  f"`grpo.format_shaping: {r['config']['train']['grpo'].get('format_shaping', 'additive')}` "
+                  "(tiebreak: the bonus only separates equally correct samples). `acc/*` are unshaped.", ""]
+    if r.get("gain"):
+        parts += ["Gain of SFT + GRPO over SFT only (held-out accuracies): "
+                  + ", ".join(f"{k} {v:+.3f}" for k, v in sorted(r["gain"].items())) + ".", ""]
     from execverify_jax.rl.infra.metrics import read_metrics
     rows = read_metrics(out / "grpo")
     if rows:
@@ -303,7 +360,8 @@ def render_report(r: dict, out: Path, pngs: list[Path]) -> str:
         parts += ["## GRPO training curve", "",
                   f"Mean over the first / last {k} steps (training prompts, T = 1 samples):", "",
                   "| metric | first | last |", "|---|---|---|"]
-        for key in ("reward/mean", "format_rate", "acc/oi", "response_len/mean", "truncated_rate"):
+        for key in ("reward/mean", "format_rate", "acc/io", "acc/oi", "acc/path", "acc/state", "acc/coverage",
+                    "acc/nil", "response_len/mean", "truncated_rate"):
             parts.append(f"| {key} | {avg(key, rows[:k])} | {avg(key, rows[-k:])} |")
         parts.append("")
     if reward_png is not None:

@@ -228,7 +228,8 @@ def _json_args(args_src: str) -> list | None:
     """The argument list of `f(args_src)` as JSON-able values, or None if not plain literals."""
     try:
         value = ast.literal_eval(f"[{args_src}]")
-        json.dumps(value)
+        if json.loads(json.dumps(value)) != value:  # nested tuples / sets / non-str keys
+            return None
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return None
     if any(isinstance(v, (tuple, set, bytes, complex)) for v in value):
@@ -251,7 +252,10 @@ def program_to_codegen(program: dict, num_examples: int = 2) -> dict | None:
             return None
         try:
             out = safe_codec.from_jsonable(out_enc if not isinstance(out_enc, str) else json.loads(out_enc))
-            json.dumps(out)
+            # Tests compare JSON values: nested tuples, sets or non-str dict keys would not survive
+            # the round trip (a correct solution would then fail its own tests).
+            if json.loads(json.dumps(out)) != out:
+                return None
         except Exception:  # noqa: BLE001 - any non-JSON output disqualifies the problem
             return None
         if isinstance(out, (tuple, set, bytes, complex)) or type(out).__name__ == "Opaque":

@@ -37,7 +37,7 @@ from execverify_jax.paths import PathLike, append_lines, read_text, run_path, wr
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.rl.builders import build_model_config, build_task, load_init_params, loader_config
 from execverify_jax.rl.grpo.rollout import RolloutGenerator, my_rows
-from execverify_jax.rl.grpo.update import Timer, advantages, run_updates, step_metrics, update_batch
+from execverify_jax.rl.grpo.update import Timer, assign_advantages, run_updates, step_metrics, update_batch
 from execverify_jax.rl.infra import distributed as dist
 from execverify_jax.rl.infra.checkpoint import RunCheckpointer
 from execverify_jax.rl.infra.guards import check_finite
@@ -175,7 +175,7 @@ class GRPOTrainer:
                 results, reward_B = self.rollouts.collect(roll)
             lo, hi = my_rows(roll.tokens_BC.shape[0], self.pi, self.pc)
             seen = (results, roll.len_B[lo:hi].tolist(), (~roll.stopped_B[lo:hi]).tolist())
-        host["adv_B"] = advantages(reward_B, host, old_logp_np, ref_logp_np, cfg)
+        assign_advantages(host, roll, reward_B, old_logp_np, ref_logp_np, cfg, self.task.decode)
         host["old_logp_BC"] = old_logp_np
         if ref_logp_np is not None:
             host["ref_logp_BC"] = ref_logp_np

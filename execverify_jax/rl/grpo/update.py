@@ -11,10 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from execverify_jax.buckets import bucket_for
+from execverify_jax.rl.grpo.credit import credit_details, stepwise_inputs
 from execverify_jax.rl.grpo.rollout import Rollout
+from execverify_jax.rl.infra import distributed as dist
 from execverify_jax.rl.infra.metrics import reward_metrics
 from execverify_jax.rl.infra.train_steps import put_batch
-from execverify_jax.rl.objective.advantages import group_advantages, kl_penalized_rewards, overlong_filter
+from execverify_jax.rl.objective.advantages import (kl_penalized_rewards, overlong_filter, shaped_advantages,
+                                                    stepwise_advantages)
 from execverify_jax.rl.run_config import TrainConfig
 
 
@@ -44,14 +47,45 @@ def update_batch(roll: Rollout, loader_P: int, cfg: TrainConfig, pad_id: int) ->
 
 
 def advantages(reward_B: np.ndarray, host: dict, old_logp_BC: np.ndarray, ref_logp_BC: np.ndarray | None,
-               cfg: TrainConfig) -> np.ndarray:
-    """Group advantages of the (optionally KL-penalised) rewards."""
+               cfg: TrainConfig, shaping_B: np.ndarray | None = None) -> np.ndarray:
+    """Group advantages of the (optionally KL-penalised) rewards; `shaping_B` is the format bonus
+    inside reward_B, separated again by `grpo.format_shaping` (advantages.shaped_advantages)."""
     g = cfg.grpo
+    if shaping_B is None:
+        shaping_B = np.zeros_like(reward_B, np.float32)
+    correct_B = np.asarray(reward_B, np.float32) - shaping_B
     if g.kl_in_reward_coef > 0:
-        reward_B = np.asarray(kl_penalized_rewards(jnp.asarray(reward_B), jnp.asarray(old_logp_BC),
-                                                   jnp.asarray(ref_logp_BC), jnp.asarray(host["mask_BC"]),
-                                                   g.kl_in_reward_coef, g.kl_in_reward_estimator))
-    return np.asarray(group_advantages(jnp.asarray(reward_B), g.group_size, g)).astype(np.float32)
+        correct_B = np.asarray(kl_penalized_rewards(jnp.asarray(correct_B), jnp.asarray(old_logp_BC),
+                                                    jnp.asarray(ref_logp_BC), jnp.asarray(host["mask_BC"]),
+                                                    g.kl_in_reward_coef, g.kl_in_reward_estimator))
+    return np.asarray(shaped_advantages(jnp.asarray(correct_B), jnp.asarray(shaping_B), g.group_size, g)
+                      ).astype(np.float32)
+
+
+def gathered_credit(roll: Rollout) -> dict[int, dict]:
+    """row -> `credit.credit_details` for every row of the batch (each process scored its own rows;
+    with dynamic sampling a kept row may have been scored by any process, so rows are keyed)."""
+    mine = {str(row): credit_details(res) for row, res in roll.results.items()}
+    merged: dict[int, dict] = {}
+    for part in dist.allgather_json(mine):
+        merged.update({int(k): v for k, v in part.items()})
+    return merged
+
+
+def assign_advantages(host: dict, roll: Rollout, reward_B: np.ndarray, old_logp_BC: np.ndarray,
+                      ref_logp_BC: np.ndarray | None, cfg: TrainConfig, decode: Callable) -> None:
+    """Puts the update's advantages into `host`: adv_B (one per sequence, format shaping per
+    `grpo.format_shaping`) and, with `grpo.credit: stepwise`, adv_BC (one per token)."""
+    g = cfg.grpo
+    rows = gathered_credit(roll)
+    shaping_B = np.asarray([rows.get(i, {}).get("shaping", 0.0) for i in range(len(reward_B))], np.float32)
+    host["adv_B"] = advantages(reward_B, host, old_logp_BC, ref_logp_BC, cfg, shaping_B)
+    if g.credit == "stepwise":
+        C = host["mask_BC"].shape[1]
+        reward_BK, valid_BK, seg_BC = stepwise_inputs(rows, roll.tokens_BC[:, :C], roll.len_B, decode)
+        host["adv_BC"] = np.asarray(stepwise_advantages(jnp.asarray(host["adv_B"]), jnp.asarray(reward_BK),
+                                                        jnp.asarray(valid_BK), jnp.asarray(seg_BC),
+                                                        g.group_size, g)).astype(np.float32)
 
 
 def run_updates(update_fn: Callable, state: Any, host: dict[str, np.ndarray], mesh: Any,

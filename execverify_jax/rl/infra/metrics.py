@@ -50,8 +50,11 @@ def reward_metrics(results: Sequence[Any], lengths: Sequence[int], truncated: Se
         kinds_q = x.details.get("question_kinds") or []
         correct = list(x.details.get("correct") or [])
         correct += [False] * (len(kinds_q) - len(correct))  # unanswered questions are wrong
-        for kq, c in zip(kinds_q, correct):
+        nil = list(x.details.get("question_nil") or []) + [False] * len(kinds_q)
+        for kq, c, is_nil in zip(kinds_q, correct, nil):
             hits.setdefault(KIND_METRIC.get(kq, kq), []).append(float(bool(c)))
+            if is_nil:  # value/type questions about unexecuted lines (answer Nil), also in acc/state
+                hits.setdefault("nil", []).append(float(bool(c)))
     for name, v in hits.items():
         out[f"acc/{name}"] = float(np.mean(v))
     rates = [float(x.details["pass_rate"]) for x in results if x.kind == "codegen" and "pass_rate" in x.details]

@@ -5,6 +5,7 @@ Batch layout of a GRPO mini-batch (host numpy or device arrays, B sequences):
   attn_BT      bool   real tokens (prompt and completion)
   mask_BC      f32    completion tokens that enter the loss (completion length, stop id included)
   adv_B        f32    GRPO advantages
+  adv_BC       f32    (only with grpo.credit = stepwise) per-token advantages, used instead of adv_B
   old_logp_BC  f32    log-probs under the policy that will be updated, recomputed right before the
                       update as the paper does (verl recomputes `old_log_prob` with the actor)
   ref_logp_BC  f32    (only when a KL term is on) log-probs under the frozen reference
@@ -175,7 +176,8 @@ def make_grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, c
             logp_BC, entropy_BC = _completion_logp_entropy(model, mb["tokens_BT"], mb["attn_BT"], C, temperature)
         else:
             logp_BC = _completion_logp(model, mb["tokens_BT"], mb["attn_BT"], C, temperature, chunk)
-        return policy_loss(logp_BC, mb["old_logp_BC"], mb["adv_B"], mb["mask_BC"], cfg,
+        adv = mb["adv_BC"] if "adv_BC" in mb else mb["adv_B"]  # per-token under stepwise credit
+        return policy_loss(logp_BC, mb["old_logp_BC"], adv, mb["mask_BC"], cfg,
                            ref_logp_BC=mb.get("ref_logp_BC"), entropy_BC=entropy_BC, norm=norm)
 
     @functools.partial(jax.jit, donate_argnums=(0,))

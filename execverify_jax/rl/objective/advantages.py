@@ -37,6 +37,53 @@ def group_advantages(reward_B: jax.Array, group_size: int, cfg: GRPOConfig) -> j
     return jnp.where(constant_B1, 0.0, centred_BG).reshape(-1)
 
 
+def shaped_advantages(correct_B: jax.Array, shaping_B: jax.Array, group_size: int,
+                      cfg: GRPOConfig) -> jax.Array:
+    """Advantages of rewards r = correctness + shaping (a format bonus) with `cfg.format_shaping`.
+
+    "additive" (the plain GRPO of r): the bonus enters the group statistics, so after std
+    normalisation [0.2, 0 x 7] and [2.2, 0 x 7] get the same advantages (+2.475 / -0.354): a
+    well-formed wrong answer is pushed up as hard as a correct one.
+    "tiebreak": GRPO advantages of the correctness part only, plus a penalty
+    shaping_i - max{shaping_j : j in the group, correctness_j == correctness_i} <= 0 that only
+    separates samples of equal correctness. A well-formed wrong answer therefore never has a
+    positive advantage, a well-formed fully correct one never a negative one, and neither is
+    ranked against a sample of different correctness by its format.
+    """
+    if cfg.format_shaping == "additive":
+        return group_advantages(correct_B.astype(jnp.float32) + shaping_B, group_size, cfg)
+    c_BG = _groups(correct_B, group_size)
+    s_BG = _groups(shaping_B, group_size)
+    same_BGG = c_BG[:, :, None] == c_BG[:, None, :]
+    best_BG = jnp.max(jnp.where(same_BGG, s_BG[:, None, :], -jnp.inf), axis=-1)
+    return group_advantages(correct_B, group_size, cfg) + (s_BG - best_BG).reshape(-1)
+
+
+def stepwise_advantages(adv_B: jax.Array, step_reward_BK: jax.Array, step_valid_BK: jax.Array,
+                        segment_BC: jax.Array, group_size: int, cfg: GRPOConfig) -> jax.Array:
+    """Per-token advantages of stepwise credit (`grpo.credit: stepwise`).
+
+    step_reward_BK holds K per-step rewards of each sequence (column 0 the output / assertion,
+    column k the k-th white-box question); step_valid_BK marks the columns a sequence's question
+    has (the same for a whole group). Each column is normalised across its group exactly as GRPO
+    normalises sequence rewards (`group_advantages`). segment_BC maps each completion token to
+    the advantage it takes: 0 = the sequence's own advantage adv_B (reasoning, tags, surplus
+    lines), k >= 1 = step column k - 1. A token pointing at an invalid column takes adv_B.
+    """
+    B, K = step_reward_BK.shape
+    if adv_B.shape != (B,) or segment_BC.shape[0] != B or step_valid_BK.shape != (B, K):
+        raise ValueError(f"shapes disagree: adv_B {adv_B.shape}, step_reward_BK {step_reward_BK.shape}, "
+                         f"step_valid_BK {step_valid_BK.shape}, segment_BC {segment_BC.shape}")
+    if K == 0:
+        return jnp.broadcast_to(adv_B[:, None], segment_BC.shape).astype(jnp.float32)
+    r_KB = step_reward_BK.astype(jnp.float32).T
+    step_adv_BK = jax.vmap(lambda r_B: group_advantages(r_B, group_size, cfg))(r_KB).T
+    step_adv_BK = jnp.where(step_valid_BK.astype(bool), step_adv_BK, adv_B[:, None])
+    table_BK1 = jnp.concatenate([adv_B[:, None].astype(jnp.float32), step_adv_BK], axis=1)
+    seg_BC = jnp.clip(segment_BC.astype(jnp.int32), 0, K)
+    return jnp.take_along_axis(table_BK1, seg_BC, axis=1)
+
+
 def informative_groups(reward_BG: jax.Array) -> jax.Array:
     """Dynamic sampling (DAPO): True for groups whose rewards are not all equal.
 

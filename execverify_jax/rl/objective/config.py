@@ -16,7 +16,7 @@ import dataclasses
 import math
 from typing import Literal
 
-from execverify_jax.config_loader import bad, check_bool, check_int, check_range, check_real
+from execverify_jax.config_loader import bad, check_bool, check_choice, check_int, check_range, check_real
 
 AggMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
 AGG_MODES: tuple[str, ...] = (
@@ -25,6 +25,10 @@ AGG_MODES: tuple[str, ...] = (
     "seq-mean-token-sum",
     "seq-mean-token-sum-norm",
 )
+Credit = Literal["outcome", "stepwise"]
+CREDITS: tuple[str, ...] = ("outcome", "stepwise")
+FormatShaping = Literal["tiebreak", "additive"]
+FORMAT_SHAPINGS: tuple[str, ...] = ("tiebreak", "additive")
 KLEstimator = Literal["k1", "k2", "k3"]
 KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
 
@@ -44,12 +48,23 @@ class GRPOConfig:
     # Advantages.
     norm_adv_by_std: bool = True  # False = Dr.GRPO (r - mean only)
     adv_eps: float = 1e-6
+    # Credit assignment: "outcome" = one advantage per sequence (the paper: verl puts the scalar
+    # reward on the last token); "stepwise" = each white-box answer line's correctness is its own
+    # reward, normalised per question across the group; its tokens get that advantage, the
+    # assertion line the output's, every other token the sequence's (docs/GRPO.md).
+    credit: Credit = "outcome"
+    # How a format bonus (reward.format_reward > 0; the paper has none, so this is inert there)
+    # enters the advantages: "tiebreak" = GRPO of the correctness part plus a penalty that only
+    # separates samples of equal correctness (a well-formed wrong answer never gains);
+    # "additive" = GRPO of reward + bonus (before issue 15; can rank a well-formed wrong answer
+    # like a correct one after std normalisation).
+    format_shaping: FormatShaping = "tiebreak"
 
     # Clipped surrogate.
     clip_eps_low: float = 0.2
     clip_eps_high: float = 0.2  # > clip_eps_low = DAPO clip-higher
     dual_clip_c: float | None = 3.0  # None disables the dual clip
-    max_log_ratio: float = 20.0  # verl clamps log-ratios to +-20 before exp
+    max_log_ratio: float = 20.0  # verl (from v0.4.1, PR #1779; not the paper's 0.3.1) clamps log-ratios to +-20
 
     # Aggregation. verl's name is token-mean, but with 1 sequence per micro-batch the paper's
     # run computed the mean over sequences of per-sequence token means (reference §6.2).
@@ -86,6 +101,8 @@ class GRPOConfig:
         check_bool("norm_adv_by_std", self.norm_adv_by_std)
         if check_real("adv_eps", self.adv_eps) <= 0:
             raise bad("adv_eps", self.adv_eps, "must be > 0")
+        check_choice("credit", self.credit, CREDITS)
+        check_choice("format_shaping", self.format_shaping, FORMAT_SHAPINGS)
         for name in ("clip_eps_low", "clip_eps_high"):
             v = check_real(name, getattr(self, name))
             if not 0 < v:

@@ -27,8 +27,9 @@ def _check_shapes(logp_BC: jax.Array, old_logp_BC: jax.Array, adv_B: jax.Array, 
     for name, arr in {"old_logp_BC": old_logp_BC, "mask_BC": mask_BC, **optional}.items():
         if arr is not None and arr.shape != logp_BC.shape:
             raise ValueError(f"{name}: shape {arr.shape} differs from logp_BC {logp_BC.shape}")
-    if adv_B.shape != logp_BC.shape[:1]:
-        raise ValueError(f"adv_B: expected shape ({logp_BC.shape[0]},), got {adv_B.shape}")
+    if adv_B.shape not in (logp_BC.shape[:1], logp_BC.shape):
+        raise ValueError(f"adv_B: expected shape ({logp_BC.shape[0]},) or {logp_BC.shape} (per token), "
+                         f"got {adv_B.shape}")
 
 
 def clipped_surrogate(ratio_BC: jax.Array, adv_B1: jax.Array, cfg: GRPOConfig) -> tuple[jax.Array, jax.Array]:
@@ -51,7 +52,7 @@ def policy_loss(logp_BC: jax.Array, old_logp_BC: jax.Array, adv_B: jax.Array, ma
 
     logp_BC: log pi_theta of the sampled tokens (differentiable); old_logp_BC: log pi_old of the
     same tokens, recomputed by the caller before the update (gradient stopped here); adv_B: one
-    advantage per sequence; mask_BC: 1 on completion tokens that count; ref_logp_BC: frozen
+    advantage per sequence, or per token with shape (B, C) (stepwise credit); mask_BC: 1 on completion tokens that count; ref_logp_BC: frozen
     reference log-probs (needed when cfg.kl_coef > 0, else only monitored); entropy_BC: per-token
     policy entropy (needed when cfg.entropy_coef > 0; must be differentiable for the bonus to act).
     norm: the mini-batch's `loss_norm` (defaults to this batch's own).
@@ -80,9 +81,13 @@ def policy_loss(logp_BC: jax.Array, old_logp_BC: jax.Array, adv_B: jax.Array, ma
     old_logp_BC = clean(jax.lax.stop_gradient(old_logp_BC))
     ref_logp_BC = None if ref_logp_BC is None else clean(jax.lax.stop_gradient(ref_logp_BC))
     entropy_BC = None if entropy_BC is None else clean(entropy_BC)
-    adv_B1 = jax.lax.stop_gradient(adv_B).astype(jnp.float32)[:, None]
+    adv_B1 = jax.lax.stop_gradient(adv_B).astype(jnp.float32)
+    # One advantage per sequence broadcasts over its tokens; stepwise credit passes one per token
+    # (B, C). Either way every token's loss uses only its own advantage, so the aggregation, and
+    # its exactness under micro-batch accumulation, is unchanged.
+    adv_B1 = adv_B1[:, None] if adv_B1.ndim == 1 else clean(adv_B1)
 
-    # verl clamps the log-ratio to +-20 so exp cannot overflow.
+    # verl (from v0.4.1, PR #1779) clamps the log-ratio to +-20 so exp cannot overflow.
     log_ratio_BC = jnp.clip(logp_BC - old_logp_BC, -cfg.max_log_ratio, cfg.max_log_ratio)
     ratio_BC = jnp.exp(log_ratio_BC)
     pg_BC, dual_BC = clipped_surrogate(ratio_BC, adv_B1, cfg)

@@ -1,0 +1,36 @@
+"""Pieces of the demo and its report that need no training: per-kind accuracies (Nil included),
+the disjoint SFT / GRPO program split."""
+
+from __future__ import annotations
+
+import pytest
+
+from execverify_jax.rewards.result import RewardResult
+from execverify_jax.rl.apps.demo import split_programs
+from execverify_jax.rl.infra.metrics import reward_metrics
+
+
+def test_per_kind_accuracies_with_nil_separately():
+    kinds = ["next_statement", "value_type", "value_type", "coverage"]
+    res = [RewardResult(2.0, "io_mixed", True, "", {"io": True, "correct": [True, True, False, True],
+                                                   "question_kinds": kinds, "question_nil": [False, False, True, False]}),
+           RewardResult(0.0, "io_mixed", True, "", {"io": False, "correct": [False, False, True],
+                                                   "question_kinds": kinds, "question_nil": [False, True, False, False]}),
+           RewardResult(2.0, "oi", True, "", {"io": True})]
+    m = reward_metrics(res, [10, 10, 10], [False] * 3)
+    assert m["acc/io"] == 0.5 and m["acc/oi"] == 1.0
+    assert m["acc/path"] == 0.5 and m["acc/state"] == 0.5 and m["acc/coverage"] == 0.5  # unanswered = wrong
+    assert m["acc/nil"] == 0.0  # the two Nil questions (one per result) are both wrong
+    res[1].details["correct"][1] = True
+    assert reward_metrics(res, [10, 10, 10], [False] * 3)["acc/nil"] == 0.5
+
+
+def test_sft_and_grpo_programs_are_disjoint():
+    qs = [{"program_id": f"p{i // 2}", "kind": k} for i, k in enumerate(["oi", "io_mixed"] * 100)]
+    sft, rl = split_programs(qs, 0.4, seed=3)
+    assert not {q["program_id"] for q in sft} & {q["program_id"] for q in rl}
+    assert len(sft) + len(rl) == len(qs) and 0.25 < len(rl) / len(qs) < 0.55
+    assert split_programs(qs, 0.4, seed=3) == (sft, rl) and split_programs(qs, 0.4, seed=4) != (sft, rl)
+    assert split_programs(qs, 0.0, seed=3) == (qs, qs)
+    with pytest.raises(ValueError, match="rl_program_fraction"):
+        split_programs(qs, 1.0, seed=3)
