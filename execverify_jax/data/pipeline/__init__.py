@@ -1,71 +1,11 @@
 """The synthesis pipeline: programs -> execution filter -> tracer -> questions -> shards (docs/DATA.md).
 
-driver.py    `run`: plans shards and chunks, resumes, finalizes
+driver.py    `run_synth`: plans shards and chunks, resumes, finalizes;  signal.py  outputs that carry signal
 config.py    `DataConfig` and its sections;  stages.py  `RealStages` (the sandboxed stages)
 chunk.py     one chunk: synthesize, filter, trace, ask;  files.py  chunk files and locks
 finalize.py  dedup, decontamination, splits, stats
 """
 
-from execverify_jax.data.pipeline.driver import (
-    CellInfo,
-    ChunkResult,
-    DataConfig,
-    DecontamConfig,
-    DedupConfig,
-    FORMAT_VERSION,
-    MAX_EXAMPLES_PER_REASON,
-    RealStages,
-    Rejections,
-    RunResult,
-    SPLITS,
-    SplitConfig,
-    Stages,
-    Task,
-    TraceConfig,
-    assign_splits,
-    chunk_name,
-    chunk_paths,
-    config_hash,
-    derive_seed,
-    finalize,
-    is_complete,
-    load_config,
-    plan_counts,
-    plan_shard,
-    process_chunk,
-    run_synth,
-    verify,
-    versions,
-)
-
-__all__ = [
-    "CellInfo",
-    "ChunkResult",
-    "DataConfig",
-    "DecontamConfig",
-    "DedupConfig",
-    "FORMAT_VERSION",
-    "MAX_EXAMPLES_PER_REASON",
-    "RealStages",
-    "Rejections",
-    "RunResult",
-    "SPLITS",
-    "SplitConfig",
-    "Stages",
-    "Task",
-    "TraceConfig",
-    "assign_splits",
-    "chunk_name",
-    "chunk_paths",
-    "config_hash",
-    "derive_seed",
-    "finalize",
-    "is_complete",
-    "load_config",
-    "plan_counts",
-    "plan_shard",
-    "process_chunk",
-    "run_synth",
-    "verify",
-    "versions",
-]
+# driver.py's __all__ is the package's public API (one list, kept there).
+from execverify_jax.data.pipeline.driver import *  # noqa: F401,F403
+from execverify_jax.data.pipeline.driver import __all__  # noqa: F401
