@@ -236,6 +236,8 @@ class Engine:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens!r}")
         C = int(max_new_tokens)
         for i, p in enumerate(prompts):
+            if len(p) == 0:
+                raise ValueError(f"prompt {i} is empty; the engine needs at least one token")
             bad = [t for t in p if not 0 <= t < self.cfg.vocab_size]
             if bad:
                 raise ValueError(f"prompt {i} has token id {bad[0]!r} outside the vocab [0, {self.cfg.vocab_size})")
