@@ -172,6 +172,11 @@ def _run(graphdef, params, state: EngineState, key, *, strategy: Strategy, max_n
     return jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), state))[1]
 
 
+def _compact(state: EngineState, idx_S) -> EngineState:
+    """The state of slots `idx_S` only (a smaller slot batch for the drain phase)."""
+    return jax.tree.map(lambda a: a[idx_S] if a.ndim else a, state)
+
+
 @dataclasses.dataclass
 class EngineStats:
     """Decode accounting: row_steps = slots x decode steps run; useful = tokens kept from them."""
@@ -192,22 +197,26 @@ class Engine:
 
     def __init__(self, cfg: ModelConfig, graphdef: nnx.GraphDef, *, slots: int = 16,
                  steps_per_call: int = 16, block: int = 64, prefill_batch: int | None = None,
+                 shrink: bool = True,
                  mesh: Mesh | None = None, rules: shd.Rules = shd.SAMPLE_RULES,
                  buckets: Sequence[int] = DEFAULT_BUCKETS, pad_id: int = 0, cache_dtype: str | None = None):
         """`block`: attended cache positions are a multiple of it (one compile per multiple);
-        `prefill_batch`: rows per admission prefill (default: slots)."""
+        `prefill_batch`: rows per admission prefill (default: slots); `shrink`: once the queue
+        is empty, halve the slot batch whenever at most half the slots are live (drain phase)."""
         for name, v in (("slots", slots), ("steps_per_call", steps_per_call), ("block", block)):
             if int(v) < 1:
                 raise ValueError(f"{name} must be >= 1, got {v!r}")
         self.cfg, self.graphdef, self.mesh, self.rules = cfg, graphdef, mesh, rules
         self.slots, self.k, self.block = int(slots), int(steps_per_call), int(block)
         self.prefill_batch = int(prefill_batch or slots)
+        self.shrink = bool(shrink)
         self.buckets = tuple(sorted(buckets))
         self.pad_id = int(pad_id)
         self.cache_dtype = cache_dtype or cfg.dtype
         self.stats = EngineStats()
         statics = ("strategy", "max_new", "stop_ids")
         self._admit = jax.jit(_admit, static_argnums=(0,), donate_argnums=(2,), static_argnames=statics)
+        self._compact = jax.jit(_compact)  # a new shape: donation could not reuse the buffers
         self._run = jax.jit(_run, static_argnums=(0,), donate_argnums=(2,), static_argnames=statics + ("A", "k"))
 
     def _init_state(self, M: int, C: int) -> EngineState:
@@ -254,13 +263,14 @@ class Engine:
         out_len = np.zeros((B,), np.int32)
         out_stop = np.zeros((B,), bool)
         queue = deque(range(B))
-        slot_row = [-1] * self.slots  # host mirror: which output row each slot holds
+        S = self.slots  # current slot batch (shrinks in the drain phase)
+        slot_row = [-1] * S  # host mirror: which output row each slot holds
         stop_set = set(statics["stop_ids"])
         with shd.use_rules(self.mesh, self.rules):
             state = self._init_state(M, C)
             while True:
                 done = shd.to_host(state.done_S)
-                finished = [s for s in range(self.slots) if slot_row[s] >= 0 and done[s]]
+                finished = [s for s in range(S) if slot_row[s] >= 0 and done[s]]
                 if finished:
                     n_h, tok_h, logp_h = (shd.to_host(x) for x in (state.n_S, state.tokens_SC, state.logp_SC))
                     for s in finished:
@@ -270,7 +280,7 @@ class Engine:
                         slot_row[s] = -1
                         if on_finish is not None:
                             on_finish(row, out_tok[row, :ln].copy(), bool(out_stop[row]))
-                free = [s for s in range(self.slots) if slot_row[s] < 0]
+                free = [s for s in range(S) if slot_row[s] < 0]
                 if queue and free:
                     # Admit in fixed-size prefill batches (one compile per prompt bucket).
                     take = [queue.popleft() for _ in range(min(len(free), self.prefill_batch, len(queue)))]
@@ -278,7 +288,7 @@ class Engine:
                     P = bucket_for(max(len(p) for p in rows), self.buckets)
                     J = self.prefill_batch
                     prompt_JP, plen_J = left_pad(rows + [rows[0]] * (J - len(rows)), P, self.pad_id)
-                    slot_J = np.full((J,), self.slots, np.int32)
+                    slot_J = np.full((J,), S, np.int32)
                     slot_J[:len(take)] = free[:len(take)]
                     row_J2 = np.zeros((J, 2), np.int32)
                     row_J2[:len(take)] = [(r // n, r % n) for r in take]
@@ -290,6 +300,14 @@ class Engine:
                     continue  # first tokens may already finish rows; admit more before decoding
                 if all(r < 0 for r in slot_row):
                     break
+                live = [s for s in range(S) if slot_row[s] >= 0]
+                if self.shrink and not queue and len(live) <= S // 2:
+                    while S > 1 and len(live) <= S // 2:
+                        S //= 2
+                    idx = live + free[:S - len(live)]
+                    state = self._compact(state, np.asarray(idx, np.int32))
+                    slot_row = [slot_row[i] for i in idx]
+                    done = done[idx]
                 live_len = int(shd.to_host(state.len_S)[~done].max()) + self.k
                 A = min(M, -(-live_len // self.block) * self.block)
                 n_before = shd.to_host(state.n_S)
@@ -297,7 +315,7 @@ class Engine:
                 state = self._run(self.graphdef, params, state, key, A=A, k=self.k, **statics)
                 ran = int(shd.to_host(state.steps)) - steps_before
                 self.stats.decode_steps += ran
-                self.stats.row_steps += ran * self.slots
+                self.stats.row_steps += ran * S
                 self.stats.useful_row_steps += int((shd.to_host(state.n_S) - n_before)[
                     np.asarray([r >= 0 for r in slot_row])].sum())
                 self.stats.run_calls += 1

@@ -25,6 +25,7 @@ def _engine(cfg, graphdef, slots, **kw):
     return Engine(cfg, graphdef, slots=slots, steps_per_call=4, block=8, buckets=(8, 16), **kw)
 
 
+@pytest.mark.slow
 def test_greedy_matches_static_sampler_with_stops_and_max_len(setup):
     cfg, graphdef, params, sampler, prompts = setup
     free = sampler.generate(params, prompts, 12, Greedy())
@@ -52,6 +53,7 @@ def test_greedy_matches_static_sampler_with_stops_and_max_len(setup):
     assert eng.stats.row_steps >= eng.stats.useful_row_steps
 
 
+@pytest.mark.slow
 def test_sampled_rows_do_not_depend_on_slot_count(setup):
     cfg, graphdef, params, _, prompts = setup
     outs = [_engine(cfg, graphdef, slots=s).generate(params, prompts, 10, Temperature(1.0),
@@ -68,6 +70,19 @@ def test_sampled_rows_do_not_depend_on_slot_count(setup):
     assert not np.array_equal(other.tokens_BC, outs[1].tokens_BC)
     # The G samples of a prompt differ (each row has its own key).
     assert not np.array_equal(outs[0].tokens_BC[0], outs[0].tokens_BC[1])
+
+
+def test_greedy_small_matches_static_sampler_and_reports_each_row(setup):
+    """The fast default-run check: one compile of each jit (block covers the whole cache)."""
+    cfg, graphdef, params, sampler, prompts = setup
+    ref = sampler.generate(params, prompts[:3], 6, Greedy(), n=2)
+    eng = Engine(cfg, graphdef, slots=2, steps_per_call=3, block=32, buckets=(16,), shrink=False)
+    seen = []
+    out = eng.generate(params, prompts[:3], 6, Greedy(), n=2, on_finish=lambda row, t, s: seen.append(row))
+    np.testing.assert_array_equal(out.tokens_BC, ref.tokens_BC)
+    np.testing.assert_allclose(out.logp_BC, ref.logp_BC, atol=1e-5)
+    assert sorted(seen) == list(range(6))
+    assert eng.stats.useful_row_steps == 6 * 5 and eng.stats.row_steps == 6 * 5  # no idle slot
 
 
 def test_bad_input_is_rejected(setup):
