@@ -9,7 +9,8 @@
           only (A = the longest live slot + k, rounded up to a `block` multiple), so a step's
           cost grows with the longest live slot, not with the cache size
     host: after each run call, finished slots (stop id or max_new tokens) are harvested, handed to
-          `on_finish` (scoring overlaps generation) and refilled from the queue.
+          `on_finish` (scoring overlaps generation) and refilled from the queue; once the queue is
+          empty the slot batch is halved whenever at most half of it is live (drain phase).
 
 Sampling keys are per row: fold_in(fold_in(fold_in(seed, prompt), sample), step), so a row's
 tokens do not depend on which slot it lands in, nor on the slot count (up to float reassociation
