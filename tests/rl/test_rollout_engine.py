@@ -28,6 +28,8 @@ def test_continuous_engine_grpo_run_reproduces_itself(tmp_path):
     for ra, rb in zip(a, b):
         for key in ("reward/mean", "response_len/mean", "train/grad_norm", "train/clip_frac"):
             assert ra[key] == rb[key], (key, ra[key], rb[key])
+        assert 0 < ra["rollout/useful_row_step_fraction"] <= 1
+        assert ra["rollout/decode_steps"] == rb["rollout/decode_steps"]
 
 
 def test_engine_knobs_are_validated():

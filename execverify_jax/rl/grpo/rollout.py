@@ -19,7 +19,7 @@ import numpy as np
 
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
-from execverify_jax.model.engine import Engine
+from execverify_jax.model.engine import Engine, EngineStats
 from execverify_jax.model.params import param_shardings
 from execverify_jax.model.sampler import Sampler
 from execverify_jax.model.strategies import make_strategy
@@ -127,6 +127,14 @@ class RolloutGenerator:
                                    stop_ids=self.task.stop_ids, n=G, seed=jax.random.fold_in(key, 0),
                                    on_finish=on_finish)
         return out.tokens_BC, out.lengths_B, out.stopped_B, futures, time.perf_counter() - t0
+
+    def engine_metrics(self) -> dict[str, float]:
+        """The engine's decode accounting since the last call (nothing for the static sampler)."""
+        if self.engine is None:
+            return {}
+        st, self.engine.stats = self.engine.stats, EngineStats()
+        return {"rollout/useful_row_step_fraction": st.useful_fraction,
+                "rollout/decode_steps": float(st.decode_steps)}
 
     def rollout(self, params: Any, batch: dict, key: jax.Array) -> Rollout:
         """Generates G completions for every prompt of a (global) batch; scoring is submitted."""
