@@ -1,5 +1,6 @@
 """Rollouts: G completions per prompt from the current weights, scored in the sandbox as each
-generation chunk finishes, plus DAPO dynamic sampling over several prompt batches.
+generation chunk finishes (rollout.engine: static) or as each row finishes (continuous), plus
+DAPO dynamic sampling over several prompt batches.
 
 `Rollout` is one batch's completions (rows grouped by prompt); `RolloutGenerator` produces them.
 Each process scores only its own rows (`my_rows`); rewards are all-gathered so that every process
@@ -18,6 +19,7 @@ import numpy as np
 
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
+from execverify_jax.model.engine import Engine, EngineStats
 from execverify_jax.model.params import param_shardings
 from execverify_jax.model.sampler import Sampler
 from execverify_jax.model.strategies import make_strategy
@@ -60,6 +62,10 @@ class RolloutGenerator:
         self.pi, self.pc = process_index, process_count
         r = cfg.rollout
         self.sampler = Sampler(model_cfg, graphdef, mesh=mesh, buckets=tuple(cfg.data.buckets), pad_id=task.pad_id)
+        self.engine = None
+        if r.engine == "continuous":
+            self.engine = Engine(model_cfg, graphdef, slots=r.slots, steps_per_call=r.steps_per_call,
+                                 block=r.block, mesh=mesh, buckets=tuple(cfg.data.buckets), pad_id=task.pad_id)
         self.strategy = make_strategy(temperature=r.temperature, top_k=r.top_k, top_p=r.top_p)
         self.to_sample = None
         if r.sample_reshard or r.sample_dtype:
@@ -79,6 +85,8 @@ class RolloutGenerator:
         futures, seconds) with futures submitted as soon as each chunk is done."""
         g, r = self.cfg.grpo, self.cfg.rollout
         G = g.group_size
+        if self.engine is not None:
+            return self._generate_continuous(params, prompts, records, key)
         per_call = r.prompts_per_call or len(prompts)
         toks, lens, stops, futures = [], [], [], []
         t_gen = 0.0
@@ -102,6 +110,31 @@ class RolloutGenerator:
                     rows.append(row)
             futures.extend(zip(rows, self.task.submit(recs, comps)))
         return (np.concatenate(toks), np.concatenate(lens), np.concatenate(stops), futures, t_gen)
+
+    def _generate_continuous(self, params: Any, prompts: list[list[int]], records: list[dict], key: jax.Array):
+        """`generate` on the rollout engine: all prompts x G rows in flight at once, each row
+        submitted for scoring the moment it finishes (this process's rows only)."""
+        G = self.cfg.grpo.group_size
+        lo_mine, hi_mine = my_rows(len(prompts) * G, self.pi, self.pc)
+        futures = []
+
+        def on_finish(row: int, tokens: np.ndarray, stopped: bool) -> None:
+            if lo_mine <= row < hi_mine:
+                futures.extend(zip([row], self.task.submit([records[row // G]], [tokens.tolist()])))
+
+        t0 = time.perf_counter()
+        out = self.engine.generate(params, prompts, self.cfg.rollout.max_new_tokens, self.strategy,
+                                   stop_ids=self.task.stop_ids, n=G, seed=jax.random.fold_in(key, 0),
+                                   on_finish=on_finish)
+        return out.tokens_BC, out.lengths_B, out.stopped_B, futures, time.perf_counter() - t0
+
+    def engine_metrics(self) -> dict[str, float]:
+        """The engine's decode accounting since the last call (nothing for the static sampler)."""
+        if self.engine is None:
+            return {}
+        st, self.engine.stats = self.engine.stats, EngineStats()
+        return {"rollout/useful_row_step_fraction": st.useful_fraction,
+                "rollout/decode_steps": float(st.decode_steps)}
 
     def rollout(self, params: Any, batch: dict, key: jax.Array) -> Rollout:
         """Generates G completions for every prompt of a (global) batch; scoring is submitted."""

@@ -161,6 +161,7 @@ class GRPOTrainer:
             # Rewards are needed before the batch is known, so no logprob/scoring overlap here.
             roll, reward_B, seen, extra = self.rollouts.dynamic_fill(params, roll, key, self._next_batch)
         del params
+        extra.update(self.rollouts.engine_metrics())
         host = update_batch(roll, batch["prompt_BP"].shape[1], cfg, self.task.pad_id)
         times = {"time/generate": roll.t_gen}
         with Timer(times, "time/logprob"):

@@ -1,0 +1,324 @@
+"""Rollout engine: continuous batching over a fixed number of decode slots.
+
+    rows (prompt i, sample j) --host queue--> free slots
+    admit (jit per (J, P)): prefill J rows over their prompt (Transformer.prefill), draw token 0,
+          shift each row's left-padded keys/values to slot positions [0, plen) and write them into
+          the rows of the free slots
+    run   (jit per (A, k)): up to k decode steps for all slots; each slot writes its token at its
+          own position `len_S` and attends over slots [0, len_S] of the first A cache positions
+          only (A = the longest live slot + k, rounded up to a `block` multiple), so a step's
+          cost grows with the longest live slot, not with the cache size
+    host: after each run call, finished slots (stop id or max_new tokens) are harvested, handed to
+          `on_finish` (scoring overlaps generation) and refilled from the queue; once the queue is
+          empty the slot batch is halved whenever at most half of it is live (drain phase).
+
+Sampling keys are per row: fold_in(fold_in(fold_in(seed, prompt), sample), step), so a row's
+tokens do not depend on which slot it lands in, nor on the slot count (up to float reassociation
+when the batch shape changes). Admission decisions use only `to_host` values (every process
+of a multi-host run sees the same), and there is one host round trip per `k` tokens, not per token.
+Cache memory per slot: 2 * L * K * H * (max prompt bucket + max_new) * bytes(cache dtype).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx, struct
+from jax.sharding import Mesh
+
+from execverify_jax.buckets import bucket_for
+from execverify_jax.model import attention as attn
+from execverify_jax.model import sharding as shd
+from execverify_jax.model.config import ModelConfig
+from execverify_jax.model.sampler import DEFAULT_BUCKETS, SampleOutput, left_pad
+from execverify_jax.model.strategies import Greedy, Strategy
+from execverify_jax.model.transformer import apply_rope, rope_inv_freq
+
+
+@struct.dataclass
+class EngineState:
+    """Slot state (S slots, C = max_new, M cache positions per slot).
+
+    k_SKHM / v_SKMH: per-layer caches, slot s's tokens at positions [0, len_S[s]).
+    len_S: tokens in the slot's cache; last_S: the last drawn token (not yet in the cache).
+    n_S: tokens generated so far; done_S: finished (or empty); row_S: (prompt, sample) of the slot.
+    tokens_SC / logp_SC: the slot's generated ids and their log-probs.
+    steps: decode steps run (all slots compute on each one).
+    """
+
+    k_SKHM: tuple[jax.Array, ...]
+    v_SKMH: tuple[jax.Array, ...]
+    len_S: jax.Array
+    last_S: jax.Array
+    n_S: jax.Array
+    done_S: jax.Array
+    row_S2: jax.Array
+    tokens_SC: jax.Array
+    logp_SC: jax.Array
+    steps: jax.Array
+
+
+def _select_rows(strategy: Strategy, logits_SV, key, row_S2, step_S):
+    """Draws each row's token with its own key (prompt, sample, step): slot-independent."""
+    def one(logits_V, row_2, step):
+        k = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, row_2[0]), row_2[1]), step)
+        tok_1, logp_1 = strategy.select(logits_V[None], k)
+        return tok_1[0], logp_1[0]
+    return jax.vmap(one)(logits_SV, row_S2, step_S)
+
+
+def _finish(tok_S, state_n_S, stop_ids, max_new):
+    """Whether a row is done after drawing tok_S as its token number state_n_S + 1."""
+    is_stop_S = jnp.isin(tok_S, jnp.asarray(stop_ids, jnp.int32))
+    return is_stop_S | (state_n_S + 1 >= max_new)
+
+
+def _admit(graphdef, params, state: EngineState, prompt_JP, plen_J, slot_J, row_J2, key, *,
+           strategy: Strategy, max_new: int, stop_ids: tuple[int, ...]) -> EngineState:
+    model = nnx.merge(graphdef, params)
+    J, P = prompt_JP.shape
+    dtype = state.k_SKHM[0].dtype
+    logits_JV, cache = model.prefill(prompt_JP, plen_J, P, dtype)
+    tok_J, logp_J = _select_rows(strategy, logits_JV, key, row_J2, jnp.zeros((J,), jnp.int32))
+    # Left-padded prompt slots [P - plen, P) -> slot positions [0, plen).
+    src_JP = jnp.minimum(jnp.arange(P)[None, :] + (P - plen_J)[:, None], P - 1)
+    ks, vs = [], []
+    for k_SKHM, v_SKMH, k_JKHP, v_JKPH in zip(state.k_SKHM, state.v_SKMH, cache.k_BKHS, cache.v_BKSH):
+        k_JKHP = jnp.take_along_axis(k_JKHP, src_JP[:, None, None, :], axis=3)
+        v_JKPH = jnp.take_along_axis(v_JKPH, src_JP[:, None, :, None], axis=2)
+        # Padding rows of the admission batch carry slot index S (out of range): dropped.
+        ks.append(k_SKHM.at[slot_J, :, :, :P].set(k_JKHP, mode="drop"))
+        vs.append(v_SKMH.at[slot_J, :, :P, :].set(v_JKPH, mode="drop"))
+    C = state.tokens_SC.shape[1]
+    zeros_J = jnp.zeros((J,), jnp.int32)
+    done_J = _finish(tok_J, zeros_J, stop_ids, max_new)
+    tokens_JC = jnp.zeros((J, C), jnp.int32).at[:, 0].set(tok_J)
+    logp_JC = jnp.zeros((J, C), jnp.float32).at[:, 0].set(logp_J)
+    put = lambda a, v: a.at[slot_J].set(v, mode="drop")  # noqa: E731
+    return state.replace(k_SKHM=tuple(ks), v_SKMH=tuple(vs), len_S=put(state.len_S, plen_J),
+                         last_S=put(state.last_S, tok_J), n_S=put(state.n_S, zeros_J + 1),
+                         done_S=put(state.done_S, done_J), row_S2=put(state.row_S2, row_J2),
+                         tokens_SC=put(state.tokens_SC, tokens_JC), logp_SC=put(state.logp_SC, logp_JC))
+
+
+def _layer(block, x_S1D, pos_S1, k_SKHM, v_SKMH, len_S, live_S, A: int, cfg: ModelConfig):
+    """One block for one new token per slot; writes its key/value at position len_S (live slots
+    only) and attends over positions [0, len_S] of the first A cache positions."""
+    S = x_S1D.shape[0]
+    K, R, H = cfg.num_kv_heads, cfg.num_groups, cfg.head_dim
+    a = block.attn
+    h_S1D = block.attn_norm(x_S1D)
+    inv_freq = rope_inv_freq(cfg)
+    q_S1KRH = apply_rope(a._proj(h_S1D, "q"), pos_S1, inv_freq).reshape(S, 1, K, R, H)
+    k_SKH = apply_rope(a._proj(h_S1D, "k"), pos_S1, inv_freq)[:, 0]
+    v_SKH = a._proj(h_S1D, "v")[:, 0]
+    write_SM = (jnp.arange(k_SKHM.shape[3])[None, :] == len_S[:, None]) & live_S[:, None]
+    k_SKHM = jnp.where(write_SM[:, None, None, :], k_SKH[..., None].astype(k_SKHM.dtype), k_SKHM)
+    v_SKMH = jnp.where(write_SM[:, None, :, None], v_SKH[:, :, None, :].astype(v_SKMH.dtype), v_SKMH)
+    dt = x_S1D.dtype
+    kA, vA = k_SKHM[..., :A].astype(dt), v_SKMH[:, :, :A].astype(dt)
+    q_SKRH = q_S1KRH[:, 0]
+    s_SKRA = jnp.einsum("skrh,skha->skra", q_SKRH, kA, preferred_element_type=jnp.float32) * (H ** -0.5)
+    mask_S1A = (jnp.arange(A)[None, :] <= len_S[:, None])[:, None, :]
+    p_SKR1A = attn.masked_softmax(s_SKRA[:, :, :, None, :], mask_S1A, dt)
+    o_SKRH = jnp.einsum("skra,skah->skrh", p_SKR1A[:, :, :, 0], vA)
+    y_S1D = jnp.einsum("snh,nhd->sd", o_SKRH.reshape(S, K * R, H), a.wo[...].astype(dt))[:, None]
+    if cfg.o_bias:
+        y_S1D = y_S1D + a.bo[...].astype(dt)[None, None]
+    x_S1D = x_S1D + y_S1D
+    x_S1D = x_S1D + block.mlp(block.mlp_norm(x_S1D))
+    return x_S1D, k_SKHM, v_SKMH
+
+
+def _run(graphdef, params, state: EngineState, key, *, strategy: Strategy, max_new: int,
+         stop_ids: tuple[int, ...], A: int, k: int) -> EngineState:
+    model = nnx.merge(graphdef, params)
+    cfg = model.cfg
+    layers = model.unstacked_layers()
+    block_def, _ = model.layer_stack()
+
+    def cond(carry):
+        i, s = carry
+        return (i < k) & ~jnp.all(s.done_S)
+
+    def body(carry):
+        i, s = carry
+        live_S = ~s.done_S
+        x_S1D = model.embed(s.last_S[:, None])
+        pos_S1 = s.len_S[:, None]
+        ks, vs = [], []
+        for li in range(cfg.num_layers):
+            block = nnx.merge(block_def, layers[li])
+            x_S1D, kc, vc = _layer(block, x_S1D, pos_S1, s.k_SKHM[li], s.v_SKMH[li], s.len_S, live_S, A, cfg)
+            ks.append(kc)
+            vs.append(vc)
+        logits_SV = model.logits(model.final_norm(x_S1D))[:, 0]
+        tok_S, logp_S = _select_rows(strategy, logits_SV, key, s.row_S2, s.n_S)
+        done_S = _finish(tok_S, s.n_S, stop_ids, max_new)
+        C = s.tokens_SC.shape[1]
+        at_SC = (jnp.arange(C)[None, :] == s.n_S[:, None]) & live_S[:, None]
+        s = s.replace(
+            k_SKHM=tuple(ks), v_SKMH=tuple(vs),
+            len_S=s.len_S + live_S, last_S=jnp.where(live_S, tok_S, s.last_S),
+            n_S=s.n_S + live_S, done_S=s.done_S | (live_S & done_S),
+            tokens_SC=jnp.where(at_SC, tok_S[:, None], s.tokens_SC),
+            logp_SC=jnp.where(at_SC, logp_S[:, None], s.logp_SC), steps=s.steps + 1)
+        return i + 1, s
+
+    return jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), state))[1]
+
+
+def _compact(state: EngineState, idx_S) -> EngineState:
+    """The state of slots `idx_S` only (a smaller slot batch for the drain phase)."""
+    return jax.tree.map(lambda a: a[idx_S] if a.ndim else a, state)
+
+
+@dataclasses.dataclass
+class EngineStats:
+    """Decode accounting: row_steps = slots x decode steps run; useful = tokens kept from them."""
+
+    decode_steps: int = 0
+    row_steps: int = 0
+    useful_row_steps: int = 0
+    run_calls: int = 0
+    admit_calls: int = 0
+
+    @property
+    def useful_fraction(self) -> float:
+        return self.useful_row_steps / max(self.row_steps, 1)
+
+
+class Engine:
+    """Continuous-batching generation with `slots` decode slots; same outputs as `Sampler`."""
+
+    def __init__(self, cfg: ModelConfig, graphdef: nnx.GraphDef, *, slots: int = 16,
+                 steps_per_call: int = 16, block: int = 64, prefill_batch: int | None = None,
+                 shrink: bool = True,
+                 mesh: Mesh | None = None, rules: shd.Rules = shd.SAMPLE_RULES,
+                 buckets: Sequence[int] = DEFAULT_BUCKETS, pad_id: int = 0, cache_dtype: str | None = None):
+        """`block`: attended cache positions are a multiple of it (one compile per multiple);
+        `prefill_batch`: rows per admission prefill (default: slots); `shrink`: once the queue
+        is empty, halve the slot batch whenever at most half the slots are live (drain phase)."""
+        for name, v in (("slots", slots), ("steps_per_call", steps_per_call), ("block", block)):
+            if int(v) < 1:
+                raise ValueError(f"{name} must be >= 1, got {v!r}")
+        self.cfg, self.graphdef, self.mesh, self.rules = cfg, graphdef, mesh, rules
+        self.slots, self.k, self.block = int(slots), int(steps_per_call), int(block)
+        self.prefill_batch = int(prefill_batch or slots)
+        self.shrink = bool(shrink)
+        self.buckets = tuple(sorted(buckets))
+        self.pad_id = int(pad_id)
+        self.cache_dtype = cache_dtype or cfg.dtype
+        self.stats = EngineStats()
+        statics = ("strategy", "max_new", "stop_ids")
+        self._admit = jax.jit(_admit, static_argnums=(0,), donate_argnums=(2,), static_argnames=statics)
+        self._compact = jax.jit(_compact)  # a new shape: donation could not reuse the buffers
+        self._run = jax.jit(_run, static_argnums=(0,), donate_argnums=(2,), static_argnames=statics + ("A", "k"))
+
+    def _init_state(self, M: int, C: int) -> EngineState:
+        cfg, S = self.cfg, self.slots
+        dt = jnp.dtype(self.cache_dtype)
+        L, K, H = cfg.num_layers, cfg.num_kv_heads, cfg.head_dim
+        return EngineState(
+            k_SKHM=tuple(jnp.zeros((S, K, H, M), dt) for _ in range(L)),
+            v_SKMH=tuple(jnp.zeros((S, K, M, H), dt) for _ in range(L)),
+            len_S=jnp.zeros((S,), jnp.int32), last_S=jnp.zeros((S,), jnp.int32),
+            n_S=jnp.zeros((S,), jnp.int32), done_S=jnp.ones((S,), jnp.bool_),
+            row_S2=jnp.zeros((S, 2), jnp.int32), tokens_SC=jnp.zeros((S, C), jnp.int32),
+            logp_SC=jnp.zeros((S, C), jnp.float32), steps=jnp.zeros((), jnp.int32))
+
+    def generate(self, params: nnx.State, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+                 strategy: Strategy = Greedy(), stop_ids: Sequence[int] = (), n: int = 1,
+                 seed: int | jax.Array = 0,
+                 on_finish: Callable[[int, np.ndarray, bool], None] | None = None) -> SampleOutput:
+        """Like `Sampler.generate` (grouped rows, same SampleOutput). `on_finish(row, tokens,
+        stopped)` is called on the host as each row finishes (tokens include the stop id)."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n!r}")
+        if len(prompts) == 0:
+            raise ValueError("no prompts given")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens!r}")
+        C = int(max_new_tokens)
+        for i, p in enumerate(prompts):
+            if len(p) == 0:
+                raise ValueError(f"prompt {i} is empty; the engine needs at least one token")
+            bad = [t for t in p if not 0 <= t < self.cfg.vocab_size]
+            if bad:
+                raise ValueError(f"prompt {i} has token id {bad[0]!r} outside the vocab [0, {self.cfg.vocab_size})")
+        Pmax = bucket_for(max(len(p) for p in prompts), self.buckets)
+        M = -(-(Pmax + C) // self.block) * self.block
+        if Pmax + C > self.cfg.max_position_embeddings:
+            raise ValueError(f"prompt bucket {Pmax} + {C} new tokens exceeds "
+                             f"max_position_embeddings {self.cfg.max_position_embeddings}")
+        key = jax.random.key(seed) if isinstance(seed, int) else seed
+        statics = dict(strategy=strategy, max_new=C, stop_ids=tuple(int(s) for s in stop_ids))
+        B = len(prompts) * n
+        out_tok = np.full((B, C), self.pad_id, np.int32)
+        out_logp = np.zeros((B, C), np.float32)
+        out_len = np.zeros((B,), np.int32)
+        out_stop = np.zeros((B,), bool)
+        queue = deque(range(B))
+        S = self.slots  # current slot batch (shrinks in the drain phase)
+        slot_row = [-1] * S  # host mirror: which output row each slot holds
+        stop_set = set(statics["stop_ids"])
+        with shd.use_rules(self.mesh, self.rules):
+            state = self._init_state(M, C)
+            while True:
+                done = shd.to_host(state.done_S)
+                finished = [s for s in range(S) if slot_row[s] >= 0 and done[s]]
+                if finished:
+                    n_h, tok_h, logp_h = (shd.to_host(x) for x in (state.n_S, state.tokens_SC, state.logp_SC))
+                    for s in finished:
+                        row, ln = slot_row[s], int(n_h[s])
+                        out_tok[row, :ln], out_logp[row, :ln], out_len[row] = tok_h[s, :ln], logp_h[s, :ln], ln
+                        out_stop[row] = int(tok_h[s, ln - 1]) in stop_set
+                        slot_row[s] = -1
+                        if on_finish is not None:
+                            on_finish(row, out_tok[row, :ln].copy(), bool(out_stop[row]))
+                free = [s for s in range(S) if slot_row[s] < 0]
+                if queue and free:
+                    # Admit in fixed-size prefill batches (one compile per prompt bucket).
+                    take = [queue.popleft() for _ in range(min(len(free), self.prefill_batch, len(queue)))]
+                    rows = [prompts[r // n] for r in take]
+                    P = bucket_for(max(len(p) for p in rows), self.buckets)
+                    J = self.prefill_batch
+                    prompt_JP, plen_J = left_pad(rows + [rows[0]] * (J - len(rows)), P, self.pad_id)
+                    slot_J = np.full((J,), S, np.int32)
+                    slot_J[:len(take)] = free[:len(take)]
+                    row_J2 = np.zeros((J, 2), np.int32)
+                    row_J2[:len(take)] = [(r // n, r % n) for r in take]
+                    for s, r in zip(free, take):
+                        slot_row[s] = r
+                    state = self._admit(self.graphdef, params, state, prompt_JP, plen_J, slot_J, row_J2,
+                                        key, **statics)
+                    self.stats.admit_calls += 1
+                    continue  # first tokens may already finish rows; admit more before decoding
+                if all(r < 0 for r in slot_row):
+                    break
+                live = [s for s in range(S) if slot_row[s] >= 0]
+                if self.shrink and not queue and len(live) <= S // 2:
+                    while S > 1 and len(live) <= S // 2:
+                        S //= 2
+                    idx = live + free[:S - len(live)]
+                    state = self._compact(state, np.asarray(idx, np.int32))
+                    slot_row = [slot_row[i] for i in idx]
+                    done = done[idx]
+                live_len = int(shd.to_host(state.len_S)[~done].max()) + self.k
+                A = min(M, -(-live_len // self.block) * self.block)
+                n_before = shd.to_host(state.n_S)
+                steps_before = int(shd.to_host(state.steps))
+                state = self._run(self.graphdef, params, state, key, A=A, k=self.k, **statics)
+                ran = int(shd.to_host(state.steps)) - steps_before
+                self.stats.decode_steps += ran
+                self.stats.row_steps += ran * S
+                self.stats.useful_row_steps += int((shd.to_host(state.n_S) - n_before)[
+                    np.asarray([r >= 0 for r in slot_row])].sum())
+                self.stats.run_calls += 1
+        return SampleOutput(tokens_BC=out_tok, lengths_B=out_len, logp_BC=out_logp, stopped_B=out_stop,
+                            prompt_index_B=np.repeat(np.arange(len(prompts)), n))
