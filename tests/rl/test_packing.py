@@ -140,3 +140,11 @@ def test_packed_sft_loss_and_grads_equal_padded(mode):
     assert abs(loss_pk - loss_pad) <= 1e-5
     for a, b in zip(jax.tree.leaves(g_pad), jax.tree.leaves(g_pk)):
         np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
+
+
+def test_packing_config_is_validated():
+    assert GRPOConfig().packing is False  # the padded path stays the default
+    with pytest.raises(ValueError, match="packing"):
+        GRPOConfig(packing=True, entropy_coef=0.01)
+    with pytest.raises(ValueError, match="pack_len"):
+        GRPOConfig(packing=True, pack_len=0)

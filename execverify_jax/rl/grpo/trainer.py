@@ -82,9 +82,13 @@ class GRPOTrainer:
                                                        params=params)
         self.shardings = state_shardings(model_cfg, self.tx, self.mesh)
         temp = cfg.rollout.temperature
+        longest = max(cfg.data.buckets) + cfg.rollout.max_new_tokens
+        if g.packing and g.pack_len < longest:
+            raise ValueError(f"grpo.pack_len={g.pack_len!r} is shorter than the longest update row "
+                             f"(max data bucket + rollout.max_new_tokens = {longest})")
         self.update_fn = make_grpo_update(self.graphdef, self.tx, g, self.mesh, self.shardings,
                                           temperature=temp, chunk=cfg.rollout.logprob_chunk,
-                                          lr_schedule=self.schedule)
+                                          lr_schedule=self.schedule, packed=g.packing)
         self.logprob_fn = make_logprob_fn(self.graphdef, self.mesh, micro_batch_size=g.micro_batch_size,
                                           temperature=temp, chunk=cfg.rollout.logprob_chunk)
         self.ref_params = None

@@ -15,6 +15,7 @@ from execverify_jax.rl.grpo.credit import credit_details, stepwise_inputs
 from execverify_jax.rl.grpo.rollout import Rollout
 from execverify_jax.rl.infra import distributed as dist
 from execverify_jax.rl.infra.metrics import reward_metrics
+from execverify_jax.rl.infra.packing import pack_grpo
 from execverify_jax.rl.infra.train_steps import put_batch
 from execverify_jax.rl.objective.advantages import (kl_penalized_rewards, overlong_filter, shaped_advantages,
                                                     stepwise_advantages)
@@ -90,14 +91,18 @@ def assign_advantages(host: dict, roll: Rollout, reward_B: np.ndarray, old_logp_
 
 def run_updates(update_fn: Callable, state: Any, host: dict[str, np.ndarray], mesh: Any,
                 cfg: TrainConfig) -> tuple[Any, list[dict]]:
-    """`ppo_epochs` passes of `num_minibatches` prompt-aligned mini-batch updates."""
+    """`ppo_epochs` passes of `num_minibatches` prompt-aligned mini-batch updates (with
+    `grpo.packing` each mini-batch is packed into buffers of `grpo.pack_len` first)."""
     g = cfg.grpo
     per_mb = host["tokens_BT"].shape[0] // g.num_minibatches
     metrics: list[dict] = []
     for _ in range(g.ppo_epochs):
         for m in range(g.num_minibatches):
             sl = slice(m * per_mb, (m + 1) * per_mb)
-            mb = put_batch({k: v[sl] for k, v in host.items()}, mesh)
+            part = {k: v[sl] for k, v in host.items()}
+            if g.packing:
+                part = pack_grpo(part, g.pack_len, g.micro_batch_size)[0]
+            mb = put_batch(part, mesh)
             state, met = update_fn(state, mb)
             metrics.append(met)
     return state, jax.device_get(metrics)
