@@ -2,6 +2,8 @@
 segment, and packed GRPO / SFT updates whose loss and gradients equal the padded ones (fp32,
 <= 1e-5), under micro-batch accumulation, for every loss aggregation mode."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import optax
@@ -9,10 +11,12 @@ import pytest
 
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
+from execverify_jax.rl.grpo.update import run_updates
 from execverify_jax.rl.infra.packing import first_fit_decreasing, pack, pack_grpo, pack_sft, unpack
 from execverify_jax.rl.infra.train_state import create_train_state, state_shardings
 from execverify_jax.rl.infra.train_steps import make_grpo_update, make_sft_update, put_batch
 from execverify_jax.rl.objective.config import AGG_MODES, GRPOConfig
+from execverify_jax.rl.run_config import TrainConfig
 
 CFG = ModelConfig.tiny(vocab_size=64)
 
@@ -93,8 +97,11 @@ def _sgd_step(make, cfg_model=CFG):
     return upd, before, st
 
 
-def _grads(upd, before, st, batch, mesh):
-    new, met = upd(st, put_batch(batch, mesh))
+def _grads(upd, before, st, batch, mesh, grpo=None):
+    if grpo is None:
+        new, met = upd(st, put_batch(batch, mesh))
+    else:  # the GRPO trainer's path: run_updates packs the mini-batch when grpo.packing is on
+        new, (met,) = run_updates(upd, st, batch, mesh, TrainConfig(grpo=grpo))
     grads = jax.tree.map(lambda a, b: np.asarray(a) - np.asarray(b), before, jax.device_get(new.params))
     return float(met["loss"]), grads
 
@@ -110,10 +117,10 @@ def test_packed_grpo_loss_and_grads_equal_padded(mode):
                    loss_agg_mode=mode, max_response_len=5, kl_coef=0.1)
     padded = lambda gd, tx, m, sh: make_grpo_update(gd, tx, g, m, sh)  # noqa: E731
     packed = lambda gd, tx, m, sh: make_grpo_update(gd, tx, g, m, sh, packed=True)  # noqa: E731
-    loss_pad, g_pad = _grads(*_sgd_step(padded), host, mesh)
-    pk, layout = pack_grpo(host, 16, multiple=2)
+    loss_pad, g_pad = _grads(*_sgd_step(padded), host, mesh, grpo=g)
+    pk, _ = pack_grpo(host, 16, multiple=2)
     assert pk["tokens_BT"].shape[0] > 2  # several micro-batches: accumulation is exercised
-    loss_pk, g_pk = _grads(*_sgd_step(packed), pk, mesh)
+    loss_pk, g_pk = _grads(*_sgd_step(packed), host, mesh, grpo=dataclasses.replace(g, packing=True, pack_len=16))
     assert abs(loss_pk - loss_pad) <= 1e-5
     assert abs(loss_pad) > 1e-4
     for a, b in zip(jax.tree.leaves(g_pad), jax.tree.leaves(g_pk)):
