@@ -11,12 +11,15 @@ import pytest
 
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
-from execverify_jax.rl.grpo.update import run_updates
-from execverify_jax.rl.infra.packing import first_fit_decreasing, pack, pack_grpo, pack_sft, unpack
+from execverify_jax.rl.grpo.update import logprob_pass, run_updates
+from execverify_jax.rl.infra.packing import (first_fit_decreasing, pack, pack_grpo, pack_sft, unpack,
+                                             unpack_completion)
 from execverify_jax.rl.infra.train_state import create_train_state, state_shardings
-from execverify_jax.rl.infra.train_steps import make_grpo_update, make_sft_update, put_batch
+from execverify_jax.rl.infra.train_steps import make_grpo_update, make_logprob_fn, make_sft_update, put_batch
 from execverify_jax.rl.objective.config import AGG_MODES, GRPOConfig
 from execverify_jax.rl.run_config import TrainConfig
+
+from testing import tiny_state  # noqa: E402
 
 CFG = ModelConfig.tiny(vocab_size=64)
 
@@ -155,3 +158,23 @@ def test_packing_config_is_validated():
         GRPOConfig(packing=True, entropy_coef=0.01)
     with pytest.raises(ValueError, match="pack_len"):
         GRPOConfig(packing=True, pack_len=0)
+
+
+def test_packed_logprob_pass_equals_padded():
+    """make_logprob_fn(packed=True) + unpack_completion gives the padded pass's logp_BC."""
+    mesh = shd.single_device_mesh()
+    host = _grpo_host(False)
+    _, gd, params = tiny_state(mesh)
+    pad = make_logprob_fn(gd, mesh, micro_batch_size=2, temperature=0.7)
+    pkd = make_logprob_fn(gd, mesh, micro_batch_size=2, temperature=0.7, packed=True)
+    want = np.asarray(pad(params, put_batch(host, mesh)))
+    pk, layout = pack_grpo({k: host[k] for k in ("tokens_BT", "attn_BT", "mask_BC")}, 16, multiple=2)
+    got = unpack_completion(np.asarray(pkd(params, put_batch(pk, mesh))), layout, host["attn_BT"], 5)
+    m = host["mask_BC"] > 0
+    np.testing.assert_allclose(got[m], want[m], atol=1e-5, rtol=0)
+    # The trainer's path (update.logprob_pass) packs and unpacks the same way.
+    g = GRPOConfig(group_size=2, prompts_per_step=4, num_minibatches=1, micro_batch_size=2,
+                   packing=True, pack_len=16)
+    via_pass, none = logprob_pass(pkd, (params, None), host, mesh, TrainConfig(grpo=g))
+    assert none is None
+    np.testing.assert_allclose(via_pass[m], want[m], atol=1e-5, rtol=0)

@@ -118,15 +118,27 @@ def pack_grpo(host: dict[str, np.ndarray], L: int, multiple: int = 1
     tokens_BT, attn_BT = np.asarray(host["tokens_BT"]), np.asarray(host["attn_BT"]).astype(bool)
     B, T = tokens_BT.shape
     C = host["mask_BC"].shape[1]
-    adv = host["adv_BC"] if "adv_BC" in host else np.broadcast_to(np.asarray(host["adv_B"])[:, None], (B, C))
-    per_tok = {"mask": host["mask_BC"], "adv": adv, "old_logp": host["old_logp_BC"]}
-    if "ref_logp_BC" in host:
-        per_tok["ref_logp"] = host["ref_logp_BC"]
+    adv = (host["adv_BC"] if "adv_BC" in host else
+           np.broadcast_to(np.asarray(host.get("adv_B", np.zeros(B, np.float32)))[:, None], (B, C)))
+    per_tok = {"mask": host["mask_BC"], "adv": adv}
+    for k in ("old_logp", "ref_logp"):  # absent before the log-prob pass
+        if f"{k}_BC" in host:
+            per_tok[k] = host[f"{k}_BC"]
     full = {k: np.concatenate([np.zeros((B, T - C), np.float32), np.asarray(v, np.float32)], 1)
             for k, v in per_tok.items()}
     rows = {"tokens": [tokens_BT[b, attn_BT[b]] for b in range(B)]}
     rows.update({k: [v[b, attn_BT[b]] for b in range(B)] for k, v in full.items()})
     return pack(rows, L, multiple)
+
+
+def unpack_completion(x_BT: np.ndarray, layout: Layout, attn_BT: np.ndarray, C: int) -> np.ndarray:
+    """x_BC in the padded layout (the last C of T positions, 0 where attn_BT is False) from a
+    packed per-token field, e.g. the packed log-prob pass's logp_BT (`pack_grpo` layout)."""
+    attn_BT = np.asarray(attn_BT).astype(bool)
+    full_BT = np.zeros(attn_BT.shape, np.asarray(x_BT).dtype)
+    for b, row in enumerate(unpack(x_BT, layout)):
+        full_BT[b, attn_BT[b]] = row
+    return full_BT[:, attn_BT.shape[1] - C:]
 
 
 def pack_sft(batch: dict[str, np.ndarray], L: int, multiple: int = 1

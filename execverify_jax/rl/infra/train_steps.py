@@ -144,24 +144,35 @@ def _packed_logp(model: Any, mb: dict, temperature: float, chunk: int | None) ->
 def make_logprob_fn(graphdef: nnx.GraphDef, mesh: Mesh, *, micro_batch_size: int,
                     temperature: float = 1.0, chunk: int | None = None,
                     rules: shd.Rules = shd.TRAIN_RULES,
-                    key: str = "grpo.micro_batch_size") -> UnderRules:
-    """Jitted (params, batch{tokens_BT, attn_BT, mask_BC}) -> logp_BC, micro-batch by micro-batch."""
+                    key: str = "grpo.micro_batch_size", packed: bool = False) -> UnderRules:
+    """Jitted (params, batch{tokens_BT, attn_BT, mask_BC}) -> logp_BC, micro-batch by micro-batch;
+    `packed`: (params, batch{tokens_BT, segment_ids_BT, positions_BT}) -> logp_BT of every packed
+    token (packing.unpack_completion maps it back to logp_BC)."""
     check_micro_batch(micro_batch_size, mesh, key, rules)
 
     def one(params: Any, mb: dict, C: int) -> jax.Array:
         model = nnx.merge(graphdef, params)  # inside the scan body: see the module docstring
         mb = _rows(mb)
+        if packed:
+            return _packed_logp(model, {"tokens_BT": mb["t"], "segment_ids_BT": mb["a"],
+                                        "positions_BT": mb["p"]}, temperature, chunk)
         return _completion_logp(model, mb["t"], mb["a"], C, temperature, chunk)
 
     @jax.jit
     def run(params: Any, tokens_BT: jax.Array, attn_BT: jax.Array, C_like: jax.Array) -> jax.Array:
         C = C_like.shape[1]
-        mbs = split_microbatches({"t": tokens_BT, "a": attn_BT}, micro_batch_size, strided=True)
+        parts = {"t": tokens_BT, "a": attn_BT}
+        if packed:
+            parts["p"] = C_like  # positions_BT (C is unused: every packed token is scored)
+        mbs = split_microbatches(parts, micro_batch_size, strided=True)
         # params ride in the scan carry (unchanged) rather than being closed over: a module merged
         # from closed-over outer tracers trips nnx.remat's trace-level check (TraceContextError).
         _, out_MbC = jax.lax.scan(lambda p, mb: (p, one(p, mb, C)), params, mbs)
         return _rows(merge_microbatches(out_MbC, tokens_BT.shape[0], strided=True))
 
+    if packed:
+        return UnderRules(run, mesh, rules, lambda params, batch: (
+            params, batch["tokens_BT"], batch["segment_ids_BT"], batch["positions_BT"]))
     return UnderRules(run, mesh, rules, lambda params, batch: (params, batch["tokens_BT"], batch["attn_BT"],
                                                                batch["mask_BC"]))
 
