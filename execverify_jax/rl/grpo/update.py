@@ -16,7 +16,7 @@ from execverify_jax.rl.grpo.credit import credit_details, stepwise_inputs
 from execverify_jax.rl.grpo.rollout import Rollout
 from execverify_jax.rl.infra import distributed as dist
 from execverify_jax.rl.infra.metrics import reward_metrics
-from execverify_jax.rl.infra.packing import pack_grpo, unpack_completion
+from execverify_jax.rl.infra.packing import pack_grpo, padding_ratio, unpack_completion
 from execverify_jax.rl.infra.train_steps import put_batch
 from execverify_jax.rl.objective.advantages import (kl_penalized_rewards, overlong_filter, shaped_advantages,
                                                     stepwise_advantages)
@@ -127,11 +127,13 @@ def run_updates(update_fn: Callable, state: Any, host: dict[str, np.ndarray], me
         for m in range(g.num_minibatches):
             sl = slice(m * per_mb, (m + 1) * per_mb)
             part = {k: v[sl] for k, v in host.items()}
+            real = int(np.asarray(part["attn_BT"]).sum())
             if g.packing:
                 part = pack_grpo(part, g.pack_len, g.micro_batch_size)[0]
             mb = put_batch(part, mesh)
             state, met = update_fn(state, mb)
-            metrics.append(met)
+            # Tokens the update computes per real token (packing.padding_ratio).
+            metrics.append(dict(met, padding_ratio=padding_ratio(part["tokens_BT"].shape, real)))
     return state, jax.device_get(metrics)
 
 
