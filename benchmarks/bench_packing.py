@@ -133,7 +133,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.steps is None:
         args.steps = 2 if args.quick else 10
-    res = {"token_counts": token_counts(args), "timing": timing(args),
+    res = {"quick": args.quick, "token_counts": token_counts(args), "timing": timing(args),
            "machine": "shared 2-core CPU, loaded by other agents' jobs"}
     print(json.dumps({"mean": res["token_counts"]["mean"],
                       "timing": {k: v for k, v in res["timing"].items() if k != "minibatches"}}, indent=1))
