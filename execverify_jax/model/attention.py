@@ -122,8 +122,8 @@ def attend_chunked(q_BTKRH, k_BTKH, v_BTKH, mask_BT, chunk: int) -> jax.Array:
         k_BTKH = jnp.pad(k_BTKH, ((0, 0), (0, pad), (0, 0), (0, 0)))
         v_BTKH = jnp.pad(v_BTKH, ((0, 0), (0, pad), (0, 0), (0, 0)))
         mask_BT = jnp.pad(mask_BT, ((0, 0), (0, pad)))
-    if not is_segments(mask_BT):
-        mask_BT = mask_BT.astype(jnp.bool_)
+    segments = is_segments(mask_BT)
+    real_nBc = mask_BT.astype(jnp.bool_).reshape(B, n, c).swapaxes(0, 1)
     q_nBcKRH = q_BTKRH.reshape(B, n, c, K, R, H).swapaxes(0, 1)
     k_nBcKH = k_BTKH.reshape(B, n, c, K, H).swapaxes(0, 1)
     v_nBcKH = v_BTKH.reshape(B, n, c, K, H).swapaxes(0, 1)
@@ -140,7 +140,9 @@ def attend_chunked(q_BTKRH, k_BTKH, v_BTKH, mask_BT, chunk: int) -> jax.Array:
                 kpos_c = pos_nc[j]
                 s_BKRcs = jnp.einsum("bqkrh,bskh->bkrqs", q_BcKRH, k_nBcKH[j],
                                      preferred_element_type=jnp.float32) * scale
-                ok_Bcs = (kpos_c[None, :] <= qpos_c[:, None])[None] & allowed(mask_BT, qpos_c, kpos_c)
+                # A bool mask keeps the padded path's block slice; segment ids also compare q, k.
+                keys_Bcs = allowed(mask_BT, qpos_c, kpos_c) if segments else real_nBc[j][:, None, :]
+                ok_Bcs = (kpos_c[None, :] <= qpos_c[:, None])[None] & keys_Bcs
                 s_BKRcs = jnp.where(ok_Bcs[:, None, None], s_BKRcs, NEG)
                 s_BKRcs = jnp.where((kpos_c < T)[None, None, None, None, :], s_BKRcs, _PAD_NEG)
                 m_new = jnp.maximum(m_BKRc, s_BKRcs.max(-1))
