@@ -9,7 +9,12 @@ causal masking is implied) and return o_BTKRH in the compute dtype. Scores and s
            scores is ever live. Pure XLA: the CPU default, and the fallback anywhere.
   cudnn    jax.nn.dot_product_attention(implementation="cudnn"): cuDNN flash attention (GPU,
            bf16/fp16 compute, head_dim % 8 == 0, <= 128)
-  splash   the Pallas TPU splash-attention kernel (causal mask, padding as segment ids)
+  splash   the Pallas TPU splash-attention kernel (causal mask, padding as segment ids; packed
+           segment ids pass straight through)
+
+Packing: `mask_BT` may instead be int32 segment ids (0 = padding, 1, 2, ... = the packed
+sequences of a row, rl/infra/packing.py). A query then attends only keys of its own segment
+(causally); a bool mask keeps exactly the masks above (the padded path is untouched).
 
 Padding: a query that may see no real key (a left-padding position) gets a meaningless but finite
 output that differs between implementations (xla: the uniform average of all values; chunked:
@@ -32,11 +37,30 @@ NEG = -1e30  # finite "minus infinity" for masked scores (fully masked rows stay
 _PAD_NEG = -3e38  # keys that only exist because T was padded to a block multiple: below NEG
 
 
+def is_segments(mask_BT: jax.Array) -> bool:
+    """True when `mask_BT` holds packed segment ids (an integer array), not a bool mask."""
+    return jnp.issubdtype(mask_BT.dtype, jnp.integer)
+
+
+def allowed(mask_BT: jax.Array, q_idx: jax.Array, k_idx: jax.Array) -> jax.Array:
+    """ok_BTS for query rows q_idx and key columns k_idx of `mask_BT`: key real, and (segment
+    ids) key in the query's own segment. Causality is the caller's."""
+    k_BS = jnp.take(mask_BT, k_idx, axis=1)
+    if not is_segments(mask_BT):
+        return k_BS.astype(jnp.bool_)[:, None, :]
+    q_BT = jnp.take(mask_BT, q_idx, axis=1)
+    return (k_BS > 0)[:, None, :] & (q_BT[:, :, None] == k_BS[:, None, :])
+
+
 def causal_padding_mask(mask_BT: jax.Array) -> jax.Array:
-    """mask_BTS for a full-sequence forward: causal and key not padding (any padding side)."""
+    """mask_BTS for a full-sequence forward: causal and key not padding (any padding side);
+    with segment ids also key and query in the same segment."""
     T = mask_BT.shape[1]
     causal_TS = jnp.tril(jnp.ones((T, T), jnp.bool_))
-    return causal_TS[None] & mask_BT.astype(jnp.bool_)[:, None, :]
+    if not is_segments(mask_BT):
+        return causal_TS[None] & mask_BT.astype(jnp.bool_)[:, None, :]
+    idx = jnp.arange(T)
+    return causal_TS[None] & allowed(mask_BT, idx, idx)
 
 
 def masked_softmax(s_BKRTS: jax.Array, mask_BTS: jax.Array, dtype) -> jax.Array:
@@ -98,10 +122,11 @@ def attend_chunked(q_BTKRH, k_BTKH, v_BTKH, mask_BT, chunk: int) -> jax.Array:
         k_BTKH = jnp.pad(k_BTKH, ((0, 0), (0, pad), (0, 0), (0, 0)))
         v_BTKH = jnp.pad(v_BTKH, ((0, 0), (0, pad), (0, 0), (0, 0)))
         mask_BT = jnp.pad(mask_BT, ((0, 0), (0, pad)))
+    segments = is_segments(mask_BT)
+    real_nBc = mask_BT.astype(jnp.bool_).reshape(B, n, c).swapaxes(0, 1)
     q_nBcKRH = q_BTKRH.reshape(B, n, c, K, R, H).swapaxes(0, 1)
     k_nBcKH = k_BTKH.reshape(B, n, c, K, H).swapaxes(0, 1)
     v_nBcKH = v_BTKH.reshape(B, n, c, K, H).swapaxes(0, 1)
-    real_nBc = mask_BT.astype(jnp.bool_).reshape(B, n, c).swapaxes(0, 1)
     pos_nc = jnp.arange(n * c, dtype=jnp.int32).reshape(n, c)
     scale = H ** -0.5
 
@@ -115,7 +140,9 @@ def attend_chunked(q_BTKRH, k_BTKH, v_BTKH, mask_BT, chunk: int) -> jax.Array:
                 kpos_c = pos_nc[j]
                 s_BKRcs = jnp.einsum("bqkrh,bskh->bkrqs", q_BcKRH, k_nBcKH[j],
                                      preferred_element_type=jnp.float32) * scale
-                ok_Bcs = (kpos_c[None, :] <= qpos_c[:, None])[None] & real_nBc[j][:, None, :]
+                # A bool mask keeps the padded path's block slice; segment ids also compare q, k.
+                keys_Bcs = allowed(mask_BT, qpos_c, kpos_c) if segments else real_nBc[j][:, None, :]
+                ok_Bcs = (kpos_c[None, :] <= qpos_c[:, None])[None] & keys_Bcs
                 s_BKRcs = jnp.where(ok_Bcs[:, None, None], s_BKRcs, NEG)
                 s_BKRcs = jnp.where((kpos_c < T)[None, None, None, None, :], s_BKRcs, _PAD_NEG)
                 m_new = jnp.maximum(m_BKRc, s_BKRcs.max(-1))
@@ -166,6 +193,7 @@ def attend_splash(q_BTKRH, k_BTKH, v_BTKH, mask_BT, block: int = 128) -> jax.Arr
     N = K * R
     pad = -T % block
     Tp = T + pad
+    # A bool mask becomes segments 1 (real) / 0 (padding); packed segment ids are used as given.
     seg_BT = jnp.pad(mask_BT.astype(jnp.int32), ((0, 0), (0, pad)))
     q_BNTH = jnp.pad((q_BTKRH * (H ** -0.5)).reshape(B, T, N, H),
                      ((0, 0), (0, pad), (0, 0), (0, 0))).transpose(0, 2, 1, 3)

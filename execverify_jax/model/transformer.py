@@ -301,12 +301,18 @@ class Transformer(nnx.Module):
 
     def hidden(self, tokens_BT: jax.Array, positions_BT: jax.Array | None = None,
                mask_BT: jax.Array | None = None) -> jax.Array:
-        """Final-normed hidden states h_BTD of a full-sequence forward (no cache)."""
+        """Final-normed hidden states h_BTD of a full-sequence forward (no cache).
+
+        `mask_BT` is a bool real-token mask or, for packed rows, int32 segment ids (0 = padding;
+        attention stays inside a segment) together with per-segment `positions_BT`.
+        """
         if mask_BT is None:
             mask_BT = jnp.ones(tokens_BT.shape, jnp.bool_)
         if positions_BT is None:
             positions_BT = positions_from_mask(mask_BT)
-        x_BTD, _ = self._run_layers(self.embed(tokens_BT), positions_BT, mask_BT.astype(jnp.bool_))
+        if not attn.is_segments(mask_BT):  # packed rows keep their int32 segment ids
+            mask_BT = mask_BT.astype(jnp.bool_)
+        x_BTD, _ = self._run_layers(self.embed(tokens_BT), positions_BT, mask_BT)
         return self.final_norm(x_BTD)
 
     def __call__(self, tokens_BT: jax.Array, positions_BT: jax.Array | None = None,

@@ -98,6 +98,10 @@ class SFTSection:
     rationale_max_steps: int = 40  # trace steps written into a built-in rationale
     optim: OptimConfig = field(default_factory=OptimConfig.sft)
     mode: Literal["token-mean", "seq-mean-token-mean"] = "token-mean"
+    # Sequence packing (rl/infra/packing.py): each batch's examples packed into buffers of
+    # pack_len tokens (micro_batch_size then counts buffers); same loss and gradients.
+    packing: bool = False
+    pack_len: int = 8192
 
 
 @dataclass(frozen=True)

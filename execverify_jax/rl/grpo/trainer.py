@@ -37,14 +37,15 @@ from execverify_jax.paths import PathLike, append_lines, read_text, run_path, wr
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.rl.builders import build_model_config, build_task, load_init_params, loader_config
 from execverify_jax.rl.grpo.rollout import RolloutGenerator, my_rows
-from execverify_jax.rl.grpo.update import Timer, assign_advantages, run_updates, step_metrics, update_batch
+from execverify_jax.rl.grpo.update import (Timer, assign_advantages, logprob_pass, run_updates, step_metrics,
+                                            update_batch)
 from execverify_jax.rl.infra import distributed as dist
 from execverify_jax.rl.infra.checkpoint import RunCheckpointer
 from execverify_jax.rl.infra.guards import check_finite
 from execverify_jax.rl.infra.metrics import MetricsWriter
 from execverify_jax.rl.infra.optim import build_optimizer, lr_schedule
 from execverify_jax.rl.infra.train_state import abstract_train_state, create_train_state, state_shardings
-from execverify_jax.rl.infra.train_steps import make_grpo_update, make_logprob_fn, put_batch
+from execverify_jax.rl.infra.train_steps import make_grpo_update, make_logprob_fn
 from execverify_jax.rl.run_config import TrainConfig
 
 
@@ -82,11 +83,16 @@ class GRPOTrainer:
                                                        params=params)
         self.shardings = state_shardings(model_cfg, self.tx, self.mesh)
         temp = cfg.rollout.temperature
+        longest = max(cfg.data.buckets) + cfg.rollout.max_new_tokens
+        if g.packing and g.pack_len < longest:
+            raise ValueError(f"grpo.pack_len={g.pack_len!r} is shorter than the longest update row "
+                             f"(max data bucket + rollout.max_new_tokens = {longest})")
         self.update_fn = make_grpo_update(self.graphdef, self.tx, g, self.mesh, self.shardings,
                                           temperature=temp, chunk=cfg.rollout.logprob_chunk,
-                                          lr_schedule=self.schedule)
+                                          lr_schedule=self.schedule, packed=g.packing)
         self.logprob_fn = make_logprob_fn(self.graphdef, self.mesh, micro_batch_size=g.micro_batch_size,
-                                          temperature=temp, chunk=cfg.rollout.logprob_chunk)
+                                          temperature=temp, chunk=cfg.rollout.logprob_chunk,
+                                          packed=g.packing)
         self.ref_params = None
         if g.uses_reference:  # frozen copy of the initial policy
             self.ref_params = jax.tree.map(jnp.copy, self.state.params)
@@ -165,12 +171,8 @@ class GRPOTrainer:
         host = update_batch(roll, batch["prompt_BP"].shape[1], cfg, self.task.pad_id)
         times = {"time/generate": roll.t_gen}
         with Timer(times, "time/logprob"):
-            dev = put_batch(host, self.mesh)
-            old_logp = self.logprob_fn(self.state.params, dev)
-            ref_logp = self.logprob_fn(self.ref_params, dev) if self.ref_params is not None else None
-            # All rows on every process (a multi-host sharded array cannot be read directly).
-            old_logp_np = shd.to_host(old_logp)
-            ref_logp_np = shd.to_host(ref_logp) if ref_logp is not None else None
+            old_logp_np, ref_logp_np = logprob_pass(self.logprob_fn, (self.state.params, self.ref_params),
+                                                    host, self.mesh, cfg)
         if reward_B is None:
             with Timer(extra, "time/score_wait"):
                 results, reward_B = self.rollouts.collect(roll)

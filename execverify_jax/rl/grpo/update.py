@@ -11,10 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from execverify_jax.buckets import bucket_for
+from execverify_jax.model import sharding as shd
 from execverify_jax.rl.grpo.credit import credit_details, stepwise_inputs
 from execverify_jax.rl.grpo.rollout import Rollout
 from execverify_jax.rl.infra import distributed as dist
 from execverify_jax.rl.infra.metrics import reward_metrics
+from execverify_jax.rl.infra.packing import pack_grpo, padding_ratio, unpack_completion
 from execverify_jax.rl.infra.train_steps import put_batch
 from execverify_jax.rl.objective.advantages import (kl_penalized_rewards, overlong_filter, shaped_advantages,
                                                     stepwise_advantages)
@@ -44,6 +46,32 @@ def update_batch(roll: Rollout, loader_P: int, cfg: TrainConfig, pad_id: int) ->
     return {"tokens_BT": np.concatenate([rep_prompt, tokens_BC], 1).astype(np.int32),
             "attn_BT": np.concatenate([prompt_attn, mask_BC > 0], 1),
             "mask_BC": mask_BC}
+
+
+def logprob_pass(logprob_fn: Callable, params_list: tuple, host: dict[str, np.ndarray], mesh: Any,
+                 cfg: TrainConfig) -> list[np.ndarray | None]:
+    """logp_BC (host, all rows) under each params of `params_list` (None -> None). With
+    `grpo.packing` (and `logprob_fn` built with packed=True) the rows are packed into buffers of
+    `grpo.pack_len` first and the log-probs mapped back to the padded completion layout."""
+    g = cfg.grpo
+    layout = None
+    if g.packing:
+        batch, layout = pack_grpo({k: host[k] for k in ("tokens_BT", "attn_BT", "mask_BC")},
+                                  g.pack_len, g.micro_batch_size)
+    else:
+        batch = host
+    dev = put_batch(batch, mesh)
+    out: list[np.ndarray | None] = []
+    for params in params_list:
+        if params is None:
+            out.append(None)
+            continue
+        # All rows on every process (a multi-host sharded array cannot be read directly).
+        logp = shd.to_host(logprob_fn(params, dev))
+        if layout is not None:
+            logp = unpack_completion(logp, layout, host["attn_BT"], host["mask_BC"].shape[1])
+        out.append(logp)
+    return out
 
 
 def advantages(reward_B: np.ndarray, host: dict, old_logp_BC: np.ndarray, ref_logp_BC: np.ndarray | None,
@@ -90,16 +118,22 @@ def assign_advantages(host: dict, roll: Rollout, reward_B: np.ndarray, old_logp_
 
 def run_updates(update_fn: Callable, state: Any, host: dict[str, np.ndarray], mesh: Any,
                 cfg: TrainConfig) -> tuple[Any, list[dict]]:
-    """`ppo_epochs` passes of `num_minibatches` prompt-aligned mini-batch updates."""
+    """`ppo_epochs` passes of `num_minibatches` prompt-aligned mini-batch updates (with
+    `grpo.packing` each mini-batch is packed into buffers of `grpo.pack_len` first)."""
     g = cfg.grpo
     per_mb = host["tokens_BT"].shape[0] // g.num_minibatches
     metrics: list[dict] = []
     for _ in range(g.ppo_epochs):
         for m in range(g.num_minibatches):
             sl = slice(m * per_mb, (m + 1) * per_mb)
-            mb = put_batch({k: v[sl] for k, v in host.items()}, mesh)
+            part = {k: v[sl] for k, v in host.items()}
+            real = int(np.asarray(part["attn_BT"]).sum())
+            if g.packing:
+                part = pack_grpo(part, g.pack_len, g.micro_batch_size)[0]
+            mb = put_batch(part, mesh)
             state, met = update_fn(state, mb)
-            metrics.append(met)
+            # Tokens the update computes per real token (packing.padding_ratio).
+            metrics.append(dict(met, padding_ratio=padding_ratio(part["tokens_BT"].shape, real)))
     return state, jax.device_get(metrics)
 
 

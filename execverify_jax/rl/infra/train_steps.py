@@ -12,6 +12,11 @@ Batch layout of a GRPO mini-batch (host numpy or device arrays, B sequences):
 Completion log-probs are those of the last C positions (`completion_logprobs`), so P is implicit;
 logits are computed for those positions only, chunk by chunk (model/logprobs.py).
 
+Packed layout (`packed=True`, rl/infra/packing.py `pack_grpo`): tokens_BT, segment_ids_BT,
+positions_BT and per-token mask_BT, adv_BT, old_logp_BT (ref_logp_BT) in buffers of L tokens;
+field_BT[t] scores token t (predicted from position t - 1, never across a segment start since a
+segment's first token is a prompt token). Loss and gradients equal the padded layout's (tested).
+
 Every step is exact under micro-batching: the loss normaliser (`aggregation.loss_norm`) is
 computed once on the whole mini-batch and the micro-batch contributions are summed by
 `rl/accumulate.accumulate_grads` (a `lax.scan`, so one compiled body for any number of
@@ -128,27 +133,46 @@ def _completion_logp_entropy(model: Any, tokens_BT: jax.Array, attn_BT: jax.Arra
     return logp_BC, entropy_BC
 
 
+def _packed_logp(model: Any, mb: dict, temperature: float, chunk: int | None) -> jax.Array:
+    """logp_BT of every packed token given its segment's previous ones (0 at column 0)."""
+    tokens_BT = mb["tokens_BT"]
+    h_BTD = model.hidden(tokens_BT, mb["positions_BT"], mb["segment_ids_BT"])
+    logp_BT, _ = target_logprobs(model, h_BTD[:, :-1], tokens_BT[:, 1:], temperature, chunk)
+    return jnp.concatenate([jnp.zeros_like(logp_BT[:, :1]), logp_BT], axis=1)
+
+
 def make_logprob_fn(graphdef: nnx.GraphDef, mesh: Mesh, *, micro_batch_size: int,
                     temperature: float = 1.0, chunk: int | None = None,
                     rules: shd.Rules = shd.TRAIN_RULES,
-                    key: str = "grpo.micro_batch_size") -> UnderRules:
-    """Jitted (params, batch{tokens_BT, attn_BT, mask_BC}) -> logp_BC, micro-batch by micro-batch."""
+                    key: str = "grpo.micro_batch_size", packed: bool = False) -> UnderRules:
+    """Jitted (params, batch{tokens_BT, attn_BT, mask_BC}) -> logp_BC, micro-batch by micro-batch;
+    `packed`: (params, batch{tokens_BT, segment_ids_BT, positions_BT}) -> logp_BT of every packed
+    token (packing.unpack_completion maps it back to logp_BC)."""
     check_micro_batch(micro_batch_size, mesh, key, rules)
 
     def one(params: Any, mb: dict, C: int) -> jax.Array:
         model = nnx.merge(graphdef, params)  # inside the scan body: see the module docstring
         mb = _rows(mb)
+        if packed:
+            return _packed_logp(model, {"tokens_BT": mb["t"], "segment_ids_BT": mb["a"],
+                                        "positions_BT": mb["p"]}, temperature, chunk)
         return _completion_logp(model, mb["t"], mb["a"], C, temperature, chunk)
 
     @jax.jit
     def run(params: Any, tokens_BT: jax.Array, attn_BT: jax.Array, C_like: jax.Array) -> jax.Array:
         C = C_like.shape[1]
-        mbs = split_microbatches({"t": tokens_BT, "a": attn_BT}, micro_batch_size, strided=True)
+        parts = {"t": tokens_BT, "a": attn_BT}
+        if packed:
+            parts["p"] = C_like  # positions_BT (C is unused: every packed token is scored)
+        mbs = split_microbatches(parts, micro_batch_size, strided=True)
         # params ride in the scan carry (unchanged) rather than being closed over: a module merged
         # from closed-over outer tracers trips nnx.remat's trace-level check (TraceContextError).
         _, out_MbC = jax.lax.scan(lambda p, mb: (p, one(p, mb, C)), params, mbs)
         return _rows(merge_microbatches(out_MbC, tokens_BT.shape[0], strided=True))
 
+    if packed:
+        return UnderRules(run, mesh, rules, lambda params, batch: (
+            params, batch["tokens_BT"], batch["segment_ids_BT"], batch["positions_BT"]))
     return UnderRules(run, mesh, rules, lambda params, batch: (params, batch["tokens_BT"], batch["attn_BT"],
                                                                batch["mask_BC"]))
 
@@ -157,8 +181,9 @@ def make_grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, c
                      mesh: Mesh, state_shardings: TrainState, *, temperature: float = 1.0,
                      chunk: int | None = None, lr_schedule: optax.Schedule | None = None,
                      rules: shd.Rules = shd.TRAIN_RULES,
-                     key: str = "grpo.micro_batch_size") -> UnderRules:
-    """Jitted (state, minibatch) -> (state, metrics): one optimizer update on one mini-batch.
+                     key: str = "grpo.micro_batch_size", packed: bool = False) -> UnderRules:
+    """Jitted (state, minibatch) -> (state, metrics): one optimizer update on one mini-batch
+    (`packed`: the packed layout of the module docstring; no entropy bonus there).
 
     metrics: loss, grad_norm (before clipping), lr, and every metric of `grpo.policy_loss`
     (pg_loss, approx_kl, clip_frac_low/high, dual_clip_frac, ratio_mean/max, num_tokens,
@@ -166,6 +191,16 @@ def make_grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, c
     """
     use_entropy = cfg.entropy_coef > 0
     check_micro_batch(cfg.micro_batch_size, mesh, key, rules)
+    if packed and use_entropy:
+        raise ValueError(f"grpo.packing=True does not support entropy_coef={cfg.entropy_coef!r} > 0")
+
+    def packed_loss_fn(params: Any, mb: dict, norm: Any) -> tuple[jax.Array, dict]:
+        model = nnx.merge(graphdef, params)  # inside the scan body: see the module docstring
+        mb = _rows(mb)
+        logp_BT = _packed_logp(model, mb, temperature, chunk)
+        return policy_loss(logp_BT, mb["old_logp_BT"], mb["adv_BT"], mb["mask_BT"], cfg,
+                           ref_logp_BC=mb.get("ref_logp_BT"), norm=norm,
+                           segment_ids_BC=mb["segment_ids_BT"])
 
     def loss_fn(params: Any, mb: dict, norm: Any) -> tuple[jax.Array, dict]:
         model = nnx.merge(graphdef, params)  # inside the scan body: see the module docstring
@@ -182,9 +217,10 @@ def make_grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, c
 
     @functools.partial(jax.jit, donate_argnums=(0,))
     def update(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-        norm = loss_norm(batch["mask_BC"])
+        norm = (loss_norm(batch["mask_BT"], batch["segment_ids_BT"]) if packed
+                else loss_norm(batch["mask_BC"]))
         mbs = split_microbatches(batch, cfg.micro_batch_size, strided=True)
-        loss, grads, metrics = accumulate_grads(loss_fn, state.params, mbs, norm,
+        loss, grads, metrics = accumulate_grads(packed_loss_fn if packed else loss_fn, state.params, mbs, norm,
                                                 grad_shardings=state_shardings.params)
         return _apply_grads(state, grads, loss, metrics, tx, state_shardings, lr_schedule)
 
@@ -194,26 +230,40 @@ def make_grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, c
 def make_sft_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, mesh: Mesh,
                     state_shardings: TrainState, *, micro_batch_size: int, mode: str = "token-mean",
                     lr_schedule: optax.Schedule | None = None, rules: shd.Rules = shd.TRAIN_RULES,
-                    key: str = "sft.micro_batch_size") -> UnderRules:
+                    key: str = "sft.micro_batch_size", packed: bool = False) -> UnderRules:
     """Jitted (state, batch{ids_BT, attn_BT, loss_mask_BT}) -> (state, metrics): masked CE on the
-    assistant tokens (`loss_mask_BT`), global token mean over the whole batch (paper's SFT)."""
+    assistant tokens (`loss_mask_BT`), global token mean over the whole batch (paper's SFT).
+
+    `packed`: batch{ids_BT, segment_ids_BT, positions_BT, loss_mask_BT} (packing.pack_sft); a
+    target is only learned inside its own segment, and segments are the sequences of the
+    seq-mean-token-mean mode."""
     check_micro_batch(micro_batch_size, mesh, key, rules)
 
     def loss_fn(params: Any, mb: dict, norm: Any) -> tuple[jax.Array, dict]:
         model = nnx.merge(graphdef, params)  # inside the traced body: see the module docstring
         mb = _rows(mb)
-        h_BTD = model.hidden(mb["ids_BT"], None, mb["attn_BT"])
+        pos_BT = mb.get("positions_BT")
+        h_BTD = model.hidden(mb["ids_BT"], pos_BT, mb["segment_ids_BT"] if packed else mb["attn_BT"])
         # Padding targets may be any id; they are masked, but must index inside the vocab.
         target_BT = jnp.where(mb["tmask_BT"].astype(bool), mb["target_BT"], 0)
         logp_BT, hit_BT = target_logprobs(model, h_BTD, target_BT, chunk=DEFAULT_CHUNK, with_hit=True)
-        return sft_loss_from_logp(logp_BT, hit_BT, mb["tmask_BT"], norm=norm, mode=mode)
+        return sft_loss_from_logp(logp_BT, hit_BT, mb["tmask_BT"], norm=norm, mode=mode,
+                                  segment_ids_BT=mb.get("segment_ids_BT"))
 
     @functools.partial(jax.jit, donate_argnums=(0,))
     def update(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         target_BT, tmask_BT = next_token_targets(batch["ids_BT"], batch["loss_mask_BT"])
-        full = {"ids_BT": batch["ids_BT"], "attn_BT": batch["attn_BT"], "target_BT": target_BT,
-                "tmask_BT": tmask_BT}
-        norm = loss_norm(tmask_BT)
+        if packed:
+            seg_BT = batch["segment_ids_BT"]
+            # The last token of a segment has no target: the next one starts another sequence.
+            same_BT = jnp.concatenate([seg_BT[:, 1:] == seg_BT[:, :-1], jnp.zeros_like(seg_BT[:, :1], bool)], 1)
+            tmask_BT = jnp.where(same_BT, tmask_BT, 0).astype(tmask_BT.dtype)
+            full = {"ids_BT": batch["ids_BT"], "segment_ids_BT": seg_BT, "positions_BT": batch["positions_BT"],
+                    "target_BT": target_BT, "tmask_BT": tmask_BT}
+        else:
+            full = {"ids_BT": batch["ids_BT"], "attn_BT": batch["attn_BT"], "target_BT": target_BT,
+                    "tmask_BT": tmask_BT}
+        norm = loss_norm(tmask_BT, full.get("segment_ids_BT"))
         mbs = split_microbatches(full, micro_batch_size, strided=True)
         loss, grads, metrics = accumulate_grads(loss_fn, state.params, mbs, norm,
                                                 grad_shardings=state_shardings.params)

@@ -43,6 +43,10 @@ class GRPOConfig:
     num_minibatches: int = 2  # optimizer updates per rollout batch per epoch (128 / 64)
     ppo_epochs: int = 1
     micro_batch_size: int = 8  # sequences per accumulation step; does not change the maths
+    # Sequence packing of the update (rl/infra/packing.py): rows packed into buffers of pack_len
+    # tokens (then micro_batch_size counts buffers); same loss and gradients, fewer padding tokens.
+    packing: bool = False
+    pack_len: int = 8192
     max_response_len: int = 4096  # also the constant normaliser of seq-mean-token-sum-norm
 
     # Advantages.
@@ -97,6 +101,10 @@ class GRPOConfig:
                        f"must divide prompts_per_step={self.prompts_per_step}")
         check_int("ppo_epochs", self.ppo_epochs, 1)
         check_int("micro_batch_size", self.micro_batch_size, 1)
+        check_bool("packing", self.packing)
+        check_int("pack_len", self.pack_len, 1)
+        if self.packing and self.entropy_coef > 0:
+            raise bad("packing", self.packing, f"has no entropy bonus (entropy_coef={self.entropy_coef!r})")
         check_int("max_response_len", self.max_response_len, 1)
         check_bool("norm_adv_by_std", self.norm_adv_by_std)
         if check_real("adv_eps", self.adv_eps) <= 0:

@@ -47,7 +47,8 @@ def clipped_surrogate(ratio_BC: jax.Array, adv_B1: jax.Array, cfg: GRPOConfig) -
 
 def policy_loss(logp_BC: jax.Array, old_logp_BC: jax.Array, adv_B: jax.Array, mask_BC: jax.Array,
                 cfg: GRPOConfig, ref_logp_BC: jax.Array | None = None, entropy_BC: jax.Array | None = None,
-                *, norm: LossNorm | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+                *, norm: LossNorm | None = None, segment_ids_BC: jax.Array | None = None
+                ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """GRPO loss of a batch of completions and its metrics.
 
     logp_BC: log pi_theta of the sampled tokens (differentiable); old_logp_BC: log pi_old of the
@@ -55,7 +56,9 @@ def policy_loss(logp_BC: jax.Array, old_logp_BC: jax.Array, adv_B: jax.Array, ma
     advantage per sequence, or per token with shape (B, C) (stepwise credit); mask_BC: 1 on completion tokens that count; ref_logp_BC: frozen
     reference log-probs (needed when cfg.kl_coef > 0, else only monitored); entropy_BC: per-token
     policy entropy (needed when cfg.entropy_coef > 0; must be differentiable for the bonus to act).
-    norm: the mini-batch's `loss_norm` (defaults to this batch's own).
+    norm: the mini-batch's `loss_norm` (defaults to this batch's own). segment_ids_BC: packed
+    rows (rl/infra/packing.py): the arrays are then per packed token, each segment is one
+    sequence for the seq-mean-* modes, and adv_B must be per token.
 
     Metrics (float32 scalars): pg_loss, kl_loss (when kl_coef > 0), kl_ref (token-mean KL to the
     reference, when given), entropy (when given), approx_kl (token-mean k3 of pi_old vs pi),
@@ -69,7 +72,7 @@ def policy_loss(logp_BC: jax.Array, old_logp_BC: jax.Array, adv_B: jax.Array, ma
     if cfg.entropy_coef > 0 and entropy_BC is None:
         raise ValueError(f"entropy_coef={cfg.entropy_coef!r} > 0 needs entropy_BC")
     if norm is None:
-        norm = loss_norm(mask_BC)
+        norm = loss_norm(mask_BC, segment_ids_BC)
     mask_BC = mask_BC.astype(bool)
 
     # Padding may hold garbage (inf/NaN log-probs). Replace it with 0 *before* any arithmetic:
@@ -93,7 +96,7 @@ def policy_loss(logp_BC: jax.Array, old_logp_BC: jax.Array, adv_B: jax.Array, ma
     pg_BC, dual_BC = clipped_surrogate(ratio_BC, adv_B1, cfg)
 
     def agg(x_BC: jax.Array) -> jax.Array:
-        return aggregate(x_BC, mask_BC, cfg.loss_agg_mode, norm, cfg.max_response_len)
+        return aggregate(x_BC, mask_BC, cfg.loss_agg_mode, norm, cfg.max_response_len, segment_ids_BC)
 
     total_BC = pg_BC
     metrics: dict[str, jax.Array] = {}

@@ -48,13 +48,14 @@ def sft_loss(logits_BTV: jax.Array, target_BT: jax.Array, mask_BT: jax.Array, *,
 
 
 def sft_loss_from_logp(logp_BT: jax.Array, hit_BT: jax.Array, mask_BT: jax.Array, *,
-                       norm: LossNorm | None = None, mode: str = "token-mean"
-                       ) -> tuple[jax.Array, dict[str, jax.Array]]:
+                       norm: LossNorm | None = None, mode: str = "token-mean",
+                       segment_ids_BT: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
     """`sft_loss` from the target log-probs and argmax hits (model/logprobs.target_logprobs
-    computes both chunk by chunk, so the training step never builds [B, T, V] logits)."""
+    computes both chunk by chunk, so the training step never builds [B, T, V] logits).
+    `segment_ids_BT`: packed rows (a segment is a sequence for seq-mean-token-mean)."""
     mask_BT = mask_BT.astype(bool)
     nll_BT = -logp_BT
-    loss = aggregate(nll_BT, mask_BT, mode, norm)
+    loss = aggregate(nll_BT, mask_BT, mode, norm, segment_ids_BC=segment_ids_BT)
     sg = jax.lax.stop_gradient
     metrics = {
         "ce": sg(masked_token_mean(nll_BT, mask_BT, norm)),

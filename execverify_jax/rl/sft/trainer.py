@@ -118,6 +118,7 @@ def run_sft(cfg: Any, run_dir: Any, conversations: list[list[dict]], tokenizer: 
     from execverify_jax.rl.infra.guards import check_finite
     from execverify_jax.rl.infra.metrics import MetricsWriter
     from execverify_jax.rl.infra.optim import build_optimizer, lr_schedule
+    from execverify_jax.rl.infra.packing import pack_sft
     from execverify_jax.rl.infra.train_steps import make_sft_update, put_batch
     from execverify_jax.rl.infra.train_state import create_train_state, state_shardings
 
@@ -135,6 +136,8 @@ def run_sft(cfg: Any, run_dir: Any, conversations: list[list[dict]], tokenizer: 
             examples.append(ex)
     if not examples:
         raise ValueError("no SFT example has assistant tokens within max_len")
+    if s.packing and s.pack_len < s.max_len:
+        raise ValueError(f"sft.pack_len={s.pack_len!r} is shorter than sft.max_len={s.max_len!r}")
     mesh = shd.make_mesh(cfg.mesh)
     if model_cfg is None:
         model_cfg, init = build_model_config(cfg, tokenizer.vocab_size)
@@ -147,14 +150,15 @@ def run_sft(cfg: Any, run_dir: Any, conversations: list[list[dict]], tokenizer: 
     graphdef, state = create_train_state(model_cfg, tx, seed=cfg.seed, mesh=mesh, params=params)
     update = make_sft_update(graphdef, tx, mesh, state_shardings(model_cfg, tx, mesh),
                              micro_batch_size=s.micro_batch_size, mode=s.mode,
-                             lr_schedule=lr_schedule(s.optim, total))
+                             lr_schedule=lr_schedule(s.optim, total), packed=s.packing)
     writer = MetricsWriter(run_dir, resume_step=None, enabled=jax.process_index() == 0, tensorboard=cfg.tensorboard)
     bar = tqdm(total=total, desc="SFT", disable=not cfg.progress, dynamic_ncols=True)
     step, t_start, last = 0, time.perf_counter(), {}
     for epoch in range(s.epochs):
         for batch in bucketed_batches(examples, s.batch_size, s.buckets, tokenizer.pad_id, cfg.seed + epoch):
             t0 = time.perf_counter()
-            state, m = update(state, put_batch(batch, mesh))
+            fed = pack_sft(batch, s.pack_len, s.micro_batch_size)[0] if s.packing else batch
+            state, m = update(state, put_batch(fed, mesh))
             m = {f"sft/{k}": float(v) for k, v in jax.device_get(m).items()}
             check_finite(step + 1, m, ("sft/loss", "sft/grad_norm"))
             dt = time.perf_counter() - t0
