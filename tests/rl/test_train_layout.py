@@ -101,5 +101,5 @@ def test_grpo_loop_with_remat_on_fsdp8(tmp_path):
     assert [r["step"] for r in rows] == [1, 2]
     assert rows[-1]["optimizer_step"] == 4
     assert all(np.isfinite(r["train/loss"]) and r["train/grad_norm"] > 0 for r in rows)
-    wq = trainer.state.params["layers"][0]["attn"]["wq"][...]
+    wq = trainer.state.params["layers"]["attn"]["wq"][...]  # stacked [L, ...] layout
     assert len(wq.sharding.device_set) == 8
