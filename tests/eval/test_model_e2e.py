@@ -57,7 +57,13 @@ def test_greedy_eval_is_the_same_on_both_engines(cruxeval_path, tiny_model, tmp_
     """`generation.engine`: the continuous engine (default; all prompts in one call, 2 slots so
     rows are admitted as others finish) and the static sampler (batches of 4) give the same greedy
     responses, hence the same accuracy."""
-    runs = {eng: _run("cruxeval-o", cruxeval_path, tiny_model, tmp_path / eng, limit=5, engine=eng,
+    # Larger random weights than HF's 0.02 init, so that different prompts get different answers.
+    torch.manual_seed(1)
+    model_dir = tmp_path / "varied"
+    transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**QWEN_KW, initializer_range=0.5)).eval() \
+        .save_pretrained(model_dir)
+    model = (model_dir, tiny_model[1])
+    runs = {eng: _run("cruxeval-o", cruxeval_path, model, tmp_path / eng, limit=5, engine=eng,
                       slots=2, steps_per_call=2, block=16)
             for eng in ("continuous", "static")}
     (res_c, samples_c), (res_s, samples_s) = runs["continuous"], runs["static"]

@@ -48,9 +48,9 @@ def test_continuous_engine_grpo_run_reproduces_itself_exactly(tmp_path):
     for r in rows:
         assert 0 < r["rollout/useful_row_step_fraction"] <= 1
         assert r["rollout/decode_steps"] > 0
-    # The policy did move (the equality above is not two untouched initialisations).
-    fresh = _run(tmp_path / "c", 1)
-    assert any(not np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(fresh[1], a[1]))
+        # Updates happened (the params compared above are not two untouched initialisations).
+        assert r["train/grad_norm"] > 0
+    assert rows[0]["reward/mean"] != rows[1]["reward/mean"] or rows[0]["response_len/mean"] != rows[1]["response_len/mean"]
 
 
 def test_engine_knobs_are_validated():
