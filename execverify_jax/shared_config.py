@@ -62,7 +62,9 @@ class SamplingConfig:
 
     engine: which generator (model/generation.py). continuous (default) = the slot engine of
     model/engine.py: `slots` rows in flight, refilled as rows finish, `steps_per_call` decode
-    steps between admission checks, attention over the live length in `block`-position blocks.
+    steps between admission checks, attention over the live length in `block`-position blocks,
+    free slots filled `prefill_batch` rows per admission prefill (a padded batch of that many
+    rows: large values waste prefill work when only a few slots are free).
     static = the batched Sampler (each call runs to its longest row). For the same seed the two
     draw different *sampled* tokens (different key schedules); greedy output is the same.
     """
@@ -75,11 +77,12 @@ class SamplingConfig:
     slots: int = 64
     steps_per_call: int = 16
     block: int = 128
+    prefill_batch: int = 8
 
     def __post_init__(self) -> None:
         check_int("max_new_tokens", self.max_new_tokens, 1)
         check_choice("engine", self.engine, ENGINES)
-        for name in ("slots", "steps_per_call", "block"):
+        for name in ("slots", "steps_per_call", "block", "prefill_batch"):
             check_int(name, getattr(self, name), 1)
         check_range("temperature", self.temperature, 0.0)
         if self.top_p is not None:

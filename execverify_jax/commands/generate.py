@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     generator = make_generator(cfg, graphdef, opts, mesh=mesh, pad_id=tok.pad_id)
     strategy = make_strategy(opts.greedy, opts.temperature, opts.top_k, opts.top_p)
     out = generator.generate(params, [ids], opts.max_new_tokens, strategy, stop_ids=tok.stop_ids,
-                           n=opts.n, seed=opts.seed)
+                             n=opts.n, seed=opts.seed)
     for i in range(len(out.lengths_B)):
         text = tok.decode(out.tokens_BC[i, : out.lengths_B[i]])
         if opts.n > 1:

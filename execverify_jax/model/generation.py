@@ -24,18 +24,8 @@ from jax.sharding import Mesh
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.model.engine import Engine
-from execverify_jax.model.sampler import DEFAULT_BUCKETS, SampleOutput, Sampler
-from execverify_jax.model.strategies import Strategy
+from execverify_jax.model.sampler import DEFAULT_BUCKETS, Sampler
 from execverify_jax.shared_config import ENGINES  # noqa: F401  (re-exported)
-
-
-class Generator(Protocol):
-    """What `Sampler` and `Engine` both implement."""
-
-    def generate(self, params: nnx.State, prompts: Sequence[Sequence[int]], max_new_tokens: int,
-                 strategy: Strategy = ..., stop_ids: Sequence[int] = (), n: int = 1,
-                 seed: int = 0) -> SampleOutput:
-        ...
 
 
 class EngineKnobs(Protocol):
@@ -45,18 +35,20 @@ class EngineKnobs(Protocol):
     slots: int
     steps_per_call: int
     block: int
+    prefill_batch: int
 
 
 def make_generator(cfg: ModelConfig, graphdef: nnx.GraphDef, knobs: EngineKnobs, *,
                    mesh: Mesh | None = None, rules: shd.Rules = shd.SAMPLE_RULES,
                    buckets: Sequence[int] = DEFAULT_BUCKETS, pad_id: int = 0,
                    cache_dtype: str | None = None) -> Sampler | Engine:
-    """The generator `knobs.engine` names, built with the knobs' slots / steps_per_call / block
-    (continuous only); an unknown engine is an error naming the value."""
+    """The generator `knobs.engine` names, built with the knobs' slots / steps_per_call / block /
+    prefill_batch (continuous only; prefill_batch is capped at slots); an unknown engine is an
+    error naming the value."""
     common = dict(mesh=mesh, rules=rules, buckets=tuple(buckets), pad_id=pad_id, cache_dtype=cache_dtype)
     if knobs.engine == "static":
         return Sampler(cfg, graphdef, **common)
     if knobs.engine == "continuous":
         return Engine(cfg, graphdef, slots=knobs.slots, steps_per_call=knobs.steps_per_call,
-                      block=knobs.block, **common)
+                      block=knobs.block, prefill_batch=min(knobs.prefill_batch, knobs.slots), **common)
     raise ValueError(f"engine: {knobs.engine!r} is not one of {list(ENGINES)}")
