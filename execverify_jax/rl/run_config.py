@@ -57,7 +57,7 @@ class RolloutSection(SamplingConfig):
     temperature: float = 1.0
     top_p: float | None = 1.0
     top_k: int | None = None
-    prompts_per_call: int | None = None  # generation chunk (prompts); scoring of a chunk overlaps the next
+    prompts_per_call: int | None = None  # static engine: generation chunk (prompts); its scoring overlaps the next
     completion_buckets: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
     logprob_chunk: int | None = None  # positions per logits slab in the log-prob pass
     # Sampling layout: true = before each rollout, copy the weights device-to-device into the
