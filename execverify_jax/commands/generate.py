@@ -59,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Loads model + tokenizer, checks they match, samples and prints the decoded text."""
+    import dataclasses
     from pathlib import Path
 
     import jax
@@ -82,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
                                      else "model_config.json"))
     tok.check_model_vocab(cfg.vocab_size, source)
     ids = tok.encode(opts.prompt) if opts.raw_prompts else tok.apply_chat([{"role": "user", "content": opts.prompt}])
-    generator = make_generator(cfg, graphdef, opts, mesh=mesh, pad_id=tok.pad_id)
+    # No more engine slots than the n rows: each slot's cache is allocated up front.
+    knobs = dataclasses.replace(opts, slots=min(opts.slots, opts.n))
+    generator = make_generator(cfg, graphdef, knobs, mesh=mesh, pad_id=tok.pad_id)
     strategy = make_strategy(opts.greedy, opts.temperature, opts.top_k, opts.top_p)
     out = generator.generate(params, [ids], opts.max_new_tokens, strategy, stop_ids=tok.stop_ids,
                              n=opts.n, seed=opts.seed)

@@ -10,6 +10,7 @@ samples of `items[i]`.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Sequence
 
@@ -65,6 +66,8 @@ def generate(items: Sequence[EvalItem], model: str, tokenizer: str | None, gen: 
     from execverify_jax.model.engine import Engine
     from execverify_jax.model.strategies import make_strategy
 
+    # No more engine slots than rows: each slot's cache is allocated up front.
+    gen = dataclasses.replace(gen, slots=min(gen.slots, max(1, len(items)) * gen.n))
     generator, params, tok = load_model(model, tokenizer, gen)
     strategy = make_strategy(gen.greedy, gen.temperature, gen.top_k, gen.top_p)
     prompts = []
