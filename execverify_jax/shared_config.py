@@ -7,6 +7,7 @@ these one definitions. Values are checked with the `config_loader` helpers (`Con
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from execverify_jax.config_loader import ConfigError, bad, check_choice, check_int, check_range
 
@@ -58,15 +59,31 @@ class SamplingConfig:
     top_k null mean no truncation. RL rollouts additionally require temperature > 0 (checked by
     `RolloutSection`): G identical greedy samples per prompt would give zero advantages.
     Subclasses add their own fields and may change the defaults.
+
+    engine: which generator (model/generation.py). continuous (default) = the slot engine of
+    model/engine.py: `slots` rows in flight, refilled as rows finish, `steps_per_call` decode
+    steps between admission checks, attention over the live length in `block`-position blocks,
+    free slots filled `prefill_batch` rows per admission prefill (a padded batch of that many
+    rows: large values waste prefill work when only a few slots are free).
+    static = the batched Sampler (each call runs to its longest row). For the same seed the two
+    draw different *sampled* tokens (different key schedules); greedy output is the same.
     """
 
     max_new_tokens: int = 1024
     temperature: float = 1.0
     top_p: float | None = None
     top_k: int | None = None
+    engine: Literal["static", "continuous"] = "continuous"
+    slots: int = 64
+    steps_per_call: int = 16
+    block: int = 128
+    prefill_batch: int = 8
 
     def __post_init__(self) -> None:
         check_int("max_new_tokens", self.max_new_tokens, 1)
+        check_choice("engine", self.engine, ENGINES)
+        for name in ("slots", "steps_per_call", "block", "prefill_batch"):
+            check_int(name, getattr(self, name), 1)
         check_range("temperature", self.temperature, 0.0)
         if self.top_p is not None:
             check_range("top_p", self.top_p, 0.0, 1.0, lo_open=True)
@@ -84,6 +101,8 @@ class GenerationConfig(SamplingConfig):
     """Decoding options of `execverify eval` (its `generation:` section) and `execverify generate`.
 
     n: samples per prompt (pass@k); temperature 0 (the default here) = greedy, the paper's setting.
+    batch_size: prompts per call of the static sampler (engine: static); the continuous engine
+    takes every prompt in one call and keeps `slots` rows in flight.
     raw_prompts: encode an item's `raw_prompt` as-is (completion style) instead of the chat template.
     dtype: inference numerics (auto: float32 on CPU, bfloat16 otherwise; see model/config.py).
     """
@@ -105,3 +124,4 @@ class GenerationConfig(SamplingConfig):
 
 
 DTYPES = ("auto", "float32", "bfloat16", "bf16-matmul")
+ENGINES = ("static", "continuous")  # model/generation.py's (this module imports no jax)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from execverify_jax.commands import add_config_args, load_options
-from execverify_jax.shared_config import DTYPES
+from execverify_jax.shared_config import DTYPES, ENGINES
 
 NAME = "eval"
 HELP = "evaluate on CRUXEval, REval, HumanEval and more"
@@ -21,7 +21,7 @@ FLAGS = {"benchmark": "benchmark", "data": "data", "model": "model", "responses"
          "n": "generation.n", "temperature": "generation.temperature", "top_p": "generation.top_p",
          "max_new_tokens": "generation.max_new_tokens", "batch_size": "generation.batch_size",
          "seed": "generation.seed", "raw_prompts": "generation.raw_prompts", "dtype": "generation.dtype",
-         "mesh": "generation.mesh", "scoring": "scoring"}
+         "mesh": "generation.mesh", "engine": "generation.engine", "scoring": "scoring"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, help="default 0, which means greedy (the paper's setting)")
     parser.add_argument("--top-p", type=float, default=None)
     parser.add_argument("--max-new-tokens", type=int, help="default 1024")
-    parser.add_argument("--batch-size", type=int, help="prompts per sampler call (default 16)")
+    parser.add_argument("--batch-size", type=int, help="prompts per static-sampler call (default 16)")
+    parser.add_argument("--engine", choices=list(ENGINES),
+                        help="generator: continuous (default, the slot engine; generation.slots rows in "
+                             "flight) or static (batches of --batch-size prompts)")
     parser.add_argument("--seed", type=int, help="default 0")
     parser.add_argument("--raw-prompts", action="store_true", default=None,
                         help="feed official completion-style prompts as raw text (no chat template)")

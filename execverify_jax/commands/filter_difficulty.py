@@ -14,6 +14,7 @@ import argparse
 import json
 
 from execverify_jax.commands import add_config_args, load_options
+from execverify_jax.shared_config import ENGINES
 
 NAME = "filter-difficulty"
 HELP = "keep questions by the policy's own pass rate"
@@ -25,7 +26,7 @@ FLAGS = {"model": "model", "tokenizer": "tokenizer", "data": "data", "split": "s
          "max_new_tokens": "difficulty.max_new_tokens", "max_pass_rate": "difficulty.max_pass_rate",
          "min_pass_rate": "difficulty.min_pass_rate", "prompt": "difficulty.prompt",
          "batch_prompts": "difficulty.batch_prompts", "limit": "limit", "workers": "workers", "mesh": "mesh",
-         "seed": "difficulty.seed", "progress": "progress"}
+         "seed": "difficulty.seed", "progress": "progress", "engine": "difficulty.engine"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="sandbox workers")
     parser.add_argument("--mesh", help="mesh, e.g. data=-1,tensor=2 (default data=-1)")
     parser.add_argument("--seed", type=int, help="default 0")
+    parser.add_argument("--engine", choices=list(ENGINES),
+                        help="generator: continuous (default, the slot engine) or static (the batched sampler)")
     parser.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None)
 
 
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from execverify_jax.data.tokenizer import Tokenizer
     from execverify_jax.model import sharding as shd
     from execverify_jax.model.checkpoint import load_any
-    from execverify_jax.model.sampler import Sampler
+    from execverify_jax.model.generation import make_generator
     from execverify_jax.rewards.scorer import PRELOAD, Scorer
     from execverify_jax.rl.apps.difficulty import keep, pass_rates
     from execverify_jax.rl.builders import all_questions
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     mcfg, graphdef, params = load_any(cfg.model, mesh)
     tok = Tokenizer(cfg.tokenizer or cfg.model)
     tok.check_model_vocab(mcfg.vocab_size, cfg.model)
-    sampler = Sampler(mcfg, graphdef, mesh=mesh, pad_id=tok.pad_id)
+    sampler = make_generator(mcfg, graphdef, dcfg, mesh=mesh, pad_id=tok.pad_id)
     rates, kept = [], 0
     with SandboxPool(num_workers=cfg.workers, preload=PRELOAD) as pool, open(cfg.out, "w", encoding="utf-8") as f:
         scorer = Scorer(pool)

@@ -1,4 +1,5 @@
-"""`execverify generate`: generate text from a checkpoint or HF directory with the KV-cache sampler."""
+"""`execverify generate`: generate text from a checkpoint or HF directory (the `engine` key picks
+the continuous rollout engine, the default, or the static sampler; model/generation.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 from dataclasses import dataclass, field
 
 from execverify_jax.commands import add_config_args, load_options
-from execverify_jax.shared_config import DTYPES, GenerationConfig
+from execverify_jax.shared_config import DTYPES, ENGINES, GenerationConfig
 
 NAME = "generate"
 HELP = "generate text with a checkpoint or HF directory"
@@ -28,7 +29,7 @@ class GenerateOptions(GenerationConfig):
 # argparse dest -> config key; --greedy is temperature=0 (applied after --temperature).
 FLAGS = {"model": "model", "prompt": "prompt", "tokenizer": "tokenizer", "max_new_tokens": "max_new_tokens",
          "temperature": "temperature", "greedy": "temperature", "top_p": "top_p", "top_k": "top_k", "n": "n",
-         "seed": "seed", "raw": "raw_prompts", "dtype": "dtype", "mesh": "mesh"}
+         "seed": "seed", "raw": "raw_prompts", "dtype": "dtype", "mesh": "mesh", "engine": "engine"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,10 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weights + compute dtype (auto, the default: float32 on CPU, bfloat16 otherwise; "
                              "bf16-matmul: bf16 weights and matmul inputs, fp32 elsewhere, fast on CPU)")
     parser.add_argument("--mesh", help="mesh axes, e.g. 'data=1,tensor=8' (default data=-1)")
+    parser.add_argument("--engine", choices=list(ENGINES),
+                        help="continuous (default: the slot engine) or static (the batched sampler); "
+                             "same greedy output, different samples for a seed")
 
 
 def run(args: argparse.Namespace) -> int:
     """Loads model + tokenizer, checks they match, samples and prints the decoded text."""
+    import dataclasses
     from pathlib import Path
 
     import jax
@@ -63,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from execverify_jax.model import sharding as shd
     from execverify_jax.model.checkpoint import load_any
     from execverify_jax.model.config import inference_numerics
-    from execverify_jax.model.sampler import Sampler
+    from execverify_jax.model.generation import make_generator
     from execverify_jax.model.strategies import make_strategy
 
     opts = load_options(GenerateOptions, args, "generate", FLAGS)
@@ -78,10 +83,12 @@ def run(args: argparse.Namespace) -> int:
                                      else "model_config.json"))
     tok.check_model_vocab(cfg.vocab_size, source)
     ids = tok.encode(opts.prompt) if opts.raw_prompts else tok.apply_chat([{"role": "user", "content": opts.prompt}])
-    sampler = Sampler(cfg, graphdef, mesh=mesh, pad_id=tok.pad_id)
+    # No more engine slots than the n rows: each slot's cache is allocated up front.
+    knobs = dataclasses.replace(opts, slots=min(opts.slots, opts.n))
+    generator = make_generator(cfg, graphdef, knobs, mesh=mesh, pad_id=tok.pad_id)
     strategy = make_strategy(opts.greedy, opts.temperature, opts.top_k, opts.top_p)
-    out = sampler.generate(params, [ids], opts.max_new_tokens, strategy, stop_ids=tok.stop_ids,
-                           n=opts.n, seed=opts.seed)
+    out = generator.generate(params, [ids], opts.max_new_tokens, strategy, stop_ids=tok.stop_ids,
+                             n=opts.n, seed=opts.seed)
     for i in range(len(out.lengths_B)):
         text = tok.decode(out.tokens_BC[i, : out.lengths_B[i]])
         if opts.n > 1:

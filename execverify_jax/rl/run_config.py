@@ -57,7 +57,7 @@ class RolloutSection(SamplingConfig):
     temperature: float = 1.0
     top_p: float | None = 1.0
     top_k: int | None = None
-    prompts_per_call: int | None = None  # generation chunk (prompts); scoring of a chunk overlaps the next
+    prompts_per_call: int | None = None  # static engine: generation chunk (prompts); its scoring overlaps the next
     completion_buckets: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
     logprob_chunk: int | None = None  # positions per logits slab in the log-prob pass
     # Sampling layout: true = before each rollout, copy the weights device-to-device into the
@@ -65,18 +65,13 @@ class RolloutSection(SamplingConfig):
     # `sample_dtype` (e.g. bfloat16: half the memory); false = sample from the training arrays.
     sample_reshard: bool = False
     sample_dtype: str | None = None
-    # Generation engine: static = the batched Sampler (chunks of prompts_per_call run to their
-    # longest row); continuous = model/engine.py (decode slots refilled as rows finish, each row
-    # scored as soon as it finishes). slots / steps_per_call / block: the engine's knobs.
-    engine: Literal["static", "continuous"] = "static"
-    slots: int = 64
-    steps_per_call: int = 16
-    block: int = 128
+    # Generation engine (SamplingConfig's engine / slots / steps_per_call / block): continuous
+    # (default) = model/engine.py, decode slots refilled as rows finish, each row scored as soon
+    # as it finishes (prompts_per_call is ignored); static = the batched Sampler, chunks of
+    # prompts_per_call prompts run to their longest row.
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("slots", "steps_per_call", "block"):
-            check_int(name, getattr(self, name), 1)
         if not self.temperature > 0:
             raise bad("temperature", self.temperature,
                       "RL rollouts need temperature > 0 (0 = greedy: the G samples of a group would be "

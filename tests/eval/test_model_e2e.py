@@ -1,5 +1,5 @@
 """A tiny random Qwen2 (saved with save_pretrained) + a locally trained BPE tokenizer generate
-through `execverify eval --model` end to end: prompts -> our sampler -> grading -> results."""
+through `execverify eval --model` end to end: prompts -> our generator (engine) -> grading -> results."""
 
 from __future__ import annotations
 
@@ -51,6 +51,28 @@ def test_cruxeval_greedy_and_sampled(cruxeval_path, tiny_model, tmp_path):
     m = res["tasks"]["cruxeval-i"]
     assert m["samples"] == 6 and "pass@1" in m and len(samples) == 6
     assert {s["sample"] for s in samples} == {0, 1, 2}
+
+
+def test_greedy_eval_is_the_same_on_both_engines(cruxeval_path, tiny_model, tmp_path):
+    """`generation.engine`: the continuous engine (default; all prompts in one call, 2 slots so
+    rows are admitted as others finish) and the static sampler (batches of 4) give the same greedy
+    responses, hence the same accuracy."""
+    # Larger random weights than HF's 0.02 init, so that different prompts get different answers.
+    torch.manual_seed(1)
+    model_dir = tmp_path / "varied"
+    transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**QWEN_KW, initializer_range=0.5)).eval() \
+        .save_pretrained(model_dir)
+    model = (model_dir, tiny_model[1])
+    runs = {eng: _run("cruxeval-o", cruxeval_path, model, tmp_path / eng, limit=5, engine=eng,
+                      slots=2, steps_per_call=2, block=16)
+            for eng in ("continuous", "static")}
+    (res_c, samples_c), (res_s, samples_s) = runs["continuous"], runs["static"]
+    assert len(samples_c) == 5
+    assert [s["response"] for s in samples_c] == [s["response"] for s in samples_s]
+    assert len({s["response"] for s in samples_c}) > 1  # not one trivial output for every prompt
+    drop = ("seconds",)
+    assert {k: v for k, v in res_c["tasks"]["cruxeval-o"].items() if k not in drop} == \
+        {k: v for k, v in res_s["tasks"]["cruxeval-o"].items() if k not in drop}
 
 
 @pytest.mark.slow

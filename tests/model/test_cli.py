@@ -36,6 +36,10 @@ def test_tokenizer_import_export_generate(tmp_path, qwen_dir, text_files, capsys
     assert cli.main(["generate", "--model", str(ckpt), "--tokenizer", str(tok), "--prompt", "def f(x):",
                      "--max-new-tokens", "5", "--greedy"]) == 0
     assert capsys.readouterr().out == greedy_hf  # same weights, same text
+    # The default generator is the continuous engine; the static sampler gives the same greedy text.
+    assert cli.main(["generate", "--model", str(ckpt), "--tokenizer", str(tok), "--prompt", "def f(x):",
+                     "--max-new-tokens", "5", "--greedy", "--engine", "static"]) == 0
+    assert capsys.readouterr().out == greedy_hf
     assert cli.main(["generate", "--model", str(ckpt), "--tokenizer", str(tok), "--prompt", "def f(x):",
                      "--max-new-tokens", "5", "--greedy", "--dtype", "bf16-matmul"]) == 0
     assert capsys.readouterr().out.strip()  # the bf16-matmul mode runs end to end

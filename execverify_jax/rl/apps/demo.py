@@ -80,7 +80,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
     from execverify_jax.data.sandbox import SandboxPool
     from execverify_jax.data.tokenizer import Tokenizer
     from execverify_jax.data.tokenizer_train import train_bpe
-    from execverify_jax.model.sampler import Sampler
+    from execverify_jax.model.generation import make_generator
     from execverify_jax.rewards.scorer import PRELOAD, Scorer
     from execverify_jax.rl.apps.evaluate import evaluate, summarize
     from execverify_jax.rl.grpo.trainer import GRPOTrainer
@@ -172,7 +172,9 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
     # 4. held-out eval of the SFT policy ------------------------------------------------------
     ev = cfg.eval
     eval_recs = [q for q in held_q if q["kind"] == "oi"][: ev.oi] + [q for q in held_q if q["kind"] == "io_mixed"][: ev.io_mixed]
-    sampler = Sampler(model_cfg, graphdef, buckets=tuple(tcfg.data.buckets) + (4096,), pad_id=tok.pad_id)
+    # The rollouts' generator (train.rollout.engine and its knobs) for the held-out eval too.
+    sampler = make_generator(model_cfg, graphdef, tcfg.rollout, buckets=tuple(tcfg.data.buckets) + (4096,),
+                             pad_id=tok.pad_id)
 
     def run_eval(p: Any, name: str) -> dict:
         from execverify_jax.model.strategies import Temperature

@@ -20,8 +20,8 @@ import numpy as np
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.model.engine import Engine, EngineStats
+from execverify_jax.model.generation import make_generator
 from execverify_jax.model.params import param_shardings
-from execverify_jax.model.sampler import Sampler
 from execverify_jax.model.strategies import make_strategy
 from execverify_jax.rl.infra import distributed as dist
 from execverify_jax.rl.objective.advantages import informative_groups
@@ -54,18 +54,17 @@ def my_rows(n: int, process_index: int, process_count: int) -> tuple[int, int]:
 
 
 class RolloutGenerator:
-    """Samples and submits scoring for prompt batches with one sampler, strategy and task."""
+    """Samples and submits scoring for prompt batches with one generator, strategy and task."""
 
     def __init__(self, cfg: TrainConfig, model_cfg: ModelConfig, graphdef: Any, mesh: Any, task: Any,
                  process_index: int, process_count: int) -> None:
         self.cfg, self.task = cfg, task
         self.pi, self.pc = process_index, process_count
         r = cfg.rollout
-        self.sampler = Sampler(model_cfg, graphdef, mesh=mesh, buckets=tuple(cfg.data.buckets), pad_id=task.pad_id)
-        self.engine = None
-        if r.engine == "continuous":
-            self.engine = Engine(model_cfg, graphdef, slots=r.slots, steps_per_call=r.steps_per_call,
-                                 block=r.block, mesh=mesh, buckets=tuple(cfg.data.buckets), pad_id=task.pad_id)
+        gen = make_generator(model_cfg, graphdef, r, mesh=mesh, buckets=tuple(cfg.data.buckets), pad_id=task.pad_id)
+        # Exactly one of the two: the engine (rollout.engine: continuous) or the static sampler.
+        self.engine = gen if isinstance(gen, Engine) else None
+        self.sampler = None if self.engine is not None else gen
         self.strategy = make_strategy(temperature=r.temperature, top_k=r.top_k, top_p=r.top_p)
         self.to_sample = None
         if r.sample_reshard or r.sample_dtype:
