@@ -105,22 +105,60 @@ def padding_ratio(shape: tuple[int, ...], real_tokens: int) -> float:
 GRPO_FIELDS = ("mask", "adv", "old_logp", "ref_logp")
 
 
-def pack_grpo(host: dict[str, np.ndarray], L: int, multiple: int = 1
+def completion_capacity(max_count: int, L: int, granule: int | None = None) -> int:
+    """Columns of the completion slab: the most completion tokens any buffer holds, rounded up
+    to a multiple of `granule` (default L // 16) so a run compiles a handful of shapes, not one
+    per batch; at least one column, at most L."""
+    g = max(L // 16, 1) if granule is None else max(int(granule), 1)
+    return int(min(max(-(-int(max_count) // g) * g, g), L))
+
+
+def completion_slab(comp_BT: np.ndarray, fields_BT: dict[str, np.ndarray], seg_BT: np.ndarray,
+                    granule: int | None = None) -> dict[str, np.ndarray]:
+    """The completion tokens of each buffer, gathered left-aligned into [buffers, C] columns.
+
+    comp_BT: True at the buffer positions whose token is a completion token (the packed step
+    computes logits only there). Returns target_pos_BC (each column's buffer position, 0 in
+    unused columns: position 0 always holds a prompt token or padding, never a completion
+    token), segment_ids_BC (renumbered 1, 2, ... per buffer in order, 0 unused, so they stay
+    < C + 1 as aggregation.segment_counts needs) and every field of fields_BT as field_BC
+    (0 in unused columns).
+    """
+    comp_BT = np.asarray(comp_BT, bool)
+    n_B = comp_BT.sum(1)
+    C = completion_capacity(int(n_B.max()) if n_B.size else 0, comp_BT.shape[1], granule)
+    valid_BC = np.arange(C)[None, :] < n_B[:, None]
+    # Stable: the completion positions first, in buffer order.
+    pos_BC = np.argsort(~comp_BT, axis=1, kind="stable")[:, :C]
+    pos_BC = np.where(valid_BC, pos_BC, 0).astype(np.int32)
+    out = {f"{k}_BC": np.where(valid_BC, np.take_along_axis(v, pos_BC, 1), 0).astype(v.dtype)
+           for k, v in fields_BT.items()}
+    seg_BC = np.take_along_axis(seg_BT, pos_BC, 1)
+    # Segment ids increase along a buffer, so a new id starts wherever the gathered id changes.
+    new_BC = np.concatenate([np.ones_like(seg_BC[:, :1], bool), seg_BC[:, 1:] != seg_BC[:, :-1]], 1)
+    out["segment_ids_BC"] = np.where(valid_BC, np.cumsum(new_BC, 1), 0).astype(np.int32)
+    out["target_pos_BC"] = pos_BC
+    return out
+
+
+def pack_grpo(host: dict[str, np.ndarray], L: int, multiple: int = 1, granule: int | None = None
               ) -> tuple[dict[str, np.ndarray], Layout]:
     """Packs a padded GRPO mini-batch (rl/infra/train_steps.py's layout: tokens_BT, attn_BT,
     mask_BC, adv_B or adv_BC, old_logp_BC, optional ref_logp_BC) into buffers of L tokens.
 
-    Every row keeps its real tokens (attn_BT). The completion fields move with the token they
-    score: field_BT[t] belongs to token t (predicted from position t - 1), as in the padded
-    layout's last C positions. Returns tokens_BT, segment_ids_BT, positions_BT, mask_BT,
-    adv_BT, old_logp_BT (and ref_logp_BT) and the layout.
+    Every row keeps its real tokens (attn_BT). The per-token fields then follow their tokens
+    into the buffers and are gathered, with the completion tokens' positions, into the
+    completion slab (`completion_slab`, C = its capacity, bucketed by `granule`): the packed
+    step computes logits only for those C columns per buffer, as the padded step does for its
+    last C positions. Returns tokens_BT, segment_ids_BT, positions_BT, target_pos_BC,
+    segment_ids_BC, mask_BC, adv_BC, old_logp_BC (and ref_logp_BC) and the layout.
     """
     tokens_BT, attn_BT = np.asarray(host["tokens_BT"]), np.asarray(host["attn_BT"]).astype(bool)
     B, T = tokens_BT.shape
     C = host["mask_BC"].shape[1]
     adv = (host["adv_BC"] if "adv_BC" in host else
            np.broadcast_to(np.asarray(host.get("adv_B", np.zeros(B, np.float32)))[:, None], (B, C)))
-    per_tok = {"mask": host["mask_BC"], "adv": adv}
+    per_tok = {"mask": host["mask_BC"], "adv": adv, "comp": np.ones((B, C), np.float32)}
     for k in ("old_logp", "ref_logp"):  # absent before the log-prob pass
         if f"{k}_BC" in host:
             per_tok[k] = host[f"{k}_BC"]
@@ -128,15 +166,26 @@ def pack_grpo(host: dict[str, np.ndarray], L: int, multiple: int = 1
             for k, v in per_tok.items()}
     rows = {"tokens": [tokens_BT[b, attn_BT[b]] for b in range(B)]}
     rows.update({k: [v[b, attn_BT[b]] for b in range(B)] for k, v in full.items()})
-    return pack(rows, L, multiple)
+    out, layout = pack(rows, L, multiple)
+    comp_BT = out.pop("comp_BT") > 0
+    fields = {k: out.pop(f"{k}_BT") for k in per_tok if k != "comp"}
+    out.update(completion_slab(comp_BT, fields, out["segment_ids_BT"], granule))
+    return out, layout
 
 
-def unpack_completion(x_BT: np.ndarray, layout: Layout, attn_BT: np.ndarray, C: int) -> np.ndarray:
+def unpack_completion(x_BC: np.ndarray, target_pos_BC: np.ndarray, layout: Layout, attn_BT: np.ndarray,
+                      C: int) -> np.ndarray:
     """x_BC in the padded layout (the last C of T positions, 0 where attn_BT is False) from a
-    packed per-token field, e.g. the packed log-prob pass's logp_BT (`pack_grpo` layout)."""
+    completion-slab field of the packed batch, e.g. the packed log-prob pass's logp (`pack_grpo`
+    layout: column c of buffer b belongs to buffer position target_pos_BC[b, c])."""
     attn_BT = np.asarray(attn_BT).astype(bool)
-    full_BT = np.zeros(attn_BT.shape, np.asarray(x_BT).dtype)
-    for b, row in enumerate(unpack(x_BT, layout)):
+    x_BC, pos_BC = np.asarray(x_BC), np.asarray(target_pos_BC)
+    L = int(layout.start_R.max() + layout.length_R.max()) if len(layout.start_R) else 1
+    buf_BL = np.zeros((x_BC.shape[0], max(L, int(pos_BC.max()) + 1)), x_BC.dtype)
+    np.put_along_axis(buf_BL, pos_BC, np.where(pos_BC > 0, x_BC, 0), 1)
+    buf_BL[:, 0] = 0  # unused columns all point at position 0 (never a completion token)
+    full_BT = np.zeros(attn_BT.shape, x_BC.dtype)
+    for b, row in enumerate(unpack(buf_BL, layout)):
         full_BT[b, attn_BT[b]] = row
     return full_BT[:, attn_BT.shape[1] - C:]
 
