@@ -52,6 +52,31 @@ def allowed(mask_BT: jax.Array, q_idx: jax.Array, k_idx: jax.Array) -> jax.Array
     return (k_BS > 0)[:, None, :] & (q_BT[:, :, None] == k_BS[:, None, :])
 
 
+def block_schedule(mask_BT: jax.Array, c: int) -> jax.Array:
+    """need_nn[i, j]: does query block i (of c positions) need key block j in `attend_chunked`?
+
+    Bool masks: every causal block (j <= i). Segment ids: j == i, or j < i and some row's key
+    block j and query block i have overlapping [min, max] ranges of real segment ids (a
+    necessary condition for a same-segment pair; for packed rows, whose segments are contiguous,
+    also sufficient). A block whose keys all belong to other segments than its queries, or are
+    padding, is skipped: its scores would all be masked, and a masked block changes no real
+    query's online softmax (its weight exp(NEG - m) is 0 once a real key was seen, and the
+    rescale exp(NEG - m_real) = 0 wipes it if seen first). The diagonal block always runs, so a
+    padding query keeps a finite output. One decision for the whole batch (any row needs it).
+    mask_BT's length must be a multiple of c.
+    """
+    B, Tp = mask_BT.shape
+    n = Tp // c
+    ij_causal = jnp.tril(jnp.ones((n, n), jnp.bool_))
+    if not is_segments(mask_BT):
+        return ij_causal
+    seg_Bnc = mask_BT.astype(jnp.int32).reshape(B, n, c)
+    lo_Bn = jnp.min(jnp.where(seg_Bnc > 0, seg_Bnc, jnp.iinfo(jnp.int32).max), axis=-1)
+    hi_Bn = jnp.max(seg_Bnc, axis=-1)  # 0 for an all-padding block: overlaps nothing
+    overlap_Bnn = (lo_Bn[:, None, :] <= hi_Bn[:, :, None]) & (lo_Bn[:, :, None] <= hi_Bn[:, None, :])
+    return (ij_causal & jnp.any(overlap_Bnn, axis=0)) | jnp.eye(n, dtype=jnp.bool_)
+
+
 def causal_padding_mask(mask_BT: jax.Array) -> jax.Array:
     """mask_BTS for a full-sequence forward: causal and key not padding (any padding side);
     with segment ids also key and query in the same segment."""
@@ -107,10 +132,11 @@ def attend_xla(q_BTKRH, k_BTKH, v_BTKH, mask_BT) -> jax.Array:
 def attend_chunked(q_BTKRH, k_BTKH, v_BTKH, mask_BT, chunk: int) -> jax.Array:
     """Blockwise attention with an online softmax (Rabe & Staats; FlashAttention's recurrence).
 
-    T is padded to n blocks of c; for query block i, a scan over key blocks j <= i keeps the
-    running max m, normaliser l and unnormalised output acc (key blocks above the diagonal are
-    skipped with lax.cond). The query-block body is `jax.checkpoint`ed: the backward pass
-    recomputes one block's scores instead of saving all of them.
+    T is padded to n blocks of c; for query block i, a scan over key blocks j keeps the running
+    max m, normaliser l and unnormalised output acc. Key blocks that `block_schedule` rules out
+    (above the diagonal; with segment ids also those holding only other segments' keys) are
+    skipped with lax.cond, in the backward pass too. The query-block body is
+    `jax.checkpoint`ed: the backward pass recomputes one block's scores instead of saving all.
     """
     B, T, K, R, H = q_BTKRH.shape
     dtype = q_BTKRH.dtype
@@ -129,6 +155,7 @@ def attend_chunked(q_BTKRH, k_BTKH, v_BTKH, mask_BT, chunk: int) -> jax.Array:
     v_nBcKH = v_BTKH.reshape(B, n, c, K, H).swapaxes(0, 1)
     pos_nc = jnp.arange(n * c, dtype=jnp.int32).reshape(n, c)
     scale = H ** -0.5
+    need_nn = block_schedule(mask_BT, c)
 
     @functools.partial(jax.checkpoint, prevent_cse=False)
     def query_block(i, q_BcKRH):
@@ -152,8 +179,8 @@ def attend_chunked(q_BTKRH, k_BTKH, v_BTKH, mask_BT, chunk: int) -> jax.Array:
                                       preferred_element_type=jnp.float32)
                 return (m_new, l_BKRc * corr + p_BKRcs.sum(-1), acc_BKRcH * corr[..., None] + pv_BKRcH)
 
-            # Key blocks strictly above the diagonal see no allowed key of this query block.
-            return jax.lax.cond(j <= i, update, lambda c_: c_, carry), None
+            # Blocks with no allowed (query, key) pair: above the diagonal, or other segments only.
+            return jax.lax.cond(need_nn[i, j], update, lambda c_: c_, carry), None
 
         init = (jnp.full((B, K, R, c), -jnp.inf, jnp.float32), jnp.zeros((B, K, R, c), jnp.float32),
                 jnp.zeros((B, K, R, c, H), jnp.float32))
