@@ -10,9 +10,26 @@ mini-batch, train_padding_ratio = tokens computed by the update / real tokens:
           a multiple of the micro-batch)
 We also report the attention score pairs (causal, within a row/segment) computed vs needed.
 
+Part 1 also counts, per mini-batch, (a) the positions whose logits the update computes per real
+completion token: padded rows x C, packed before the completion slab buffers x L (every
+position), packed now buffers x slab capacity (rl/infra/packing.completion_slab); and (b) the
+(query block, key block) pairs that model/attention.attend_chunked executes on the packed
+buffers (its own `block_schedule`, chunk --attn-chunk) vs the causal triangle and the full square,
+for one buffer per schedule (what a device holding one buffer of the micro-batch needs) and for
+the schedule of a whole micro-batch (what the jitted step decides: one schedule for the batch).
+
 Part 2 (timing, CPU, noisy on a shared machine): the jitted GRPO update (forward + backward +
 SGD) of the tiny test model on a scaled-down batch (the same distributions / 32), padded vs
 packed, median of a few runs after compiling. Loss equality is also checked.
+
+Part 3 (compile only, `--compiled`): the packed GRPO update of a Qwen2.5-0.5B-shaped model
+(bf16, remat) on 8 fake CPU devices (fsdp 8), one micro-batch of 8 buffers of pack_len tokens,
+from jax.ShapeDtypeStruct inputs: `cost_analysis()` FLOPs / bytes and `memory_analysis()` with
+logits at every buffer position (slab capacity = pack_len, what the packed step did before) vs
+at the slab (capacity from part 1). XLA counts a loop body once, so FLOPs are read from unrolled
+1- and 2-layer compiles with one logits slab (no loops around the logits; full-square "xla"
+attention) and extrapolated to 24 layers; memory from the real layout (24 scanned layers,
+chunked attention, logits in chunks of 1024).
 
 Writes benchmarks/results/packing.json (or --out).
 """
@@ -22,16 +39,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if "--compiled" in sys.argv:  # fake devices must exist before jax initialises
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from execverify_jax.buckets import bucket_for  # noqa: E402
+from execverify_jax.model import attention as attn  # noqa: E402
 from execverify_jax.model import sharding as shd  # noqa: E402
 from execverify_jax.model.config import ModelConfig  # noqa: E402
 from execverify_jax.rl.infra.packing import pack_grpo  # noqa: E402
@@ -59,18 +81,50 @@ def synth_host(rng, prompts: int, G: int, p_med: float, p_cap: int, c_med: float
             "old_logp_BC": (rng.normal(size=(B, C)) * 0.1 - 3.0).astype(np.float32)}
 
 
-def ratios(host: dict, pack_len: int, micro: int) -> dict:
+def block_counts(seg_BT: np.ndarray, c: int, micro: int) -> dict:
+    """Key blocks attend_chunked executes on these packed buffers (its own block_schedule), per
+    buffer and per micro-batch schedule, against the causal triangle and the full square."""
+    n = -(-seg_BT.shape[1] // c)
+    seg_BT = np.pad(seg_BT, ((0, 0), (0, n * c - seg_BT.shape[1])))
+    used = seg_BT[:, 0] > 0  # all-padding buffers (rounding up to the micro-batch) still run
+    per_buffer = [int(np.asarray(attn.block_schedule(jnp.asarray(s[None]), c)).sum()) for s in seg_BT]
+    # Micro-batches are cut strided (split_microbatches(strided=True)): rows m, m + M, ...
+    M = len(seg_BT) // micro
+    per_micro = [int(np.asarray(attn.block_schedule(jnp.asarray(seg_BT[m::M]), c)).sum()) * micro
+                 for m in range(M)]
+    tri, sq = n * (n + 1) // 2, n * n
+    return {"chunk": c, "blocks_per_buffer": n, "causal_blocks": tri, "square_blocks": sq,
+            "blocks_buffer_schedule_mean": float(np.mean(per_buffer)),
+            "blocks_buffer_schedule_mean_used": float(np.mean(np.asarray(per_buffer)[used])),
+            "blocks_microbatch_schedule_mean": float(np.sum(per_micro) / len(seg_BT)),
+            "vs_causal_buffer_schedule": float(np.mean(per_buffer)) / tri,
+            "vs_causal_microbatch_schedule": float(np.sum(per_micro) / len(seg_BT)) / tri,
+            "vs_square_buffer_schedule": float(np.mean(per_buffer)) / sq}
+
+
+def ratios(host: dict, pack_len: int, micro: int, attn_chunk: int | None = None) -> dict:
     real = int(host["attn_BT"].sum())
     pk, layout = pack_grpo(host, pack_len, micro)
     n_R = layout.length_R.astype(np.float64)
     T = host["tokens_BT"].shape[1]
-    return {"rows": int(host["tokens_BT"].shape[0]), "padded_T": int(T), "real_tokens": real,
-            "buffers": int(pk["tokens_BT"].shape[0]),
+    C = host["mask_BC"].shape[1]
+    real_c = int(host["attn_BT"][:, T - C:].sum())
+    nb, cap = pk["target_pos_BC"].shape
+    out = {"rows": int(host["tokens_BT"].shape[0]), "padded_T": int(T), "real_tokens": real,
+           "buffers": int(nb), "real_completion_tokens": real_c, "slab_capacity": int(cap),
+           "max_completion_tokens_per_buffer": int((pk["target_pos_BC"] > 0).sum(1).max()),
+           "logits_ratio_padded": host["tokens_BT"].shape[0] * C / real_c,
+           "logits_ratio_packed_every_position": nb * pack_len / real_c,
+           "logits_ratio_packed": nb * cap / real_c}
+    if attn_chunk:
+        out["attention_blocks"] = block_counts(pk["segment_ids_BT"], attn_chunk, micro)
+    out.update({"buffers": int(pk["tokens_BT"].shape[0]),
             "train_padding_ratio_padded": host["tokens_BT"].size / real,
             "train_padding_ratio_packed": pk["tokens_BT"].size / real,
             "attention_pairs_ratio_padded": host["tokens_BT"].shape[0] * T * (T + 1) / 2 / float((n_R * (n_R + 1) / 2).sum()),
             "attention_pairs_ratio_packed": pk["tokens_BT"].shape[0] * pack_len * (pack_len + 1) / 2
-            / float((n_R * (n_R + 1) / 2).sum())}
+            / float((n_R * (n_R + 1) / 2).sum())})
+    return out
 
 
 def token_counts(args) -> dict:
@@ -80,9 +134,11 @@ def token_counts(args) -> dict:
     for _ in range(args.steps * args.minibatches):
         host = synth_host(rng, per_mb, args.group, 350, 2048, 600, 4096, (512, 1024, 2048),
                           (512, 1024, 2048, 4096), 1000)
-        rows.append(ratios(host, args.pack_len, args.micro))
-    keys = [k for k in rows[0] if k.endswith("ratio_padded") or k.endswith("ratio_packed")]
+        rows.append(ratios(host, args.pack_len, args.micro, args.attn_chunk))
+    keys = [k for k in rows[0] if "ratio" in k or k in ("slab_capacity", "max_completion_tokens_per_buffer")]
     summary = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    summary["attention_blocks"] = {k: float(np.mean([r["attention_blocks"][k] for r in rows]))
+                                   for k in rows[0]["attention_blocks"]}
     return {"pack_len": args.pack_len, "minibatches": rows, "mean": summary}
 
 
@@ -120,6 +176,62 @@ def timing(args) -> dict:
     return out
 
 
+def compiled_costs(args, slab: int) -> dict:
+    """cost_analysis / memory_analysis of the packed GRPO update (one micro-batch of 8 buffers)
+    of a 0.5B-shaped model, logits at every buffer position vs at a `slab`-column slab."""
+    from execverify_jax.model.params import abstract_model
+    from execverify_jax.rl.infra.train_state import abstract_train_state
+
+    mesh = shd.make_mesh({"data": 1, "fsdp": 8, "tensor": 1})
+    L, B = args.pack_len, 8
+    g = GRPOConfig(group_size=8, prompts_per_step=1, num_minibatches=1, micro_batch_size=B, packing=True,
+                   pack_len=L)
+
+    def sds(shape, dtype):
+        return jax.ShapeDtypeStruct(shape, np.dtype(dtype), sharding=shd.named_sharding(
+            (shd.BATCH,) + (None,) * (len(shape) - 1), shape, mesh, shd.TRAIN_RULES))
+
+    def lower(mcfg, C, chunk):
+        tx = optax.adamw(1e-6)
+        state = abstract_train_state(mcfg, tx, mesh)
+        upd = make_grpo_update(abstract_model(mcfg)[0], tx, g, mesh, state_shardings(mcfg, tx, mesh),
+                               chunk=chunk, packed=True)
+        batch = {k: sds((B, L), np.int32) for k in ("tokens_BT", "segment_ids_BT", "positions_BT")}
+        batch.update({k: sds((B, C), np.int32) for k in ("target_pos_BC", "segment_ids_BC")})
+        batch.update({k: sds((B, C), np.float32) for k in ("mask_BC", "adv_BC", "old_logp_BC")})
+        t0 = time.perf_counter()
+        compiled = upd.lower(state, batch).compile()
+        ca, ma = compiled.cost_analysis(), compiled.memory_analysis()
+        return {"flops": float(ca["flops"]), "bytes_accessed": float(ca["bytes accessed"]),
+                "temp_gb": ma.temp_size_in_bytes / 1e9, "args_gb": ma.argument_size_in_bytes / 1e9,
+                "compile_s": round(time.perf_counter() - t0, 1)}
+
+    base = ModelConfig.qwen2p5_0p5b(dtype="bfloat16", remat=True)
+    depth = base.num_layers
+    out = {"model": "Qwen2.5-0.5B shape (D=896, L=24, V=151936), bf16, remat; 8 fake CPU devices, fsdp 8",
+           "micro_batch": [B, L], "slab_capacity": slab}
+    for name, C in (("every_position", L), ("slab", slab)):
+        r = {}
+        # FLOPs: unrolled layers, one logits slab, xla attention (no loops for XLA to count once).
+        for layers in (1, 2):
+            r[f"layers_{layers}"] = lower(base.replace(num_layers=layers, scan_layers=False, attention="xla"),
+                                          C, None)
+        per_layer = r["layers_2"]["flops"] - r["layers_1"]["flops"]
+        r["flops_full_depth"] = r["layers_1"]["flops"] + (depth - 1) * per_layer
+        r["bytes_full_depth"] = r["layers_1"]["bytes_accessed"] + (depth - 1) * (
+            r["layers_2"]["bytes_accessed"] - r["layers_1"]["bytes_accessed"])
+        # Memory: the real layout (scanned layers, chunked attention, logits chunks of 1024).
+        r["real_layout"] = lower(base.replace(attention="chunked"), C, 1024)
+        out[name] = r
+        print(name, json.dumps(r), flush=True)
+    e, s_ = out["every_position"], out["slab"]
+    out["flops_saved_fraction"] = 1 - s_["flops_full_depth"] / e["flops_full_depth"]
+    out["logits_flops_saved_per_microbatch"] = e["layers_1"]["flops"] - s_["layers_1"]["flops"]
+    out["bytes_saved_fraction"] = 1 - s_["bytes_full_depth"] / e["bytes_full_depth"]
+    out["temp_gb_saved"] = e["real_layout"]["temp_gb"] - s_["real_layout"]["temp_gb"]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps, smaller timing batch")
@@ -130,11 +242,19 @@ def main() -> None:
     ap.add_argument("--micro", type=int, default=8)
     ap.add_argument("--pack-len", type=int, default=8192)
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--attn-chunk", type=int, default=512, help="attention block (ModelConfig.attention_chunk)")
+    ap.add_argument("--compiled", action="store_true", help="also part 3 (0.5B compile-only costs, ~minutes)")
+    ap.add_argument("--slab", type=int, default=None,
+                    help="part 3's slab capacity (default: the largest of part 1's mini-batches)")
     args = ap.parse_args()
     if args.steps is None:
         args.steps = 2 if args.quick else 10
-    res = {"quick": args.quick, "token_counts": token_counts(args), "timing": timing(args),
+    counts = token_counts(args)
+    res = {"quick": args.quick, "token_counts": counts, "timing": timing(args),
            "machine": "shared 2-core CPU, loaded by other agents' jobs"}
+    if args.compiled:
+        slab = args.slab or max(r["slab_capacity"] for r in counts["minibatches"])
+        res["compiled"] = compiled_costs(args, slab)
     print(json.dumps({"mean": res["token_counts"]["mean"],
                       "timing": {k: v for k, v in res["timing"].items() if k != "minibatches"}}, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -214,3 +214,41 @@ def test_chunked_attention_with_skipped_segment_blocks_equals_reference(chunk):
     for a, b in zip(g_got, g_ref):
         assert np.isfinite(np.asarray(a)).all()
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
+
+
+def test_chunked_segments_run_per_device_under_sharding_rules():
+    """Under active rules on the 8 fake devices, packed segment ids go through shard_map (each
+    device's block schedule from its own rows); outputs and gradients equal the reference."""
+    from execverify_jax.model import sharding as shd
+
+    if len(jax.devices()) < 8:
+        pytest.skip("needs the 8 fake CPU devices of tests/conftest.py")
+    B, T, K, R, H, c = 8, 24, 2, 2, 8, 4
+    rng = np.random.RandomState(7)
+    q, k, v = (jnp.asarray(rng.randn(*s), jnp.float32) for s in ((B, T, K, R, H), (B, T, K, H), (B, T, K, H)))
+    seg = np.zeros((B, T), np.int32)
+    for b in range(B):  # a different segment layout per row (per device)
+        cuts = np.sort(rng.choice(np.arange(1, 20), 2 + b % 3, replace=False))
+        for i, (s0, s1) in enumerate(zip(np.r_[0, cuts], np.r_[cuts, 20 + b % 4])):
+            seg[b, s0:s1] = i + 1
+    seg = jnp.asarray(seg)
+    real = np.asarray(seg) > 0
+    mesh = shd.make_mesh({"data": 1, "fsdp": 8, "tensor": 1})
+
+    def loss(fn):
+        return lambda q, k, v: jnp.sum(jnp.where(real[:, :, None, None, None], fn(q, k, v), 0.0) ** 2)
+
+    sharded = lambda q, k, v: attn.attend_chunked_per_shard(q, k, v, seg, c)  # noqa: E731
+    with shd.use_rules(mesh, shd.TRAIN_RULES):
+        assert "shard_map" in str(jax.make_jaxpr(sharded)(q, k, v))
+        got = jax.jit(sharded)(q, k, v)
+        g_got = jax.jit(jax.grad(loss(sharded), argnums=(0, 1, 2)))(q, k, v)
+    ref = attn.attend_xla(q, k, v, seg)
+    np.testing.assert_allclose(np.asarray(got)[real], np.asarray(ref)[real], atol=1e-5)
+    g_ref = jax.grad(loss(lambda *a: attn.attend_xla(*a, seg)), argnums=(0, 1, 2))(q, k, v)
+    for a, b in zip(g_got, g_ref):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
+    # The padded layout (bool mask) keeps the plain call.
+    with shd.use_rules(mesh, shd.TRAIN_RULES):
+        plain = str(jax.make_jaxpr(lambda q, k, v: attn.attend_chunked_per_shard(q, k, v, seg > 0, c))(q, k, v))
+    assert "shard_map" not in plain

@@ -12,8 +12,8 @@ import pytest
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.rl.grpo.update import logprob_pass, run_updates
-from execverify_jax.rl.infra.packing import (completion_capacity, first_fit_decreasing, pack, pack_grpo,
-                                             pack_sft, unpack, unpack_completion)
+from execverify_jax.rl.infra.packing import (balanced_placement, completion_capacity, first_fit_decreasing,
+                                             pack, pack_grpo, pack_sft, unpack, unpack_completion)
 from execverify_jax.rl.infra.train_state import create_train_state, state_shardings
 from execverify_jax.rl.infra.train_steps import make_grpo_update, make_logprob_fn, make_sft_update, put_batch
 from execverify_jax.rl.objective.config import AGG_MODES, GRPOConfig
@@ -117,6 +117,28 @@ def test_completion_slab_holds_exactly_the_completion_tokens():
         assert (seg[b][~used] == 0).all()
     assert completion_capacity(0, 16) == 1 and completion_capacity(5, 8192) == 512
     assert completion_capacity(8000, 8192) == 8192 and completion_capacity(7, 16, granule=4) == 8
+
+
+def test_balanced_placement_keeps_the_buffers_and_shrinks_the_slab():
+    """Completion tokens spread over the plain packing's buffers: same buffer count, every row
+    placed once within L, each buffer's completion tokens <= the returned capacity, which is
+    below plain first-fit-decreasing's when one buffer would otherwise hoard completions."""
+    rng = np.random.default_rng(4)
+    prompt = rng.integers(5, 60, 200)
+    comp = np.where(rng.random(200) < 0.5, rng.integers(1, 10, 200), rng.integers(60, 200, 200))
+    lengths = prompt + comp
+    L, multiple, g = 256, 4, 16
+    b_plain, _, n_plain = first_fit_decreasing(lengths, L)
+    cap_plain = completion_capacity(np.bincount(b_plain, weights=comp).max(), L, g)
+    b, s, n, cap = balanced_placement(lengths, comp, L, multiple, g)
+    assert n == max(-(-n_plain // multiple) * multiple, multiple) and b.max() < n
+    assert cap < cap_plain and cap % g == 0
+    assert np.bincount(b, weights=comp, minlength=n).max() <= cap
+    for k in range(n):  # rows of a buffer tile it from 0 without overlap
+        mine = np.argsort(s[b == k])
+        ends = (s[b == k] + lengths[b == k])[mine]
+        np.testing.assert_array_equal(s[b == k][mine], np.concatenate([[0], ends[:-1]]))
+        assert ends[-1] <= L if len(ends) else True
 
 
 def _sgd_step(make, cfg_model=CFG):

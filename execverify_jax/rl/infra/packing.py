@@ -32,30 +32,73 @@ class Layout(NamedTuple):
     length_R: np.ndarray
 
 
-def first_fit_decreasing(lengths_R: np.ndarray, L: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """(buffer_R, start_R, num_buffers): rows longest first into the first buffer with room."""
+def first_fit_decreasing(lengths_R: np.ndarray, L: int, second_R: np.ndarray | None = None,
+                         cap: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(buffer_R, start_R, num_buffers): rows longest first into the first buffer with room.
+
+    second_R / cap: a second per-row count (completion tokens) whose sum per buffer must also
+    stay <= cap (`balanced_placement`)."""
     lengths_R = np.asarray(lengths_R, np.int64)
     if lengths_R.size and int(lengths_R.max()) > L:
         raise ValueError(f"pack_len={L!r} is shorter than the longest sequence ({int(lengths_R.max())} "
                          f"tokens): raise pack_len to at least that")
+    second_R = np.zeros_like(lengths_R) if second_R is None else np.asarray(second_R, np.int64)
+    cap = int(second_R.max(initial=0)) if cap is None else cap
     buffer_R = np.zeros(len(lengths_R), np.int64)
     start_R = np.zeros(len(lengths_R), np.int64)
     used: list[int] = []
+    used2: list[int] = []
     # Stable sort: equal lengths keep their input order, so packing is deterministic.
     for r in np.argsort(-lengths_R, kind="stable"):
-        n = int(lengths_R[r])
+        n, n2 = int(lengths_R[r]), int(second_R[r])
         for b, u in enumerate(used):
-            if u + n <= L:
+            if u + n <= L and used2[b] + n2 <= cap:
                 break
         else:
             b = len(used)
             used.append(0)
+            used2.append(0)
         buffer_R[r], start_R[r] = b, used[b]
         used[b] += n
+        used2[b] += n2
     return buffer_R, start_R, len(used)
 
 
-def pack(rows: dict[str, list[np.ndarray]], L: int, multiple: int = 1
+def round_up(n: int, multiple: int) -> int:
+    """n buffers rounded up to a multiple of `multiple` (at least one multiple)."""
+    return max(-(-n // multiple) * multiple, multiple)
+
+
+def balanced_placement(lengths_R: np.ndarray, comp_R: np.ndarray, L: int, multiple: int = 1,
+                       granule: int | None = None) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(buffer_R, start_R, num_buffers, C): first-fit-decreasing into buffers of L tokens that
+    also spreads the completion tokens (comp_R per row), so the completion slab's capacity C
+    (the most completion tokens in any buffer, `completion_capacity`) stays near the mean.
+
+    Plain first-fit-decreasing gives N buffers (rounded up to `multiple`); capacities from the
+    smallest possible (the mean per buffer, or the longest single completion) upwards are tried
+    with the extra per-buffer limit, and the first that still fits in those N buffers is kept.
+    So the buffers (and train_padding_ratio) are those of plain packing, only the slab shrinks.
+    """
+    lengths_R, comp_R = np.asarray(lengths_R, np.int64), np.asarray(comp_R, np.int64)
+    buffer_R, start_R, n = first_fit_decreasing(lengths_R, L)
+    n = round_up(n, multiple)
+    plain = completion_capacity(_most_per_buffer(buffer_R, comp_R, n), L, granule)
+    lo = completion_capacity(max(-(-int(comp_R.sum()) // n), int(comp_R.max(initial=0))), L, granule)
+    g = max(L // 16, 1) if granule is None else max(int(granule), 1)
+    for C in range(lo, plain, g):
+        b_R, s_R, m = first_fit_decreasing(lengths_R, L, comp_R, C)
+        if m <= n:
+            return b_R, s_R, n, C
+    return buffer_R, start_R, n, plain
+
+
+def _most_per_buffer(buffer_R: np.ndarray, x_R: np.ndarray, n: int) -> int:
+    return int(np.bincount(buffer_R, weights=x_R, minlength=n).max(initial=0)) if len(x_R) else 0
+
+
+def pack(rows: dict[str, list[np.ndarray]], L: int, multiple: int = 1,
+         placement: tuple[np.ndarray, np.ndarray, int] | None = None
          ) -> tuple[dict[str, np.ndarray], Layout]:
     """Packs rows of per-token fields into [num_buffers, L] arrays.
 
@@ -63,6 +106,7 @@ def pack(rows: dict[str, list[np.ndarray]], L: int, multiple: int = 1
       length 0 takes no space). Must include "tokens".
     multiple: the number of buffers is rounded up to a multiple of it (micro-batch size), the
       extra buffers being all padding.
+    placement: (buffer_R, start_R, num_buffers) to use instead of plain first-fit-decreasing.
     Returns ({field}_BT for every field plus segment_ids_BT and positions_BT, layout).
     """
     lengths_R = np.asarray([len(t) for t in rows["tokens"]], np.int64)
@@ -71,8 +115,8 @@ def pack(rows: dict[str, list[np.ndarray]], L: int, multiple: int = 1
         if bad:
             raise ValueError(f"pack: field {name!r} row {bad[0]} has {len(arrs[bad[0]])} tokens, "
                              f"'tokens' has {lengths_R[bad[0]]}")
-    buffer_R, start_R, n = first_fit_decreasing(lengths_R, L)
-    n = max(-(-n // multiple) * multiple, multiple)
+    buffer_R, start_R, n = first_fit_decreasing(lengths_R, L) if placement is None else placement
+    n = round_up(n, multiple)
     out = {f"{name}_BT": np.zeros((n, L), np.asarray(arrs[0]).dtype if arrs else np.float32)
            for name, arrs in rows.items()}
     seg_BT = np.zeros((n, L), np.int32)
@@ -146,8 +190,8 @@ def pack_grpo(host: dict[str, np.ndarray], L: int, multiple: int = 1, granule: i
     """Packs a padded GRPO mini-batch (rl/infra/train_steps.py's layout: tokens_BT, attn_BT,
     mask_BC, adv_B or adv_BC, old_logp_BC, optional ref_logp_BC) into buffers of L tokens.
 
-    Every row keeps its real tokens (attn_BT). The per-token fields then follow their tokens
-    into the buffers and are gathered, with the completion tokens' positions, into the
+    Every row keeps its real tokens (attn_BT); rows are placed by `balanced_placement`. The
+    per-token fields then follow their tokens into the buffers and are gathered, with the completion tokens' positions, into the
     completion slab (`completion_slab`, C = its capacity, bucketed by `granule`): the packed
     step computes logits only for those C columns per buffer, as the padded step does for its
     last C positions. Returns tokens_BT, segment_ids_BT, positions_BT, target_pos_BC,
@@ -166,7 +210,9 @@ def pack_grpo(host: dict[str, np.ndarray], L: int, multiple: int = 1, granule: i
             for k, v in per_tok.items()}
     rows = {"tokens": [tokens_BT[b, attn_BT[b]] for b in range(B)]}
     rows.update({k: [v[b, attn_BT[b]] for b in range(B)] for k, v in full.items()})
-    out, layout = pack(rows, L, multiple)
+    lengths_R = attn_BT.sum(1)
+    buffer_R, start_R, n, _ = balanced_placement(lengths_R, attn_BT[:, T - C:].sum(1), L, multiple, granule)
+    out, layout = pack(rows, L, multiple, (buffer_R, start_R, n))
     comp_BT = out.pop("comp_BT") > 0
     fields = {k: out.pop(f"{k}_BT") for k in per_tok if k != "comp"}
     out.update(completion_slab(comp_BT, fields, out["segment_ids_BT"], granule))
