@@ -22,14 +22,17 @@ Part 2 (timing, CPU, noisy on a shared machine): the jitted GRPO update (forward
 SGD) of the tiny test model on a scaled-down batch (the same distributions / 32), padded vs
 packed, median of a few runs after compiling. Loss equality is also checked.
 
-Part 3 (compile only, `--compiled`): the packed GRPO update of a Qwen2.5-0.5B-shaped model
-(bf16, remat) on 8 fake CPU devices (fsdp 8), one micro-batch of 8 buffers of pack_len tokens,
-from jax.ShapeDtypeStruct inputs: `cost_analysis()` FLOPs / bytes and `memory_analysis()` with
-logits at every buffer position (slab capacity = pack_len, what the packed step did before) vs
-at the slab (capacity from part 1). XLA counts a loop body once, so FLOPs are read from unrolled
-1- and 2-layer compiles with one logits slab (no loops around the logits; full-square "xla"
-attention) and extrapolated to 24 layers; memory from the real layout (24 scanned layers,
-chunked attention, logits in chunks of 1024).
+Part 3 (compile only, `--compiled 0p5b,7b`): the packed GRPO update of a Qwen2.5-0.5B- or
+Coder-7B-shaped model (bf16, remat) on 8 fake CPU devices (fsdp 8), one micro-batch of 8 buffers
+of pack_len tokens, from jax.ShapeDtypeStruct inputs: `cost_analysis()` FLOPs / bytes and
+`memory_analysis()` with logits at every buffer position (slab capacity = pack_len, what the
+packed step did before) vs at the slab (capacity: the median of part 1's mini-batches). XLA
+counts a loop body once, so FLOPs are read from unrolled 1- and 2-layer compiles with one logits
+slab (no loop around the logits; full-square "xla" attention) and extrapolated to full depth;
+memory from the real layout (scanned layers, chunked attention, logits in chunks of 1024). The
+step's FLOPs per device before / after both changes combine these with an analytic attention
+term (16 T^2 N H per buffer and layer: forward, remat recompute, backward) scaled by part 1's
+executed-block fractions.
 
 Writes benchmarks/results/packing.json (or --out).
 """
@@ -127,6 +130,35 @@ def ratios(host: dict, pack_len: int, micro: int, attn_chunk: int | None = None)
     return out
 
 
+def attention_timing(args, quick: bool) -> dict:
+    """Wall time (CPU, noisy) of attend_chunked forward + backward on packed buffers with block
+    skipping (segment ids) vs the same buffers as a bool mask (every causal block runs, the same
+    work per block): the part-1 distribution's first buffers, every 4th position kept
+    (T = pack_len / 4, chunk = attn_chunk / 4, so the same blocks are skipped)."""
+    rng = np.random.default_rng(0)
+    host = synth_host(rng, args.prompts // args.minibatches, args.group, 350, 2048, 600, 4096, (512, 1024, 2048),
+                      (512, 1024, 2048, 4096), 1000)
+    seg_BT = pack_grpo(host, args.pack_len, args.micro)[0]["segment_ids_BT"][:2 if quick else 4, ::4]
+    B, T = seg_BT.shape
+    K, R, H, c = 2, 4, 64, args.attn_chunk // 4
+    q, k, v = (jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((B, T, K, R, H), (B, T, K, H), (B, T, K, H)))
+    seg = jnp.asarray(seg_BT)
+    out = {"shape": [B, T, K, R, H], "chunk": c, "executed_blocks": int(sum(
+        np.asarray(attn.block_schedule(seg[b:b + 1], c)).sum() for b in range(B))), "causal_blocks": B * (T // c) * (T // c + 1) // 2}
+    for name, mask in (("block_skipping", seg), ("every_causal_block", seg > 0)):
+        fn = jax.jit(jax.grad(lambda q, k, v, m: jnp.sum(jnp.stack([attn.attend_chunked(
+            q[b:b + 1], k[b:b + 1], v[b:b + 1], m[b:b + 1], c) for b in range(B)]) ** 2), argnums=(0, 1, 2)))
+        jax.block_until_ready(fn(q, k, v, mask))
+        times = []
+        for _ in range(2 if quick else 5):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(q, k, v, mask))
+            times.append(time.perf_counter() - t0)
+        out[f"{name}_s_median"] = float(np.median(times))
+    out["speedup"] = out["every_causal_block_s_median"] / out["block_skipping_s_median"]
+    return out
+
+
 def token_counts(args) -> dict:
     rng = np.random.default_rng(0)
     per_mb = args.prompts // args.minibatches
@@ -176,9 +208,15 @@ def timing(args) -> dict:
     return out
 
 
-def compiled_costs(args, slab: int) -> dict:
+MODELS = {"0p5b": ("Qwen2.5-0.5B shape (D=896, L=24, N=14, H=64, V=151936)", ModelConfig.qwen2p5_0p5b),
+          "7b": ("Qwen2.5-Coder-7B shape (D=3584, L=28, N=28, H=128, V=152064)", ModelConfig.qwen2p5_coder_7b)}
+
+
+def compiled_costs(args, model: str, slab: int, blocks: dict) -> dict:
     """cost_analysis / memory_analysis of the packed GRPO update (one micro-batch of 8 buffers)
-    of a 0.5B-shaped model, logits at every buffer position vs at a `slab`-column slab."""
+    of a 0.5B- or 7B-shaped model, logits at every buffer position vs at a `slab`-column slab;
+    with `blocks` (part 1's attention block counts) the step's FLOPs per device before and after
+    both changes."""
     from execverify_jax.model.params import abstract_model
     from execverify_jax.rl.infra.train_state import abstract_train_state
 
@@ -206,10 +244,11 @@ def compiled_costs(args, slab: int) -> dict:
                 "temp_gb": ma.temp_size_in_bytes / 1e9, "args_gb": ma.argument_size_in_bytes / 1e9,
                 "compile_s": round(time.perf_counter() - t0, 1)}
 
-    base = ModelConfig.qwen2p5_0p5b(dtype="bfloat16", remat=True)
+    desc, make = MODELS[model]
+    base = make(dtype="bfloat16", remat=True)
     depth = base.num_layers
-    out = {"model": "Qwen2.5-0.5B shape (D=896, L=24, V=151936), bf16, remat; 8 fake CPU devices, fsdp 8",
-           "micro_batch": [B, L], "slab_capacity": slab}
+    out = {"model": f"{desc}, bf16, remat; 8 fake CPU devices, fsdp 8", "micro_batch": [B, L],
+           "slab_capacity": slab}
     for name, C in (("every_position", L), ("slab", slab)):
         r = {}
         # FLOPs: unrolled layers, one logits slab, xla attention (no loops for XLA to count once).
@@ -229,6 +268,23 @@ def compiled_costs(args, slab: int) -> dict:
     out["logits_flops_saved_per_microbatch"] = e["layers_1"]["flops"] - s_["layers_1"]["flops"]
     out["bytes_saved_fraction"] = 1 - s_["bytes_full_depth"] / e["bytes_full_depth"]
     out["temp_gb_saved"] = e["real_layout"]["temp_gb"] - s_["real_layout"]["temp_gb"]
+    # Step FLOPs per device (one buffer per device) by part. Attention scores are analytic: QK^T
+    # and PV (2 x 2 T^2 N H) in the forward, again in the remat recompute, twice in the backward;
+    # the rest of a layer is the measured per-layer FLOPs (xla attention: full square) minus it.
+    per_layer = e["layers_2"]["flops"] - e["layers_1"]["flops"]
+    attn_square = 16 * L * L * base.num_heads * base.head_dim * (B // 8)
+    dense = per_layer - attn_square
+    rest = {k: out[k]["layers_1"]["flops"] - per_layer for k in ("every_position", "slab")}
+    causal = blocks["causal_blocks"] / blocks["square_blocks"]
+    skipped = blocks["blocks_buffer_schedule_mean"] / blocks["square_blocks"]
+    before = depth * (dense + attn_square * causal) + rest["every_position"]
+    after = depth * (dense + attn_square * skipped) + rest["slab"]
+    out["step_flops_per_device"] = {
+        "layers_dense": depth * dense, "attention_full_square": depth * attn_square,
+        "attention_causal_blocks": depth * attn_square * causal,
+        "attention_block_skipping": depth * attn_square * skipped,
+        "logits_and_rest_every_position": rest["every_position"], "logits_and_rest_slab": rest["slab"],
+        "before": before, "after": after, "after_over_before": after / before}
     return out
 
 
@@ -243,20 +299,26 @@ def main() -> None:
     ap.add_argument("--pack-len", type=int, default=8192)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--attn-chunk", type=int, default=512, help="attention block (ModelConfig.attention_chunk)")
-    ap.add_argument("--compiled", action="store_true", help="also part 3 (0.5B compile-only costs, ~minutes)")
+    ap.add_argument("--compiled", default="", help="also part 3 for these shapes: 0p5b,7b (compile only, minutes)")
     ap.add_argument("--slab", type=int, default=None,
-                    help="part 3's slab capacity (default: the largest of part 1's mini-batches)")
+                    help="part 3's slab capacity (default: the median of part 1's mini-batches)")
     args = ap.parse_args()
     if args.steps is None:
         args.steps = 2 if args.quick else 10
     counts = token_counts(args)
     res = {"quick": args.quick, "token_counts": counts, "timing": timing(args),
+           "attention_timing": attention_timing(args, args.quick),
            "machine": "shared 2-core CPU, loaded by other agents' jobs"}
     if args.compiled:
-        slab = args.slab or max(r["slab_capacity"] for r in counts["minibatches"])
-        res["compiled"] = compiled_costs(args, slab)
+        caps = sorted(r["slab_capacity"] for r in counts["minibatches"])
+        slab = args.slab or caps[len(caps) // 2]
+        res["compiled"] = {m: compiled_costs(args, m, slab, counts["mean"]["attention_blocks"])
+                           for m in args.compiled.split(",")}
     print(json.dumps({"mean": res["token_counts"]["mean"],
-                      "timing": {k: v for k, v in res["timing"].items() if k != "minibatches"}}, indent=1))
+                      "timing": {k: v for k, v in res["timing"].items() if k != "minibatches"},
+                      "attention_timing": res["attention_timing"],
+                      "compiled": {m: {k: v for k, v in c.items() if k not in ("every_position", "slab")}
+                                   for m, c in res.get("compiled", {}).items()}}, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1))
 

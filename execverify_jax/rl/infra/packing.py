@@ -8,11 +8,15 @@ the real tokens of several sequences into fixed-length buffers of `L` tokens ins
   segment_ids_BT  int32  1, 2, ... per sequence in the buffer, 0 = padding; attention only
                          pairs a query with keys of its own segment (model/attention.py)
   positions_BT    int32  RoPE positions, restarting at 0 in every segment
-  <field>_BT             every per-token field (loss mask, advantage, old/ref log-probs),
-                         moved with its token
+  <field>_BT             every per-token field, moved with its token (`pack`, SFT)
 
-Rows are placed first-fit-decreasing (longest first, into the first buffer with room), so no
-sequence ever crosses a buffer. A sequence is one segment, so sequence-level loss aggregation
+GRPO (`pack_grpo`) keeps only the completion tokens' fields, gathered into a completion slab
+[buffers, C] (`completion_slab`: target_pos_BC, segment_ids_BC, mask/adv/old_logp/ref_logp_BC),
+so the step computes logits only for those tokens.
+
+Rows are placed first-fit-decreasing (longest first, into the first buffer with room; for GRPO
+also spreading completion tokens over the buffers, `balanced_placement`), so no sequence ever
+crosses a buffer. A sequence is one segment, so sequence-level loss aggregation
 (seq-mean-*) groups tokens by (buffer, segment id) (objective/aggregation.py). The layout
 returned by `pack` maps every row back (`unpack`), e.g. for the packed log-prob pass.
 """
