@@ -59,7 +59,7 @@ from execverify_jax.buckets import bucket_for  # noqa: E402
 from execverify_jax.model import attention as attn  # noqa: E402
 from execverify_jax.model import sharding as shd  # noqa: E402
 from execverify_jax.model.config import ModelConfig  # noqa: E402
-from execverify_jax.rl.infra.packing import pack_grpo  # noqa: E402
+from execverify_jax.rl.infra.packing import completion_capacity, first_fit_decreasing, pack_grpo  # noqa: E402
 from execverify_jax.rl.infra.train_state import create_train_state, state_shardings  # noqa: E402
 from execverify_jax.rl.infra.train_steps import make_grpo_update, put_batch  # noqa: E402
 from execverify_jax.rl.objective.config import GRPOConfig  # noqa: E402
@@ -119,8 +119,16 @@ def ratios(host: dict, pack_len: int, micro: int, attn_chunk: int | None = None)
            "logits_ratio_padded": host["tokens_BT"].shape[0] * C / real_c,
            "logits_ratio_packed_every_position": nb * pack_len / real_c,
            "logits_ratio_packed": nb * cap / real_c}
+    # The slab plain first-fit-decreasing would give (no spreading of completion tokens).
+    lengths_R, comp_R = host["attn_BT"].sum(1), host["attn_BT"][:, T - C:].sum(1)
+    b_R, _, _ = first_fit_decreasing(lengths_R, pack_len)
+    out["slab_capacity_plain_ffd"] = completion_capacity(int(np.bincount(b_R, weights=comp_R).max()), pack_len)
+    out["logits_ratio_packed_plain_ffd"] = nb * out["slab_capacity_plain_ffd"] / real_c
     if attn_chunk:
-        out["attention_blocks"] = block_counts(pk["segment_ids_BT"], attn_chunk, micro)
+        blk = out["attention_blocks"] = block_counts(pk["segment_ids_BT"], attn_chunk, micro)
+        # Score pairs of the executed blocks (c^2 each) / pairs needed (causal, within a segment).
+        out["attention_pairs_ratio_packed_skipping"] = (nb * blk["blocks_buffer_schedule_mean"] * attn_chunk ** 2
+                                                        / float((n_R * (n_R + 1) / 2).sum()))
     out.update({"buffers": int(pk["tokens_BT"].shape[0]),
             "train_padding_ratio_padded": host["tokens_BT"].size / real,
             "train_padding_ratio_packed": pk["tokens_BT"].size / real,
@@ -143,8 +151,9 @@ def attention_timing(args, quick: bool) -> dict:
     K, R, H, c = 2, 4, 64, args.attn_chunk // 4
     q, k, v = (jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((B, T, K, R, H), (B, T, K, H), (B, T, K, H)))
     seg = jnp.asarray(seg_BT)
-    out = {"shape": [B, T, K, R, H], "chunk": c, "executed_blocks": int(sum(
-        np.asarray(attn.block_schedule(seg[b:b + 1], c)).sum() for b in range(B))), "causal_blocks": B * (T // c) * (T // c + 1) // 2}
+    executed = sum(int(np.asarray(attn.block_schedule(seg[b:b + 1], c)).sum()) for b in range(B))
+    out = {"shape": [B, T, K, R, H], "chunk": c, "executed_blocks": executed,
+           "causal_blocks": B * (T // c) * (T // c + 1) // 2}
     for name, mask in (("block_skipping", seg), ("every_causal_block", seg > 0)):
         fn = jax.jit(jax.grad(lambda q, k, v, m: jnp.sum(jnp.stack([attn.attend_chunked(
             q[b:b + 1], k[b:b + 1], v[b:b + 1], m[b:b + 1], c) for b in range(B)]) ** 2), argnums=(0, 1, 2)))
@@ -167,7 +176,7 @@ def token_counts(args) -> dict:
         host = synth_host(rng, per_mb, args.group, 350, 2048, 600, 4096, (512, 1024, 2048),
                           (512, 1024, 2048, 4096), 1000)
         rows.append(ratios(host, args.pack_len, args.micro, args.attn_chunk))
-    keys = [k for k in rows[0] if "ratio" in k or k in ("slab_capacity", "max_completion_tokens_per_buffer")]
+    keys = [k for k in rows[0] if "ratio" in k or k.startswith("slab_capacity") or k.startswith("max_")]
     summary = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     summary["attention_blocks"] = {k: float(np.mean([r["attention_blocks"][k] for r in rows]))
                                    for k in rows[0]["attention_blocks"]}

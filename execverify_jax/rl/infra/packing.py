@@ -195,10 +195,10 @@ def pack_grpo(host: dict[str, np.ndarray], L: int, multiple: int = 1, granule: i
     mask_BC, adv_B or adv_BC, old_logp_BC, optional ref_logp_BC) into buffers of L tokens.
 
     Every row keeps its real tokens (attn_BT); rows are placed by `balanced_placement`. The
-    per-token fields then follow their tokens into the buffers and are gathered, with the completion tokens' positions, into the
-    completion slab (`completion_slab`, C = its capacity, bucketed by `granule`): the packed
-    step computes logits only for those C columns per buffer, as the padded step does for its
-    last C positions. Returns tokens_BT, segment_ids_BT, positions_BT, target_pos_BC,
+    per-token fields follow their tokens into the buffers and are gathered, with the completion
+    tokens' positions, into the completion slab (`completion_slab`, C = its capacity, bucketed
+    by `granule`): the packed step computes logits only for those C columns per buffer, as the
+    padded step does for its last C positions. Returns tokens_BT, segment_ids_BT, positions_BT, target_pos_BC,
     segment_ids_BC, mask_BC, adv_BC, old_logp_BC (and ref_logp_BC) and the layout.
     """
     tokens_BT, attn_BT = np.asarray(host["tokens_BT"]), np.asarray(host["attn_BT"]).astype(bool)
