@@ -21,6 +21,8 @@ the schedule of a whole micro-batch (what the jitted step decides: one schedule 
 Part 2 (timing, CPU, noisy on a shared machine): the jitted GRPO update (forward + backward +
 SGD) of the tiny test model on a scaled-down batch (the same distributions / 32), padded vs
 packed, median of a few runs after compiling. Loss equality is also checked.
+Also timed: attend_chunked forward + backward on packed buffers (scaled to a quarter) with
+block skipping vs every causal block (`attention_timing`).
 
 Part 3 (compile only, `--compiled 0p5b,7b`): the packed GRPO update of a Qwen2.5-0.5B- or
 Coder-7B-shaped model (bf16, remat) on 8 fake CPU devices (fsdp 8), one micro-batch of 8 buffers
@@ -141,12 +143,15 @@ def ratios(host: dict, pack_len: int, micro: int, attn_chunk: int | None = None)
 def attention_timing(args, quick: bool) -> dict:
     """Wall time (CPU, noisy) of attend_chunked forward + backward on packed buffers with block
     skipping (segment ids) vs the same buffers as a bool mask (every causal block runs, the same
-    work per block): the part-1 distribution's first buffers, every 4th position kept
-    (T = pack_len / 4, chunk = attn_chunk / 4, so the same blocks are skipped)."""
+    work per block), the two runs interleaved so both see the same load: buffers spread over a
+    part-1 mini-batch, every 4th position kept (T = pack_len / 4, chunk = attn_chunk / 4, so the
+    same blocks are skipped)."""
     rng = np.random.default_rng(0)
     host = synth_host(rng, args.prompts // args.minibatches, args.group, 350, 2048, 600, 4096, (512, 1024, 2048),
                       (512, 1024, 2048, 4096), 1000)
-    seg_BT = pack_grpo(host, args.pack_len, args.micro)[0]["segment_ids_BT"][:2 if quick else 4, ::4]
+    seg_all = pack_grpo(host, args.pack_len, args.micro)[0]["segment_ids_BT"]
+    used = np.flatnonzero(seg_all[:, 0] > 0)
+    seg_BT = seg_all[used[np.linspace(0, len(used) - 1, 2 if quick else 4).astype(int)], ::4]
     B, T = seg_BT.shape
     K, R, H, c = 2, 4, 64, args.attn_chunk // 4
     q, k, v = (jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((B, T, K, R, H), (B, T, K, H), (B, T, K, H)))
@@ -154,15 +159,19 @@ def attention_timing(args, quick: bool) -> dict:
     executed = sum(int(np.asarray(attn.block_schedule(seg[b:b + 1], c)).sum()) for b in range(B))
     out = {"shape": [B, T, K, R, H], "chunk": c, "executed_blocks": executed,
            "causal_blocks": B * (T // c) * (T // c + 1) // 2}
+    runs = {}
     for name, mask in (("block_skipping", seg), ("every_causal_block", seg > 0)):
-        fn = jax.jit(jax.grad(lambda q, k, v, m: jnp.sum(jnp.stack([attn.attend_chunked(
-            q[b:b + 1], k[b:b + 1], v[b:b + 1], m[b:b + 1], c) for b in range(B)]) ** 2), argnums=(0, 1, 2)))
+        # One buffer per call (what one device runs under shard_map), summed over the buffers.
+        fn = jax.jit(jax.grad(lambda q, k, v, m: sum(jnp.sum(attn.attend_chunked(
+            q[b:b + 1], k[b:b + 1], v[b:b + 1], m[b:b + 1], c) ** 2) for b in range(B)), argnums=(0, 1, 2)))
         jax.block_until_ready(fn(q, k, v, mask))
-        times = []
-        for _ in range(2 if quick else 5):
+        runs[name] = (fn, mask, [])
+    for _ in range(2 if quick else 5):
+        for fn, mask, times in runs.values():
             t0 = time.perf_counter()
             jax.block_until_ready(fn(q, k, v, mask))
             times.append(time.perf_counter() - t0)
+    for name, (_, _, times) in runs.items():
         out[f"{name}_s_median"] = float(np.median(times))
     out["speedup"] = out["every_causal_block_s_median"] / out["block_skipping_s_median"]
     return out
