@@ -6,7 +6,9 @@ causal masking is implied) and return o_BTKRH in the compute dtype. Scores and s
   xla      the reference: full [B, K, R, T, T] fp32 scores (what the model always did before)
   chunked  blockwise (query blocks x key blocks) with an online softmax; each query block is
            rematerialised in the backward pass, so no more than one [B, K, R, c, T] block of
-           scores is ever live. Pure XLA: the CPU default, and the fallback anywhere.
+           scores is ever live; key blocks without an allowed pair are skipped (with packed
+           segment ids also those holding only other segments' keys, per device). Pure XLA:
+           the CPU default, and the fallback anywhere.
   cudnn    jax.nn.dot_product_attention(implementation="cudnn"): cuDNN flash attention (GPU,
            bf16/fp16 compute, head_dim % 8 == 0, <= 128)
   splash   the Pallas TPU splash-attention kernel (causal mask, padding as segment ids; packed
@@ -52,6 +54,31 @@ def allowed(mask_BT: jax.Array, q_idx: jax.Array, k_idx: jax.Array) -> jax.Array
     return (k_BS > 0)[:, None, :] & (q_BT[:, :, None] == k_BS[:, None, :])
 
 
+def block_schedule(mask_BT: jax.Array, c: int) -> jax.Array:
+    """need_nn[i, j]: does query block i (of c positions) need key block j in `attend_chunked`?
+
+    Bool masks: every causal block (j <= i). Segment ids: j == i, or j < i and some row's key
+    block j and query block i have overlapping [min, max] ranges of real segment ids (a
+    necessary condition for a same-segment pair; for packed rows, whose segments are contiguous,
+    also sufficient). A block whose keys all belong to other segments than its queries, or are
+    padding, is skipped: its scores would all be masked, and a masked block changes no real
+    query's online softmax (its weight exp(NEG - m) is 0 once a real key was seen, and the
+    rescale exp(NEG - m_real) = 0 wipes it if seen first). The diagonal block always runs, so a
+    padding query keeps a finite output. One decision for the whole batch (any row needs it).
+    mask_BT's length must be a multiple of c.
+    """
+    B, Tp = mask_BT.shape
+    n = Tp // c
+    ij_causal = jnp.tril(jnp.ones((n, n), jnp.bool_))
+    if not is_segments(mask_BT):
+        return ij_causal
+    seg_Bnc = mask_BT.astype(jnp.int32).reshape(B, n, c)
+    lo_Bn = jnp.min(jnp.where(seg_Bnc > 0, seg_Bnc, jnp.iinfo(jnp.int32).max), axis=-1)
+    hi_Bn = jnp.max(seg_Bnc, axis=-1)  # 0 for an all-padding block: overlaps nothing
+    overlap_Bnn = (lo_Bn[:, None, :] <= hi_Bn[:, :, None]) & (lo_Bn[:, :, None] <= hi_Bn[:, None, :])
+    return (ij_causal & jnp.any(overlap_Bnn, axis=0)) | jnp.eye(n, dtype=jnp.bool_)
+
+
 def causal_padding_mask(mask_BT: jax.Array) -> jax.Array:
     """mask_BTS for a full-sequence forward: causal and key not padding (any padding side);
     with segment ids also key and query in the same segment."""
@@ -90,7 +117,7 @@ def attend(cfg: ModelConfig, q_BTKRH: jax.Array, k_BTKH: jax.Array, v_BTKH: jax.
     if impl == "xla":
         return attend_xla(q_BTKRH, k_BTKH, v_BTKH, mask_BT)
     if impl == "chunked":
-        return attend_chunked(q_BTKRH, k_BTKH, v_BTKH, mask_BT, cfg.attention_chunk)
+        return attend_chunked_per_shard(q_BTKRH, k_BTKH, v_BTKH, mask_BT, cfg.attention_chunk)
     if impl == "cudnn":
         return attend_cudnn(q_BTKRH, k_BTKH, v_BTKH, mask_BT)
     return attend_splash(q_BTKRH, k_BTKH, v_BTKH, mask_BT)
@@ -107,10 +134,11 @@ def attend_xla(q_BTKRH, k_BTKH, v_BTKH, mask_BT) -> jax.Array:
 def attend_chunked(q_BTKRH, k_BTKH, v_BTKH, mask_BT, chunk: int) -> jax.Array:
     """Blockwise attention with an online softmax (Rabe & Staats; FlashAttention's recurrence).
 
-    T is padded to n blocks of c; for query block i, a scan over key blocks j <= i keeps the
-    running max m, normaliser l and unnormalised output acc (key blocks above the diagonal are
-    skipped with lax.cond). The query-block body is `jax.checkpoint`ed: the backward pass
-    recomputes one block's scores instead of saving all of them.
+    T is padded to n blocks of c; for query block i, a scan over key blocks j keeps the running
+    max m, normaliser l and unnormalised output acc. Key blocks that `block_schedule` rules out
+    (above the diagonal; with segment ids also those holding only other segments' keys) are
+    skipped with lax.cond, in the backward pass too. The query-block body is
+    `jax.checkpoint`ed: the backward pass recomputes one block's scores instead of saving all.
     """
     B, T, K, R, H = q_BTKRH.shape
     dtype = q_BTKRH.dtype
@@ -129,6 +157,7 @@ def attend_chunked(q_BTKRH, k_BTKH, v_BTKH, mask_BT, chunk: int) -> jax.Array:
     v_nBcKH = v_BTKH.reshape(B, n, c, K, H).swapaxes(0, 1)
     pos_nc = jnp.arange(n * c, dtype=jnp.int32).reshape(n, c)
     scale = H ** -0.5
+    need_nn = block_schedule(mask_BT, c)
 
     @functools.partial(jax.checkpoint, prevent_cse=False)
     def query_block(i, q_BcKRH):
@@ -152,8 +181,8 @@ def attend_chunked(q_BTKRH, k_BTKH, v_BTKH, mask_BT, chunk: int) -> jax.Array:
                                       preferred_element_type=jnp.float32)
                 return (m_new, l_BKRc * corr + p_BKRcs.sum(-1), acc_BKRcH * corr[..., None] + pv_BKRcH)
 
-            # Key blocks strictly above the diagonal see no allowed key of this query block.
-            return jax.lax.cond(j <= i, update, lambda c_: c_, carry), None
+            # Blocks with no allowed (query, key) pair: above the diagonal, or other segments only.
+            return jax.lax.cond(need_nn[i, j], update, lambda c_: c_, carry), None
 
         init = (jnp.full((B, K, R, c), -jnp.inf, jnp.float32), jnp.zeros((B, K, R, c), jnp.float32),
                 jnp.zeros((B, K, R, c, H), jnp.float32))
@@ -163,6 +192,31 @@ def attend_chunked(q_BTKRH, k_BTKH, v_BTKH, mask_BT, chunk: int) -> jax.Array:
 
     o_nBcKRH = jax.lax.map(lambda a: query_block(*a), (jnp.arange(n), q_nBcKRH))
     return o_nBcKRH.swapaxes(0, 1).reshape(B, n * c, K, R, H)[:, :T]
+
+
+def attend_chunked_per_shard(q_BTKRH, k_BTKH, v_BTKH, mask_BT, chunk: int) -> jax.Array:
+    """`attend_chunked`, run per device (shard_map over batch and kv heads) for packed segment
+    ids under active sharding rules, so each device's `block_schedule` follows its own rows.
+
+    A jitted SPMD program takes one lax.cond branch on every device, so the plain call would
+    run the union of the micro-batch's schedules: at the paper's shapes (micro-batch of 8
+    buffers of 8192 tokens, 8 devices) 0.61 of the causal blocks instead of a buffer's own 0.35
+    (benchmarks/bench_packing.py, docs/BENCHMARKS.md §12). A bool mask (the padded layout)
+    keeps the plain call, unchanged.
+    """
+    active = shd.active()
+    if active is None or active[0].size == 1 or not is_segments(mask_BT):
+        return attend_chunked(q_BTKRH, k_BTKH, v_BTKH, mask_BT, chunk)
+    mesh, rules = active
+    # Whole kv heads per shard keep their R query heads with them (same K axis spec for q, k, v).
+    q_spec = shd.logical_to_spec((shd.BATCH, None, shd.ACT_KV_HEADS, None, None), q_BTKRH.shape, mesh, rules)
+    kv_spec = shd.logical_to_spec((shd.BATCH, None, shd.ACT_KV_HEADS, None), k_BTKH.shape, mesh, rules)
+    if q_spec[0] is None or q_spec[2] != kv_spec[2]:  # rows not split: one schedule is per device anyway
+        return attend_chunked(q_BTKRH, k_BTKH, v_BTKH, mask_BT, chunk)
+    m_spec = jax.sharding.PartitionSpec(q_spec[0], None)
+    return jax.shard_map(lambda q, k, v, m: attend_chunked(q, k, v, m, chunk), mesh=mesh,
+                         in_specs=(q_spec, kv_spec, kv_spec, m_spec), out_specs=q_spec,
+                         check_vma=False)(q_BTKRH, k_BTKH, v_BTKH, mask_BT)
 
 
 def _self_or_real_mask(mask_BT: jax.Array) -> jax.Array:

@@ -6,7 +6,8 @@ B x chunk x V slab of logits exists at once and no log-softmax array is ever bui
 is `jax.checkpoint`ed, so under `jax.grad` the backward pass recomputes each slab of logits from
 the (saved) hidden states instead of keeping every slab as a residual: no [T, V] block of the
 sequence is ever stored. GRPO needs only the C completion positions (`completion_logprobs`), so
-logits are never computed for the prompt.
+logits are never computed for the prompt; packed rows gather their completion positions first
+(`gathered_logprobs`) for the same reason.
 """
 
 from __future__ import annotations
@@ -82,3 +83,17 @@ def completion_logprobs(model: Transformer, tokens_BT: jax.Array, C: int,
     but logits are computed for those C positions only."""
     h_BCD = model.hidden(tokens_BT, None, mask_BT)[:, -C - 1:-1]
     return target_logprobs(model, h_BCD, tokens_BT[:, -C:], temperature, chunk)[0]
+
+
+def gathered_logprobs(model: Transformer, h_BTD: jax.Array, tokens_BT: jax.Array, target_pos_BC: jax.Array,
+                      temperature: float = 1.0, chunk: int | None = None) -> jax.Array:
+    """logp_BC of the tokens at buffer positions target_pos_BC (each from the hidden state one
+    position before it), logits computed for those C positions only.
+
+    For packed rows (rl/infra/packing.py): h_BTD are the final-normed hidden states of a whole
+    buffer, target_pos_BC its completion tokens' positions (>= 1; unused columns hold 0 and get
+    a meaningless value to be masked). The gather's gradient scatters back into h_BTD.
+    """
+    h_BCD = jnp.take_along_axis(h_BTD, jnp.maximum(target_pos_BC - 1, 0)[..., None], axis=1)
+    target_BC = jnp.take_along_axis(tokens_BT, target_pos_BC, axis=1)
+    return target_logprobs(model, h_BCD, target_BC, temperature, chunk)[0]

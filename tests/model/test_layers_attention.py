@@ -151,3 +151,104 @@ def _attention_matches_reference(fn, dtype, atol, T=64):
     got = jax.jit(fn)(q, k, v, mask).astype(jnp.float32)
     m = np.asarray(mask)  # padding queries differ by design (see attention.py)
     np.testing.assert_allclose(np.asarray(got)[m], np.asarray(ref)[m], atol=atol)
+
+
+def _brute_force_need(seg_BT: np.ndarray, c: int) -> np.ndarray:
+    """need_nn from the definition: some row has a causal same-segment real pair in the block."""
+    B, T = seg_BT.shape
+    n = T // c
+    q, k = np.arange(T)[:, None], np.arange(T)[None, :]
+    ok_BTS = (seg_BT[:, :, None] == seg_BT[:, None, :]) & (seg_BT[:, None, :] > 0) & (k <= q)[None]
+    return ok_BTS.reshape(B, n, c, n, c).any(axis=(0, 2, 4))
+
+
+def test_block_schedule_skips_only_blocks_without_an_allowed_pair():
+    rng = np.random.RandomState(0)
+    c = 4
+    # Packed rows: contiguous segments, padding at the end (all-padding blocks included).
+    seg = np.zeros((2, 32), np.int32)
+    seg[0, :3], seg[0, 3:17], seg[0, 17:19], seg[0, 19:22] = 1, 2, 3, 4
+    seg[1, :9], seg[1, 9:10], seg[1, 10:25] = 1, 2, 3
+    need = np.asarray(attn.block_schedule(jnp.asarray(seg), c))
+    brute = _brute_force_need(seg, c)
+    eye = np.eye(8, dtype=bool)
+    np.testing.assert_array_equal(need, brute | eye)  # exact for contiguous segments
+    assert need.sum() < 8 * 9 // 2  # something is skipped
+    for one in seg:  # per row as well
+        np.testing.assert_array_equal(np.asarray(attn.block_schedule(jnp.asarray(one[None]), c)),
+                                      _brute_force_need(one[None], c) | eye)
+    # Arbitrary (non-contiguous) ids: conservative, never skips a needed block.
+    for _ in range(5):
+        rnd = rng.randint(0, 4, (3, 24)).astype(np.int32)
+        need = np.asarray(attn.block_schedule(jnp.asarray(rnd), c))
+        assert not (_brute_force_need(rnd, c) & ~need).any()
+    # A bool mask keeps every causal block.
+    np.testing.assert_array_equal(np.asarray(attn.block_schedule(jnp.ones((2, 12), bool), c)),
+                                  np.tril(np.ones((3, 3), bool)))
+
+
+@pytest.mark.parametrize("chunk", [4, 5])
+def test_chunked_attention_with_skipped_segment_blocks_equals_reference(chunk):
+    """Packed segment ids (blocks skipped, all-padding blocks at the end): outputs at real
+    queries and gradients equal the reference, and nothing is NaN."""
+    B, T, K, R, H = 2, 30, 2, 2, 8
+    rng = np.random.RandomState(chunk)
+    q, k, v = (jnp.asarray(rng.randn(*s), jnp.float32) for s in ((B, T, K, R, H), (B, T, K, H), (B, T, K, H)))
+    seg = np.zeros((B, T), np.int32)
+    seg[0, :3], seg[0, 3:17], seg[0, 17:19], seg[0, 19:21] = 1, 2, 3, 4
+    seg[1, :9], seg[1, 9:10], seg[1, 10:22] = 1, 2, 3
+    seg = jnp.asarray(seg)
+    real = np.asarray(seg) > 0
+    need = np.asarray(attn.block_schedule(jnp.pad(seg, ((0, 0), (0, -T % chunk))), chunk))
+    assert need.sum() < need.shape[0] * (need.shape[0] + 1) // 2
+    ref = attn.attend_xla(q, k, v, seg)
+    got = attn.attend_chunked(q, k, v, seg, chunk)
+    assert np.isfinite(np.asarray(got)).all()
+    np.testing.assert_allclose(np.asarray(got)[real], np.asarray(ref)[real], atol=1e-5)
+
+    def loss(fn):
+        return lambda q, k, v: jnp.sum(jnp.where(real[:, :, None, None, None], fn(q, k, v), 0.0) ** 2)
+
+    g_ref = jax.grad(loss(lambda *a: attn.attend_xla(*a, seg)), argnums=(0, 1, 2))(q, k, v)
+    g_got = jax.jit(jax.grad(loss(lambda *a: attn.attend_chunked(*a, seg, chunk)), argnums=(0, 1, 2)))(q, k, v)
+    for a, b in zip(g_got, g_ref):
+        assert np.isfinite(np.asarray(a)).all()
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
+
+
+def test_chunked_segments_run_per_device_under_sharding_rules():
+    """Under active rules on the 8 fake devices, packed segment ids go through shard_map (each
+    device's block schedule from its own rows); outputs and gradients equal the reference."""
+    from execverify_jax.model import sharding as shd
+
+    if len(jax.devices()) < 8:
+        pytest.skip("needs the 8 fake CPU devices of tests/conftest.py")
+    B, T, K, R, H, c = 8, 24, 2, 2, 8, 4
+    rng = np.random.RandomState(7)
+    q, k, v = (jnp.asarray(rng.randn(*s), jnp.float32) for s in ((B, T, K, R, H), (B, T, K, H), (B, T, K, H)))
+    seg = np.zeros((B, T), np.int32)
+    for b in range(B):  # a different segment layout per row (per device)
+        cuts = np.sort(rng.choice(np.arange(1, 20), 2 + b % 3, replace=False))
+        for i, (s0, s1) in enumerate(zip(np.r_[0, cuts], np.r_[cuts, 20 + b % 4])):
+            seg[b, s0:s1] = i + 1
+    seg = jnp.asarray(seg)
+    real = np.asarray(seg) > 0
+    mesh = shd.make_mesh({"data": 1, "fsdp": 8, "tensor": 1})
+
+    def loss(fn):
+        return lambda q, k, v: jnp.sum(jnp.where(real[:, :, None, None, None], fn(q, k, v), 0.0) ** 2)
+
+    sharded = lambda q, k, v: attn.attend_chunked_per_shard(q, k, v, seg, c)  # noqa: E731
+    with shd.use_rules(mesh, shd.TRAIN_RULES):
+        assert "shard_map" in str(jax.make_jaxpr(sharded)(q, k, v))
+        got = jax.jit(sharded)(q, k, v)
+        g_got = jax.jit(jax.grad(loss(sharded), argnums=(0, 1, 2)))(q, k, v)
+    ref = attn.attend_xla(q, k, v, seg)
+    np.testing.assert_allclose(np.asarray(got)[real], np.asarray(ref)[real], atol=1e-5)
+    g_ref = jax.grad(loss(lambda *a: attn.attend_xla(*a, seg)), argnums=(0, 1, 2))(q, k, v)
+    for a, b in zip(g_got, g_ref):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
+    # The padded layout (bool mask) keeps the plain call.
+    with shd.use_rules(mesh, shd.TRAIN_RULES):
+        plain = str(jax.make_jaxpr(lambda q, k, v: attn.attend_chunked_per_shard(q, k, v, seg > 0, c))(q, k, v))
+    assert "shard_map" not in plain

@@ -12,8 +12,8 @@ import pytest
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.rl.grpo.update import logprob_pass, run_updates
-from execverify_jax.rl.infra.packing import (first_fit_decreasing, pack, pack_grpo, pack_sft, unpack,
-                                             unpack_completion)
+from execverify_jax.rl.infra.packing import (balanced_placement, completion_capacity, first_fit_decreasing,
+                                             pack, pack_grpo, pack_sft, unpack, unpack_completion)
 from execverify_jax.rl.infra.train_state import create_train_state, state_shardings
 from execverify_jax.rl.infra.train_steps import make_grpo_update, make_logprob_fn, make_sft_update, put_batch
 from execverify_jax.rl.objective.config import AGG_MODES, GRPOConfig
@@ -88,6 +88,57 @@ def _grpo_host(agg_stepwise: bool):
     if agg_stepwise:
         host["adv_BC"] = rng.normal(size=(B, C)).astype(np.float32)
     return host
+
+
+def test_completion_slab_holds_exactly_the_completion_tokens():
+    """pack_grpo's slab: column c of buffer b is the c-th completion token of the buffer, its
+    fields are that token's, unused columns are 0, and segment ids are renumbered per buffer."""
+    host = _grpo_host(True)
+    pk, layout = pack_grpo(host, 16, multiple=2, granule=4)
+    B, T = host["tokens_BT"].shape
+    C = host["mask_BC"].shape[1]
+    n_comp = (host["attn_BT"][:, T - C:]).sum()
+    pos, seg = pk["target_pos_BC"], pk["segment_ids_BC"]
+    assert pos.shape[1] % 4 == 0 and pos.shape[1] - 4 < (pos > 0).sum(1).max() <= pos.shape[1]
+    assert (pos > 0).sum() == n_comp
+    for name in ("mask", "adv", "old_logp", "ref_logp"):  # every field round-trips through the slab
+        got = unpack_completion(pk[f"{name}_BC"], pos, layout, host["attn_BT"], C)
+        want = host["adv_BC"] if name == "adv" else host[f"{name}_BC"]
+        real = host["attn_BT"][:, T - C:]
+        np.testing.assert_array_equal(got[real], want[real])
+        assert (pk[f"{name}_BC"][pos == 0] == 0).all()
+    for b in range(pos.shape[0]):
+        used = pos[b] > 0
+        # In buffer order, from the buffer's own segments, renumbered 1, 2, ... without gaps.
+        assert (np.diff(pos[b][used]) > 0).all()
+        np.testing.assert_array_equal(np.unique(seg[b][used]), np.arange(1, len(set(seg[b][used])) + 1))
+        same = pk["segment_ids_BT"][b][pos[b][used]]
+        np.testing.assert_array_equal(np.diff(same) != 0, np.diff(seg[b][used]) != 0)
+        assert (seg[b][~used] == 0).all()
+    assert completion_capacity(0, 16) == 1 and completion_capacity(5, 8192) == 512
+    assert completion_capacity(8000, 8192) == 8192 and completion_capacity(7, 16, granule=4) == 8
+
+
+def test_balanced_placement_keeps_the_buffers_and_shrinks_the_slab():
+    """Completion tokens spread over the plain packing's buffers: same buffer count, every row
+    placed once within L, each buffer's completion tokens <= the returned capacity, which is
+    below plain first-fit-decreasing's when one buffer would otherwise hoard completions."""
+    rng = np.random.default_rng(4)
+    prompt = rng.integers(5, 60, 200)
+    comp = np.where(rng.random(200) < 0.5, rng.integers(1, 10, 200), rng.integers(60, 200, 200))
+    lengths = prompt + comp
+    L, multiple, g = 256, 4, 16
+    b_plain, _, n_plain = first_fit_decreasing(lengths, L)
+    cap_plain = completion_capacity(np.bincount(b_plain, weights=comp).max(), L, g)
+    b, s, n, cap = balanced_placement(lengths, comp, L, multiple, g)
+    assert n == max(-(-n_plain // multiple) * multiple, multiple) and b.max() < n
+    assert cap < cap_plain and cap % g == 0
+    assert np.bincount(b, weights=comp, minlength=n).max() <= cap
+    for k in range(n):  # rows of a buffer tile it from 0 without overlap
+        mine = np.argsort(s[b == k])
+        ends = (s[b == k] + lengths[b == k])[mine]
+        np.testing.assert_array_equal(s[b == k][mine], np.concatenate([[0], ends[:-1]]))
+        assert ends[-1] <= L if len(ends) else True
 
 
 def _sgd_step(make, cfg_model=CFG):
@@ -169,7 +220,8 @@ def test_packed_logprob_pass_equals_padded():
     pkd = make_logprob_fn(gd, mesh, micro_batch_size=2, temperature=0.7, packed=True)
     want = np.asarray(pad(params, put_batch(host, mesh)))
     pk, layout = pack_grpo({k: host[k] for k in ("tokens_BT", "attn_BT", "mask_BC")}, 16, multiple=2)
-    got = unpack_completion(np.asarray(pkd(params, put_batch(pk, mesh))), layout, host["attn_BT"], 5)
+    got = unpack_completion(np.asarray(pkd(params, put_batch(pk, mesh))), pk["target_pos_BC"], layout,
+                            host["attn_BT"], 5)
     m = host["mask_BC"] > 0
     np.testing.assert_allclose(got[m], want[m], atol=1e-5, rtol=0)
     # The trainer's path (update.logprob_pass) packs and unpacks the same way.

@@ -4,6 +4,7 @@ parameters and metrics as one device; parameters stay on their logical shardings
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from execverify_jax.model import sharding as shd
@@ -45,6 +46,25 @@ def _run_grpo(mesh):
     return st, metrics
 
 
+def _run_grpo_packed(mesh):
+    """Packed buffers through chunked attention (blocks skipped per device under shard_map)."""
+    from execverify_jax.rl.infra.packing import pack_grpo
+
+    cfg = CFG.replace(attention="chunked", attention_chunk=4, remat=True)
+    # SGD at lr 1: the parameter change is the gradient (Adam would blow rounding noise in a
+    # near-zero gradient entry up to lr).
+    tx = optax.sgd(1.0)
+    gd, st = create_train_state(cfg, tx, seed=0, mesh=mesh)
+    g = GRPOConfig(group_size=2, prompts_per_step=4, num_minibatches=1, micro_batch_size=4, packing=True,
+                   pack_len=16)
+    upd = make_grpo_update(gd, tx, g, mesh, state_shardings(cfg, tx, mesh), packed=True)
+    host = _grpo_batch()
+    host["old_logp_BC"] = np.full(host["mask_BC"].shape, -4.0, np.float32)
+    pk, _ = pack_grpo(host, 16, multiple=4)
+    st, m = upd(st, put_batch(pk, mesh))
+    return st, [jax.device_get(m)]
+
+
 def _run_sft(mesh, cfg=CFG, micro=4):
     tx = build_optimizer(OptimConfig.sft(lr=1e-3), 10)
     gd, st = create_train_state(cfg, tx, seed=1, mesh=mesh)
@@ -59,7 +79,8 @@ def _run_sft(mesh, cfg=CFG, micro=4):
     return st, [jax.device_get(m)]
 
 
-@pytest.mark.parametrize("run", [_run_grpo, pytest.param(_run_sft, marks=pytest.mark.slow)], ids=["grpo", "sft"])
+@pytest.mark.parametrize("run", [_run_grpo, _run_grpo_packed, pytest.param(_run_sft, marks=pytest.mark.slow)],
+                         ids=["grpo", "grpo_packed", "sft"])
 def test_sharded_step_equals_single_device(run):
     if len(jax.devices()) < 8:
         pytest.skip("needs 8 (fake) devices")

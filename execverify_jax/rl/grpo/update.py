@@ -69,7 +69,8 @@ def logprob_pass(logprob_fn: Callable, params_list: tuple, host: dict[str, np.nd
         # All rows on every process (a multi-host sharded array cannot be read directly).
         logp = shd.to_host(logprob_fn(params, dev))
         if layout is not None:
-            logp = unpack_completion(logp, layout, host["attn_BT"], host["mask_BC"].shape[1])
+            logp = unpack_completion(logp, batch["target_pos_BC"], layout, host["attn_BT"],
+                                     host["mask_BC"].shape[1])
         out.append(logp)
     return out
 

@@ -13,9 +13,13 @@ Completion log-probs are those of the last C positions (`completion_logprobs`), 
 logits are computed for those positions only, chunk by chunk (model/logprobs.py).
 
 Packed layout (`packed=True`, rl/infra/packing.py `pack_grpo`): tokens_BT, segment_ids_BT,
-positions_BT and per-token mask_BT, adv_BT, old_logp_BT (ref_logp_BT) in buffers of L tokens;
-field_BT[t] scores token t (predicted from position t - 1, never across a segment start since a
-segment's first token is a prompt token). Loss and gradients equal the padded layout's (tested).
+positions_BT in buffers of L tokens, and the completion slab: target_pos_BC (the buffer
+position of each of a buffer's completion tokens, left-aligned; C is the packer's bucketed
+capacity) with its segment_ids_BC, mask_BC, adv_BC, old_logp_BC (ref_logp_BC). Column c scores
+the token at target_pos_BC[c] from the hidden state at target_pos_BC[c] - 1 (never across a
+segment start: a segment's first token is a prompt token); logits are computed for the C slab
+columns only (`gathered_logprobs`), not for the prompt positions. Loss and gradients equal the
+padded layout's (tested).
 
 Every step is exact under micro-batching: the loss normaliser (`aggregation.loss_norm`) is
 computed once on the whole mini-batch and the micro-batch contributions are summed by
@@ -51,7 +55,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from execverify_jax.model import sharding as shd
-from execverify_jax.model.logprobs import DEFAULT_CHUNK, completion_logprobs, target_logprobs
+from execverify_jax.model.logprobs import DEFAULT_CHUNK, completion_logprobs, gathered_logprobs, target_logprobs
 from execverify_jax.rl.infra.accumulate import accumulate_grads, merge_microbatches, split_microbatches
 from execverify_jax.rl.objective.aggregation import loss_norm
 from execverify_jax.rl.objective.config import GRPOConfig
@@ -134,11 +138,14 @@ def _completion_logp_entropy(model: Any, tokens_BT: jax.Array, attn_BT: jax.Arra
 
 
 def _packed_logp(model: Any, mb: dict, temperature: float, chunk: int | None) -> jax.Array:
-    """logp_BT of every packed token given its segment's previous ones (0 at column 0)."""
+    """logp_BC of the packed buffers' completion slab (each token given its segment's previous
+    ones; logits only at the slab's C columns)."""
     tokens_BT = mb["tokens_BT"]
     h_BTD = model.hidden(tokens_BT, mb["positions_BT"], mb["segment_ids_BT"])
-    logp_BT, _ = target_logprobs(model, h_BTD[:, :-1], tokens_BT[:, 1:], temperature, chunk)
-    return jnp.concatenate([jnp.zeros_like(logp_BT[:, :1]), logp_BT], axis=1)
+    return gathered_logprobs(model, h_BTD, tokens_BT, mb["target_pos_BC"], temperature, chunk)
+
+
+PACKED_LOGP_KEYS = ("tokens_BT", "segment_ids_BT", "positions_BT", "target_pos_BC")
 
 
 def make_logprob_fn(graphdef: nnx.GraphDef, mesh: Mesh, *, micro_batch_size: int,
@@ -146,35 +153,28 @@ def make_logprob_fn(graphdef: nnx.GraphDef, mesh: Mesh, *, micro_batch_size: int
                     rules: shd.Rules = shd.TRAIN_RULES,
                     key: str = "grpo.micro_batch_size", packed: bool = False) -> UnderRules:
     """Jitted (params, batch{tokens_BT, attn_BT, mask_BC}) -> logp_BC, micro-batch by micro-batch;
-    `packed`: (params, batch{tokens_BT, segment_ids_BT, positions_BT}) -> logp_BT of every packed
-    token (packing.unpack_completion maps it back to logp_BC)."""
+    `packed`: (params, batch{tokens_BT, segment_ids_BT, positions_BT, target_pos_BC}) -> logp_BC
+    of the completion slab (packing.unpack_completion maps it back to the padded logp_BC)."""
     check_micro_batch(micro_batch_size, mesh, key, rules)
 
     def one(params: Any, mb: dict, C: int) -> jax.Array:
         model = nnx.merge(graphdef, params)  # inside the scan body: see the module docstring
         mb = _rows(mb)
         if packed:
-            return _packed_logp(model, {"tokens_BT": mb["t"], "segment_ids_BT": mb["a"],
-                                        "positions_BT": mb["p"]}, temperature, chunk)
-        return _completion_logp(model, mb["t"], mb["a"], C, temperature, chunk)
+            return _packed_logp(model, mb, temperature, chunk)
+        return _completion_logp(model, mb["tokens_BT"], mb["attn_BT"], C, temperature, chunk)
 
     @jax.jit
-    def run(params: Any, tokens_BT: jax.Array, attn_BT: jax.Array, C_like: jax.Array) -> jax.Array:
-        C = C_like.shape[1]
-        parts = {"t": tokens_BT, "a": attn_BT}
-        if packed:
-            parts["p"] = C_like  # positions_BT (C is unused: every packed token is scored)
+    def run(params: Any, parts: dict) -> jax.Array:
+        C = parts["mask_BC"].shape[1] if "mask_BC" in parts else None
         mbs = split_microbatches(parts, micro_batch_size, strided=True)
         # params ride in the scan carry (unchanged) rather than being closed over: a module merged
         # from closed-over outer tracers trips nnx.remat's trace-level check (TraceContextError).
         _, out_MbC = jax.lax.scan(lambda p, mb: (p, one(p, mb, C)), params, mbs)
-        return _rows(merge_microbatches(out_MbC, tokens_BT.shape[0], strided=True))
+        return _rows(merge_microbatches(out_MbC, parts["tokens_BT"].shape[0], strided=True))
 
-    if packed:
-        return UnderRules(run, mesh, rules, lambda params, batch: (
-            params, batch["tokens_BT"], batch["segment_ids_BT"], batch["positions_BT"]))
-    return UnderRules(run, mesh, rules, lambda params, batch: (params, batch["tokens_BT"], batch["attn_BT"],
-                                                               batch["mask_BC"]))
+    keys = PACKED_LOGP_KEYS if packed else ("tokens_BT", "attn_BT", "mask_BC")
+    return UnderRules(run, mesh, rules, lambda params, batch: (params, {k: batch[k] for k in keys}))
 
 
 def make_grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, cfg: GRPOConfig,
@@ -197,10 +197,10 @@ def make_grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, c
     def packed_loss_fn(params: Any, mb: dict, norm: Any) -> tuple[jax.Array, dict]:
         model = nnx.merge(graphdef, params)  # inside the scan body: see the module docstring
         mb = _rows(mb)
-        logp_BT = _packed_logp(model, mb, temperature, chunk)
-        return policy_loss(logp_BT, mb["old_logp_BT"], mb["adv_BT"], mb["mask_BT"], cfg,
-                           ref_logp_BC=mb.get("ref_logp_BT"), norm=norm,
-                           segment_ids_BC=mb["segment_ids_BT"])
+        logp_BC = _packed_logp(model, mb, temperature, chunk)
+        return policy_loss(logp_BC, mb["old_logp_BC"], mb["adv_BC"], mb["mask_BC"], cfg,
+                           ref_logp_BC=mb.get("ref_logp_BC"), norm=norm,
+                           segment_ids_BC=mb["segment_ids_BC"])
 
     def loss_fn(params: Any, mb: dict, norm: Any) -> tuple[jax.Array, dict]:
         model = nnx.merge(graphdef, params)  # inside the scan body: see the module docstring
@@ -217,7 +217,7 @@ def make_grpo_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, c
 
     @functools.partial(jax.jit, donate_argnums=(0,))
     def update(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-        norm = (loss_norm(batch["mask_BT"], batch["segment_ids_BT"]) if packed
+        norm = (loss_norm(batch["mask_BC"], batch["segment_ids_BC"]) if packed
                 else loss_norm(batch["mask_BC"]))
         mbs = split_microbatches(batch, cfg.micro_batch_size, strided=True)
         loss, grads, metrics = accumulate_grads(packed_loss_fn if packed else loss_fn, state.params, mbs, norm,
