@@ -4,7 +4,7 @@
     prefill (jit per (B, P, C)): one forward over prompt_BP (attention over the P prompt positions
             only), whose keys/values fill cache slots [0, P); draws token 0
     decode  (jit per (B, P, C), state donated): lax.while_loop, one token per step, until every
-            row has hit a stop id or C = max_new_tokens tokens exist
+            row has hit a stop id or its own cap of tokens (C = the largest cap)
 
 Prompts are LEFT-padded (see kv_cache.py) so all rows write the same cache slot each step.
 The jitted functions take the parameters (nnx.State) as an argument, so the sampler reads the
@@ -42,6 +42,7 @@ class SamplingState:
     step: int32 scalar, tokens generated so far (same for all rows).
     done_B: the row produced a stop id.
     lengths_B: generated tokens per row, the stop id included.
+    cap_B: each row's own token cap (<= C); a row is finished once lengths_B reaches it.
     key: base PRNG key; step s uses fold_in(key, s).
     """
 
@@ -51,6 +52,7 @@ class SamplingState:
     step: jax.Array
     done_B: jax.Array
     lengths_B: jax.Array
+    cap_B: jax.Array
     key: jax.Array
 
 
@@ -72,6 +74,21 @@ class SampleOutput:
     prompt_index_B: np.ndarray
 
 
+def per_prompt_caps(max_new_tokens: int | Sequence[int], num_prompts: int) -> np.ndarray:
+    """cap_N int32: one token cap for every prompt, or one per prompt (each >= 1)."""
+    scalar = isinstance(max_new_tokens, (int, np.integer))
+    if scalar:
+        caps = [max_new_tokens] * num_prompts
+    else:
+        caps = list(max_new_tokens)
+        if len(caps) != num_prompts:
+            raise ValueError(f"max_new_tokens has {len(caps)} caps for {num_prompts} prompts")
+    for i, c in enumerate(caps):
+        if not isinstance(c, (int, np.integer)) or isinstance(c, bool) or c < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {c!r}" + ("" if scalar else f" for prompt {i}"))
+    return np.asarray(caps, np.int32)
+
+
 def left_pad(prompts: Sequence[Sequence[int]], P: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     """(prompt_BP int32 left-padded, lengths_B int32)."""
     out = np.full((len(prompts), P), pad_id, np.int32)
@@ -86,19 +103,26 @@ def left_pad(prompts: Sequence[Sequence[int]], P: int, pad_id: int) -> tuple[np.
 
 def _sample_step(strategy: Strategy, logits_BV, state: SamplingState, pad_id: int,
                  stop_ids: tuple[int, ...]) -> SamplingState:
-    """Draws one token per row from logits_BV and records it (rows already done get pad_id)."""
+    """Draws one token per row from logits_BV and records it (rows already finished: stopped
+    or at their cap, get pad_id)."""
     tok_B, logp_B = strategy.select(logits_BV, jax.random.fold_in(state.key, state.step))
-    tok_B = jnp.where(state.done_B, pad_id, tok_B)
-    logp_B = jnp.where(state.done_B, 0.0, logp_B)
+    live_B = ~_finished(state)
+    tok_B = jnp.where(live_B, tok_B, pad_id)
+    logp_B = jnp.where(live_B, logp_B, 0.0)
     tokens_BC = jax.lax.dynamic_update_slice(state.tokens_BC, tok_B[:, None], (0, state.step))
     logp_BC = jax.lax.dynamic_update_slice(state.logp_BC, logp_B[:, None], (0, state.step))
     is_stop_B = jnp.isin(tok_B, jnp.asarray(stop_ids, jnp.int32))  # an empty tuple: never stops
     return state.replace(tokens_BC=tokens_BC, logp_BC=logp_BC, step=state.step + 1,
-                         lengths_B=state.lengths_B + (~state.done_B).astype(jnp.int32),
-                         done_B=state.done_B | is_stop_B)
+                         lengths_B=state.lengths_B + live_B.astype(jnp.int32),
+                         done_B=state.done_B | (live_B & is_stop_B))
 
 
-def _prefill(graphdef, params, prompt_BP, lengths_B, key, *, strategy: Strategy, max_new: int,
+def _finished(state: SamplingState) -> jax.Array:
+    """finished_B: the row stopped or has its cap of tokens."""
+    return state.done_B | (state.lengths_B >= state.cap_B)
+
+
+def _prefill(graphdef, params, prompt_BP, lengths_B, cap_B, key, *, strategy: Strategy, max_new: int,
              pad_id: int, stop_ids: tuple[int, ...], cache_dtype: str) -> SamplingState:
     model = nnx.merge(graphdef, params)
     B, P = prompt_BP.shape
@@ -107,7 +131,7 @@ def _prefill(graphdef, params, prompt_BP, lengths_B, key, *, strategy: Strategy,
     state = SamplingState(
         cache=cache, tokens_BC=jnp.full((B, max_new), pad_id, jnp.int32),
         logp_BC=jnp.zeros((B, max_new), jnp.float32), step=jnp.zeros((), jnp.int32),
-        done_B=jnp.zeros((B,), jnp.bool_), lengths_B=jnp.zeros((B,), jnp.int32), key=key)
+        done_B=jnp.zeros((B,), jnp.bool_), lengths_B=jnp.zeros((B,), jnp.int32), cap_B=cap_B, key=key)
     return _sample_step(strategy, logits_BV, state, pad_id, stop_ids)
 
 
@@ -119,7 +143,7 @@ def _decode(graphdef, params, state: SamplingState, *, strategy: Strategy, max_n
     layers = model.unstacked_layers()
 
     def cond(s: SamplingState):
-        return (s.step < max_new) & ~jnp.all(s.done_B)
+        return (s.step < max_new) & ~jnp.all(_finished(s))
 
     def body(s: SamplingState) -> SamplingState:
         last_B = jax.lax.dynamic_index_in_dim(s.tokens_BC, s.step - 1, axis=1, keepdims=False)
@@ -157,41 +181,46 @@ class Sampler:
         return cls(model.cfg, graphdef, **kw), params
 
     def generate_device(self, params: nnx.State, prompt_BP: np.ndarray, lengths_B: np.ndarray,
-                        max_new_tokens: int, strategy: Strategy = Greedy(),
+                        max_new_tokens: int | Sequence[int], strategy: Strategy = Greedy(),
                         stop_ids: Sequence[int] = (), seed: int | jax.Array = 0) -> SamplingState:
-        """Runs prefill + decode on already left-padded prompts; returns the final device state."""
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens!r}")
+        """Runs prefill + decode on already left-padded prompts; returns the final device state.
+        `max_new_tokens`: one cap, or one per row of prompt_BP."""
         B, P = prompt_BP.shape
-        if P + max_new_tokens > self.cfg.max_position_embeddings:
-            raise ValueError(f"prompt bucket {P} + {max_new_tokens} new tokens exceeds "
+        cap_B = per_prompt_caps(max_new_tokens, B)
+        C = int(cap_B.max())
+        if P + C > self.cfg.max_position_embeddings:
+            raise ValueError(f"prompt bucket {P} + {C} new tokens exceeds "
                              f"max_position_embeddings {self.cfg.max_position_embeddings}")
         key = jax.random.key(seed) if isinstance(seed, int) else seed
         prompt_BP = jnp.asarray(prompt_BP, jnp.int32)
         lengths_B = jnp.asarray(lengths_B, jnp.int32)
+        cap_B = jnp.asarray(cap_B, jnp.int32)
         if self.mesh is not None:
             # Shard the batch only when it divides; tiny batches stay replicated.
             prompt_BP = jax.device_put(prompt_BP, shd.named_sharding(
                 (shd.BATCH, None), prompt_BP.shape, self.mesh, self.rules))
-            lengths_B = jax.device_put(lengths_B, shd.named_sharding(
-                (shd.BATCH,), lengths_B.shape, self.mesh, self.rules))
-        statics = dict(strategy=strategy, max_new=int(max_new_tokens), pad_id=self.pad_id,
+            lengths_B, cap_B = (jax.device_put(x, shd.named_sharding(
+                (shd.BATCH,), x.shape, self.mesh, self.rules)) for x in (lengths_B, cap_B))
+        statics = dict(strategy=strategy, max_new=C, pad_id=self.pad_id,
                        stop_ids=tuple(int(s) for s in stop_ids))
         # Activation constraints (shd.shard) read the rules while the functions trace.
         with shd.use_rules(self.mesh, self.rules):
-            state = self._prefill(self.graphdef, params, prompt_BP, lengths_B, key,
+            state = self._prefill(self.graphdef, params, prompt_BP, lengths_B, cap_B, key,
                                   cache_dtype=self.cache_dtype, **statics)
             return self._decode(self.graphdef, params, state, **statics)
 
-    def generate(self, params: nnx.State, prompts: Sequence[Sequence[int]], max_new_tokens: int,
-                 strategy: Strategy = Greedy(), stop_ids: Sequence[int] = (), n: int = 1,
-                 seed: int = 0) -> SampleOutput:
-        """Samples `n` continuations of each prompt (lists of token ids); see SampleOutput."""
+    def generate(self, params: nnx.State, prompts: Sequence[Sequence[int]],
+                 max_new_tokens: int | Sequence[int], strategy: Strategy = Greedy(),
+                 stop_ids: Sequence[int] = (), n: int = 1, seed: int = 0) -> SampleOutput:
+        """Samples `n` continuations of each prompt (lists of token ids); see SampleOutput.
+        `max_new_tokens`: one cap, or one per prompt (a row is done once it has its own cap of
+        tokens; C = the largest)."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n!r}")
         if len(prompts) == 0:
             raise ValueError("no prompts given")
         index_B = np.repeat(np.arange(len(prompts)), n)
+        cap_B = per_prompt_caps(max_new_tokens, len(prompts))[index_B]
         rows = [prompts[i] for i in index_B]
         P = bucket_for(max(len(p) for p in rows), self.buckets)
         prompt_BP, lengths_B = left_pad(rows, P, self.pad_id)
@@ -201,7 +230,7 @@ class Sampler:
             b, t = np.argwhere(bad_BP)[0]
             raise ValueError(f"prompt {index_B[b]} has token id {int(prompt_BP[b, t])!r} outside the "
                              f"vocab [0, {self.cfg.vocab_size})")
-        state = self.generate_device(params, prompt_BP, lengths_B, max_new_tokens, strategy,
+        state = self.generate_device(params, prompt_BP, lengths_B, cap_B.tolist(), strategy,
                                      stop_ids, seed)
         # On a multi-host mesh the rows are spread over processes: every process gets them all.
         tokens, lengths, logp, done = (shd.to_host(x) for x in

@@ -1,5 +1,6 @@
 """Rollout engine (continuous batching) against the static sampler: same greedy tokens and
-log-probs, stop ids and max length per slot, sampled rows independent of the slot count."""
+log-probs, stop ids and max length per slot (one cap, or one per prompt), sampled rows
+independent of the slot count."""
 
 from __future__ import annotations
 
@@ -85,6 +86,30 @@ def test_greedy_small_matches_static_sampler_and_reports_each_row(setup):
     assert eng.stats.useful_row_steps == 6 * 5 and eng.stats.row_steps == 6 * 5  # no idle slot
 
 
+def test_per_row_caps_equal_the_sampler_and_the_truncated_uniform_run(setup):
+    """Each prompt's rows stop at its own cap (a stop id before it still stops them), with the
+    static sampler's tokens and log-probs under the same caps; one compile of each jit."""
+    cfg, graphdef, params, sampler, prompts = setup
+    caps = [3, 9, 1, 12, 6]
+    free = sampler.generate(params, prompts, 12, Greedy(), n=2)
+    stops = (int(free.tokens_BC[6, 4]),)  # prompt 3 (cap 12) stops at or before its token 5
+    ref = sampler.generate(params, prompts, caps, Greedy(), stop_ids=stops, n=2)
+    eng = Engine(cfg, graphdef, slots=3, steps_per_call=4, block=32, buckets=(16,), shrink=False)
+    out = eng.generate(params, prompts, caps, Greedy(), stop_ids=stops, n=2)
+    np.testing.assert_array_equal(out.tokens_BC, ref.tokens_BC)
+    np.testing.assert_array_equal(out.lengths_B, ref.lengths_B)
+    np.testing.assert_array_equal(out.stopped_B, ref.stopped_B)
+    np.testing.assert_allclose(out.logp_BC, ref.logp_BC, atol=1e-5)
+    cap_B = np.repeat(caps, 2)
+    assert (out.lengths_B <= cap_B).all() and out.stopped_B[6] and not out.stopped_B.all()
+    assert (out.lengths_B[~out.stopped_B] == cap_B[~out.stopped_B]).all()
+    for b in range(len(cap_B)):  # the uniform-cap run, truncated at each row's own end
+        n_b = out.lengths_B[b]
+        np.testing.assert_array_equal(out.tokens_BC[b, :n_b], free.tokens_BC[b, :n_b])
+        assert (out.tokens_BC[b, n_b:] == eng.pad_id).all()
+    assert eng.stats.useful_row_steps == int((out.lengths_B - 1).sum())
+
+
 def test_bad_input_is_rejected(setup):
     cfg, graphdef, params, _, _ = setup
     eng = _engine(cfg, graphdef, slots=2)
@@ -92,5 +117,9 @@ def test_bad_input_is_rejected(setup):
         eng.generate(params, [[1, 600]], 4)
     with pytest.raises(ValueError, match="empty"):
         eng.generate(params, [[1], []], 4)
+    with pytest.raises(ValueError, match="1 caps for 2 prompts"):
+        eng.generate(params, [[1], [2]], [4])
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
+        eng.generate(params, [[1]], 0)
     with pytest.raises(ValueError, match="slots"):
         Engine(cfg, graphdef, slots=0)

@@ -128,6 +128,33 @@ def test_user_defined_strategy_drives_the_sampler(setup):
         seq.append(int(out.tokens_BC[0, t]))
 
 
+def test_per_row_caps_truncate_the_uniform_run(setup):
+    """Each prompt's rows stop at its own cap; the tokens are the uniform-cap run's, truncated,
+    and a stop id before the cap still ends the row (stopped) while a capped row is not."""
+    _, sampler, params, prompts = setup
+    full = sampler.generate(params, prompts, 10, Greedy(), n=2)
+    caps = [4, 10, 1]
+    out = sampler.generate(params, prompts, caps, Greedy(), n=2)
+    np.testing.assert_array_equal(out.lengths_B, np.repeat(caps, 2))
+    assert not out.stopped_B.any()
+    for b, c in enumerate(np.repeat(caps, 2)):
+        np.testing.assert_array_equal(out.tokens_BC[b, :c], full.tokens_BC[b, :c])
+        np.testing.assert_allclose(out.logp_BC[b, :c], full.logp_BC[b, :c], atol=1e-6)
+        assert (out.tokens_BC[b, c:] == sampler.pad_id).all() and (out.logp_BC[b, c:] == 0).all()
+    stop = int(full.tokens_BC[2, 2])  # prompt 1 (cap 10) stops at or before its token 3
+    first = [list(full.tokens_BC[b]).index(stop) + 1 if stop in full.tokens_BC[b].tolist() else 99
+             for b in range(6)]
+    got = sampler.generate(params, prompts, caps, Greedy(), stop_ids=(stop,), n=2)
+    want = np.minimum(first, np.repeat(caps, 2))
+    np.testing.assert_array_equal(got.lengths_B, want)
+    np.testing.assert_array_equal(got.stopped_B, np.asarray(first) <= np.repeat(caps, 2))
+    assert got.stopped_B.any()
+    with pytest.raises(ValueError, match="2 caps for 3 prompts"):
+        sampler.generate(params, prompts, [4, 4], Greedy())
+    with pytest.raises(ValueError, match="for prompt 1"):
+        sampler.generate(params, prompts, [4, 0, 4], Greedy())
+
+
 def test_bad_inputs_are_clear_errors(setup):
     _, sampler, params, prompts = setup
     with pytest.raises(ValueError, match="empty"):
