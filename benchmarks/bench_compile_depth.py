@@ -79,7 +79,7 @@ def memory_7b() -> None:
     start = time.perf_counter()
     with shd.use_rules(mesh, shd.SAMPLE_RULES):
         compiled = fn.lower(graphdef, params, jax.ShapeDtypeStruct((B, P), jnp.int32, sharding=sh), lengths,
-                            jax.random.key(0), strategy=Temperature(1.0), max_new=C, pad_id=0,
+                            lengths, jax.random.key(0), strategy=Temperature(1.0), max_new=C, pad_id=0,
                             stop_ids=(151643,), cache_dtype="bfloat16").compile()
     _report(f"sampler prefill: bf16 sampling copy (SAMPLE_RULES), {B} x {P}-token prompts, cache "
             f"{P} + {C} slots", time.perf_counter() - start, compiled)

@@ -15,7 +15,10 @@ total_gb = peak + resident, the number held against 90% of the target's HBM (fit
 shardings); temp is an XLA:CPU estimate that overstates an accelerator's (XLA:CPU upcasts bf16
 dot/elementwise work to f32 and hoists gathers out of loops, see docs/BENCHMARKS.md).
 Functions: sft_update, grpo_update (one mini-batch), logprob (the whole rollout batch), prefill
-and decode (one sampler call: rollout.prompts_per_call prompts x G, prompt bucket + max_new_tokens).
+and decode (one sampler call: rollout.prompts_per_call prompts x G, prompt bucket + max_new_tokens),
+engine_admit and engine_run (the rollout engine, model/engine.py: rollout.slots slots of prompt
+bucket + max_new_tokens cache positions, sharded over data x fsdp; one admission prefill of
+rollout.prefill_batch rows; `steps_per_call` decode steps attending over the whole cache).
 Writes benchmarks/results/memory.json (merged with what is there, so partial runs accumulate).
 """
 
@@ -52,7 +55,7 @@ CONFIGS = ("sft_qwen2p5_coder_7b.yaml", "stage1_qwen2p5_coder_7b.yaml",
 HBM_GB = {"v5p": 95.0, "h100": 80.0}  # target accelerator per config (file name has _v5p or not)
 DEVICES = {"v5p": 16, "h100": 8}
 SFT_FUNCS = ("sft_update",)
-GRPO_FUNCS = ("grpo_update", "logprob", "prefill", "decode")
+GRPO_FUNCS = ("grpo_update", "logprob", "prefill", "decode", "engine_admit", "engine_run")
 GB = 1e9
 COMPILE_CONFIG = "stage1_qwen2p5_coder_7b.yaml"  # whose GRPO-update compile seconds are compile_s
 
@@ -143,7 +146,46 @@ def lower_function(name: str, cfg: TrainConfig, mcfg: ModelConfig, mesh) -> obje
         upd = make_grpo_update(graphdef, tx, g, mesh, state_shardings(mcfg, tx, mesh),
                                temperature=r.temperature, chunk=r.logprob_chunk)
         return upd.lower(state, batch)
+    if name.startswith("engine_"):
+        return lower_engine(name, cfg, mcfg, mesh, P)
     return lower_sampler(name, cfg, mcfg, mesh, P)
+
+
+def _sampling_params(cfg: TrainConfig, mcfg: ModelConfig, mesh):
+    """(rules, sampling model config, graphdef, abstract sharded params) of the rollout copy."""
+    r = cfg.rollout
+    rules = shd.SAMPLE_RULES if r.sample_reshard else shd.TRAIN_RULES
+    scfg = mcfg if not r.sample_dtype else mcfg.replace(param_dtype=r.sample_dtype, dtype=r.sample_dtype)
+    graphdef, abstract = abstract_model(scfg)
+    return rules, scfg, graphdef, with_shardings(abstract, param_shardings(scfg, mesh, rules))
+
+
+def lower_engine(name: str, cfg: TrainConfig, mcfg: ModelConfig, mesh, P: int) -> object:
+    """engine_admit / engine_run of the rollout engine on abstract, sharded slot state."""
+    from execverify_jax.model.engine import Engine, _state_axes, _zeros_state
+    from execverify_jax.model.strategies import make_strategy
+
+    r = cfg.rollout
+    rules, scfg, graphdef, params = _sampling_params(cfg, mcfg, mesh)
+    eng = Engine(scfg, graphdef, slots=r.slots, steps_per_call=r.steps_per_call, block=r.block,
+                 prefill_batch=min(r.prefill_batch, r.slots), mesh=mesh, rules=rules)
+    S, C = eng.slots, r.max_new_tokens
+    M = -(-(P + C) // eng.block) * eng.block
+    shapes = jax.eval_shape(lambda: _zeros_state(S, M, C, scfg.num_layers, scfg.num_kv_heads,
+                                                 scfg.head_dim, eng.cache_dtype))
+    is_axes = lambda x: isinstance(x, tuple) and all(a is None or isinstance(a, str) for a in x)  # noqa: E731
+    state = jax.tree.map(
+        lambda ax, x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=shd.named_sharding(ax, x.shape, mesh, rules)),
+        _state_axes(shapes), shapes, is_leaf=is_axes)
+    key = jax.eval_shape(lambda: jax.random.key(0))
+    key = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    statics = dict(strategy=make_strategy(temperature=r.temperature, top_k=r.top_k, top_p=r.top_p), stop_ids=(0,))
+    with shd.use_rules(mesh, rules):
+        if name == "engine_run":
+            return eng._run.lower(graphdef, params, state, key, A=M, k=eng.k, **statics)
+        J = eng.prefill_batch
+        i32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.int32)  # noqa: E731
+        return eng._admit.lower(graphdef, params, state, i32(J, P), i32(J), i32(J), i32(J, 2), i32(J), key, **statics)
 
 
 def lower_sampler(name: str, cfg: TrainConfig, mcfg: ModelConfig, mesh, P: int) -> object:
@@ -153,25 +195,22 @@ def lower_sampler(name: str, cfg: TrainConfig, mcfg: ModelConfig, mesh, P: int) 
     from execverify_jax.model.strategies import make_strategy
 
     r, g = cfg.rollout, cfg.grpo
-    rules = shd.SAMPLE_RULES if r.sample_reshard else shd.TRAIN_RULES
-    scfg = mcfg if not r.sample_dtype else mcfg.replace(param_dtype=r.sample_dtype, dtype=r.sample_dtype)
-    graphdef, abstract = abstract_model(scfg)
-    params = with_shardings(abstract, param_shardings(scfg, mesh, rules))
+    rules, scfg, graphdef, params = _sampling_params(cfg, mcfg, mesh)
     sampler = Sampler(scfg, graphdef, mesh=mesh, rules=rules)
     B = (r.prompts_per_call or g.prompts_per_step) * g.group_size
     prompt = sds((B, P), np.int32, mesh, (shd.BATCH, None))
-    lengths = sds((B,), np.int32, mesh, (shd.BATCH,))
+    lengths = sds((B,), np.int32, mesh, (shd.BATCH,))  # also the per-row caps' shape
     key = jax.eval_shape(lambda: jax.random.key(0))
     key = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
     statics = dict(strategy=make_strategy(temperature=r.temperature, top_k=r.top_k, top_p=r.top_p),
                    max_new=r.max_new_tokens, pad_id=0, stop_ids=(0,))
     with shd.use_rules(mesh, rules):
-        pre = sampler._prefill.lower(graphdef, params, prompt, lengths, key, cache_dtype=sampler.cache_dtype, **statics)
+        pre = sampler._prefill.lower(graphdef, params, prompt, lengths, lengths, key, cache_dtype=sampler.cache_dtype, **statics)
         if name == "prefill":
             return pre
         compiled = pre.compile()
         out = jax.eval_shape(lambda *a: sampler._prefill(*a, cache_dtype=sampler.cache_dtype, **statics),
-                             graphdef, params, prompt, lengths, key)
+                             graphdef, params, prompt, lengths, lengths, key)
         state = jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), out,
                              compiled.output_shardings)
         return sampler._decode.lower(graphdef, params, state, **statics)
@@ -180,7 +219,7 @@ def lower_sampler(name: str, cfg: TrainConfig, mcfg: ModelConfig, mesh, P: int) 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--configs", default=",".join(CONFIGS), help="config files under configs/ (comma-separated)")
-    ap.add_argument("--functions", default="", help="subset of sft_update,grpo_update,logprob,prefill,decode")
+    ap.add_argument("--functions", default="", help="subset of sft_update,grpo_update,logprob,prefill,decode,engine_admit,engine_run")
     ap.add_argument("--layers", type=int, default=None, help="override the depth (28 = the real model)")
     ap.add_argument("--quick", action="store_true", help="= --layers 2 (benchmarks/run_all.py --run)")
     ap.add_argument("--compile-layers", default="", help="e.g. 2,28: GRPO-update compile seconds of "

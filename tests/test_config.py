@@ -136,11 +136,13 @@ def test_v5p_config_is_stage1_plus_its_mesh_and_per_chip_batches():
     mesh = MeshConfig(data=2, fsdp=8, tensor=1)
     assert v5p.mesh == mesh
     # Only the mesh and the two per-chip batch sizes (one row per chip) differ.
-    want = stage1.replace(mesh=mesh, rollout=dataclasses.replace(stage1.rollout, prompts_per_call=16),
+    want = stage1.replace(mesh=mesh, rollout=dataclasses.replace(stage1.rollout, prompts_per_call=16,
+                                                                       slots=128, prefill_batch=16),
                           grpo=dataclasses.replace(stage1.grpo, micro_batch_size=16))
     assert v5p == want
     # The CLI shorthand gives the same resolved config.
-    sets = ["mesh=data=2,fsdp=8", "rollout.prompts_per_call=16", "grpo.micro_batch_size=16"]
+    sets = ["mesh=data=2,fsdp=8", "rollout.prompts_per_call=16", "rollout.slots=128",
+            "rollout.prefill_batch=16", "grpo.micro_batch_size=16"]
     assert config.load(TrainConfig, repo / "stage1_qwen2p5_coder_7b.yaml", sets) == v5p
 
 

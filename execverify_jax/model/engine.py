@@ -21,6 +21,12 @@ Each step writes every live slot's new key/value with one scatter at (slot, len_
 slots get an out-of-range index and are dropped), so under donation the while_loop updates the
 cache in place instead of rewriting all of it every step.
 Cache memory per slot: 2 * L * K * H * (max prompt bucket + max_new) * bytes(cache dtype).
+
+Sharding (with a mesh): the slot axis of every state array is the logical `batch` axis (data x
+fsdp under the rules) and the cache's kv-head axis `act_kv_heads` (tensor), so each device holds
+slots / (data x fsdp) slots, like the static sampler's cache rows. `slots` is rounded up to a
+multiple of the batch shards, the drain phase never shrinks below them, and every jitted
+function constrains the state it returns, so the layout never silently becomes replicated.
 """
 
 from __future__ import annotations
@@ -69,6 +75,36 @@ class EngineState:
     steps: jax.Array
 
 
+def _state_axes(state: EngineState) -> EngineState:
+    """Logical axes of each state array (slots = the batch axis; cache kv heads on tensor)."""
+    kv_k = (shd.BATCH, shd.ACT_KV_HEADS, None, shd.LENGTH)
+    kv_v = (shd.BATCH, shd.ACT_KV_HEADS, shd.LENGTH, None)
+    return EngineState(
+        k_SKHM=tuple(kv_k for _ in state.k_SKHM), v_SKMH=tuple(kv_v for _ in state.v_SKMH),
+        len_S=(shd.BATCH,), last_S=(shd.BATCH,), n_S=(shd.BATCH,), cap_S=(shd.BATCH,),
+        done_S=(shd.BATCH,), row_S2=(shd.BATCH, None), tokens_SC=(shd.BATCH, None),
+        logp_SC=(shd.BATCH, None), steps=())
+
+
+def _constrain(state: EngineState) -> EngineState:
+    """The state with its slot layout constrained (identity without active sharding rules)."""
+    axes = _state_axes(state)
+    is_axes = lambda x: isinstance(x, tuple) and all(a is None or isinstance(a, str) for a in x)  # noqa: E731
+    return jax.tree.map(lambda names, a: shd.shard(a, names), axes, state, is_leaf=is_axes)
+
+
+def _zeros_state(S: int, M: int, C: int, L: int, K: int, H: int, dtype: str, *, layout=None) -> EngineState:
+    """An empty slot state, created on device in its sharded layout (no host-side full copy)."""
+    dt = jnp.dtype(dtype)
+    return _constrain(EngineState(
+        k_SKHM=tuple(jnp.zeros((S, K, H, M), dt) for _ in range(L)),
+        v_SKMH=tuple(jnp.zeros((S, K, M, H), dt) for _ in range(L)),
+        len_S=jnp.zeros((S,), jnp.int32), last_S=jnp.zeros((S,), jnp.int32),
+        n_S=jnp.zeros((S,), jnp.int32), cap_S=jnp.zeros((S,), jnp.int32), done_S=jnp.ones((S,), jnp.bool_),
+        row_S2=jnp.zeros((S, 2), jnp.int32), tokens_SC=jnp.zeros((S, C), jnp.int32),
+        logp_SC=jnp.zeros((S, C), jnp.float32), steps=jnp.zeros((), jnp.int32)))
+
+
 def _select_rows(strategy: Strategy, logits_SV, key, row_S2, step_S):
     """Draws each row's token with its own key (prompt, sample, step): slot-independent."""
     def one(logits_V, row_2, step):
@@ -85,7 +121,7 @@ def _finish(tok_S, state_n_S, stop_ids, cap_S):
 
 
 def _admit(graphdef, params, state: EngineState, prompt_JP, plen_J, slot_J, row_J2, cap_J, key, *,
-           strategy: Strategy, stop_ids: tuple[int, ...]) -> EngineState:
+           strategy: Strategy, stop_ids: tuple[int, ...], layout=None) -> EngineState:
     model = nnx.merge(graphdef, params)
     J, P = prompt_JP.shape
     dtype = state.k_SKHM[0].dtype
@@ -106,11 +142,11 @@ def _admit(graphdef, params, state: EngineState, prompt_JP, plen_J, slot_J, row_
     tokens_JC = jnp.zeros((J, C), jnp.int32).at[:, 0].set(tok_J)
     logp_JC = jnp.zeros((J, C), jnp.float32).at[:, 0].set(logp_J)
     put = lambda a, v: a.at[slot_J].set(v, mode="drop")  # noqa: E731
-    return state.replace(k_SKHM=tuple(ks), v_SKMH=tuple(vs), len_S=put(state.len_S, plen_J),
+    return _constrain(state.replace(k_SKHM=tuple(ks), v_SKMH=tuple(vs), len_S=put(state.len_S, plen_J),
                          last_S=put(state.last_S, tok_J), n_S=put(state.n_S, zeros_J + 1),
                          cap_S=put(state.cap_S, cap_J),
                          done_S=put(state.done_S, done_J), row_S2=put(state.row_S2, row_J2),
-                         tokens_SC=put(state.tokens_SC, tokens_JC), logp_SC=put(state.logp_SC, logp_JC))
+                         tokens_SC=put(state.tokens_SC, tokens_JC), logp_SC=put(state.logp_SC, logp_JC)))
 
 
 def _layer(block, x_S1D, pos_S1, k_SKHM, v_SKMH, len_S, live_S, A: int, cfg: ModelConfig):
@@ -149,7 +185,7 @@ def _layer(block, x_S1D, pos_S1, k_SKHM, v_SKMH, len_S, live_S, A: int, cfg: Mod
 
 
 def _run(graphdef, params, state: EngineState, key, *, strategy: Strategy,
-         stop_ids: tuple[int, ...], A: int, k: int) -> EngineState:
+         stop_ids: tuple[int, ...], A: int, k: int, layout=None) -> EngineState:
     model = nnx.merge(graphdef, params)
     cfg = model.cfg
     layers = model.unstacked_layers()
@@ -182,14 +218,14 @@ def _run(graphdef, params, state: EngineState, key, *, strategy: Strategy,
             n_S=s.n_S + live_S, done_S=s.done_S | (live_S & done_S),
             tokens_SC=s.tokens_SC.at[slot_S, at_S].set(tok_S, mode="drop"),
             logp_SC=s.logp_SC.at[slot_S, at_S].set(logp_S, mode="drop"), steps=s.steps + 1)
-        return i + 1, s
+        return i + 1, _constrain(s)
 
     return jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), state))[1]
 
 
-def _compact(state: EngineState, idx_S) -> EngineState:
+def _compact(state: EngineState, idx_S, *, layout=None) -> EngineState:
     """The state of slots `idx_S` only (a smaller slot batch for the drain phase)."""
-    return jax.tree.map(lambda a: a[idx_S] if a.ndim else a, state)
+    return _constrain(jax.tree.map(lambda a: a[idx_S] if a.ndim else a, state))
 
 
 @dataclasses.dataclass
@@ -205,6 +241,13 @@ class EngineStats:
     @property
     def useful_fraction(self) -> float:
         return self.useful_row_steps / max(self.row_steps, 1)
+
+
+def batch_shards(mesh: Mesh | None, rules: shd.Rules) -> int:
+    """How many ways the logical batch axis is split on `mesh` (1 without a mesh)."""
+    if mesh is None:
+        return 1
+    return int(np.prod([mesh.shape.get(a, 1) for a in rules.get(shd.BATCH, ())]))
 
 
 class Engine:
@@ -223,6 +266,10 @@ class Engine:
             if int(v) < 1:
                 raise ValueError(f"{name} must be >= 1, got {v!r}")
         self.cfg, self.graphdef, self.mesh, self.rules = cfg, graphdef, mesh, rules
+        # Slots are split over the mesh's batch shards (data x fsdp): a multiple of them, so the
+        # slot state is sharded rather than replicated on every device.
+        self.row_shards = batch_shards(mesh, rules)
+        slots = -(-int(slots) // self.row_shards) * self.row_shards
         self.slots, self.k, self.block = int(slots), int(steps_per_call), int(block)
         self.prefill_batch = int(prefill_batch or slots)
         self.shrink = bool(shrink)
@@ -230,22 +277,20 @@ class Engine:
         self.pad_id = int(pad_id)
         self.cache_dtype = cache_dtype or cfg.dtype
         self.stats = EngineStats()
-        statics = ("strategy", "stop_ids")
-        self._admit = jax.jit(_admit, static_argnums=(0,), donate_argnums=(2,), static_argnames=statics)
-        self._compact = jax.jit(_compact)  # a new shape: donation could not reuse the buffers
-        self._run = jax.jit(_run, static_argnums=(0,), donate_argnums=(2,), static_argnames=statics + ("A", "k"))
+        # `layout`: a static argument the functions ignore (see shd.layout_key).
+        statics = ("strategy", "stop_ids", "layout")
+        self._admit = shd.WithLayout(jax.jit(_admit, static_argnums=(0,), donate_argnums=(2,),
+                                                static_argnames=statics), mesh, rules)
+        # A new shape: donation could not reuse the buffers.
+        self._compact = shd.WithLayout(jax.jit(_compact, static_argnames=("layout",)), mesh, rules)
+        self._run = shd.WithLayout(jax.jit(_run, static_argnums=(0,), donate_argnums=(2,),
+                                              static_argnames=statics + ("A", "k")), mesh, rules)
+        self._zeros = shd.WithLayout(jax.jit(_zeros_state, static_argnums=tuple(range(7)),
+                                                static_argnames=("layout",)), mesh, rules)
 
     def _init_state(self, M: int, C: int) -> EngineState:
-        cfg, S = self.cfg, self.slots
-        dt = jnp.dtype(self.cache_dtype)
-        L, K, H = cfg.num_layers, cfg.num_kv_heads, cfg.head_dim
-        return EngineState(
-            k_SKHM=tuple(jnp.zeros((S, K, H, M), dt) for _ in range(L)),
-            v_SKMH=tuple(jnp.zeros((S, K, M, H), dt) for _ in range(L)),
-            len_S=jnp.zeros((S,), jnp.int32), last_S=jnp.zeros((S,), jnp.int32),
-            n_S=jnp.zeros((S,), jnp.int32), cap_S=jnp.zeros((S,), jnp.int32), done_S=jnp.ones((S,), jnp.bool_),
-            row_S2=jnp.zeros((S, 2), jnp.int32), tokens_SC=jnp.zeros((S, C), jnp.int32),
-            logp_SC=jnp.zeros((S, C), jnp.float32), steps=jnp.zeros((), jnp.int32))
+        cfg = self.cfg
+        return self._zeros(self.slots, M, C, cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, self.cache_dtype)
 
     def generate(self, params: nnx.State, prompts: Sequence[Sequence[int]],
                  max_new_tokens: int | Sequence[int],
@@ -323,9 +368,13 @@ class Engine:
                 if all(r < 0 for r in slot_row):
                     break
                 live = [s for s in range(S) if slot_row[s] >= 0]
-                if self.shrink and not queue and len(live) <= S // 2:
-                    while S > 1 and len(live) <= S // 2:
-                        S //= 2
+                S_new = S
+                # Halve while the half still splits evenly over the batch shards.
+                while (self.shrink and not queue and len(live) <= S_new // 2 and S_new % 2 == 0
+                       and (S_new // 2) % self.row_shards == 0):
+                    S_new //= 2
+                if S_new < S:
+                    S = S_new
                     idx = live + free[:S - len(live)]
                     state = self._compact(state, np.asarray(idx, np.int32))
                     slot_row = [slot_row[i] for i in idx]

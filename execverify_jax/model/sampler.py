@@ -123,7 +123,7 @@ def _finished(state: SamplingState) -> jax.Array:
 
 
 def _prefill(graphdef, params, prompt_BP, lengths_B, cap_B, key, *, strategy: Strategy, max_new: int,
-             pad_id: int, stop_ids: tuple[int, ...], cache_dtype: str) -> SamplingState:
+             pad_id: int, stop_ids: tuple[int, ...], cache_dtype: str, layout=None) -> SamplingState:
     model = nnx.merge(graphdef, params)
     B, P = prompt_BP.shape
     # Attention over the P prompt positions only; the cache (P + max_new slots) is filled after.
@@ -136,7 +136,7 @@ def _prefill(graphdef, params, prompt_BP, lengths_B, cap_B, key, *, strategy: St
 
 
 def _decode(graphdef, params, state: SamplingState, *, strategy: Strategy, max_new: int,
-            pad_id: int, stop_ids: tuple[int, ...]) -> SamplingState:
+            pad_id: int, stop_ids: tuple[int, ...], layout=None) -> SamplingState:
     model = nnx.merge(graphdef, params)
     # Per-layer weights sliced once, outside the loop: slicing the stacked [L, ...] parameters
     # inside the body cost a copy of every layer's weights per step on XLA:CPU (measured).
@@ -167,12 +167,15 @@ class Sampler:
         self.buckets = tuple(sorted(buckets))
         self.pad_id = int(pad_id)
         self.cache_dtype = cache_dtype or cfg.dtype
-        self._prefill = jax.jit(_prefill, static_argnums=(0,),
-                                static_argnames=("strategy", "max_new", "pad_id", "stop_ids", "cache_dtype"))
+        # `layout`: a static argument the functions ignore (see shd.layout_key).
+        self._prefill = shd.WithLayout(jax.jit(
+            _prefill, static_argnums=(0,),
+            static_argnames=("strategy", "max_new", "pad_id", "stop_ids", "cache_dtype", "layout")), mesh, rules)
         # The sampling state (KV cache included) is donated: decode updates it in place instead
         # of holding two copies of the cache.
-        self._decode = jax.jit(_decode, static_argnums=(0,), donate_argnums=(2,),
-                               static_argnames=("strategy", "max_new", "pad_id", "stop_ids"))
+        self._decode = shd.WithLayout(jax.jit(
+            _decode, static_argnums=(0,), donate_argnums=(2,),
+            static_argnames=("strategy", "max_new", "pad_id", "stop_ids", "layout")), mesh, rules)
 
     @classmethod
     def for_model(cls, model: nnx.Module, **kw) -> tuple["Sampler", nnx.State]:

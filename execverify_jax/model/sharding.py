@@ -194,6 +194,28 @@ def active() -> tuple[Mesh, Rules] | None:
     return getattr(_ACTIVE, "value", None)
 
 
+def layout_key(mesh: Mesh | None, rules: Rules) -> tuple:
+    """A hashable (mesh, rules) key, passed as a static argument the jitted function ignores.
+
+    `shard` constraints are read while a function traces, and jit's trace cache is keyed on the
+    function and its arguments only (shared by every wrapper of the same function in a process),
+    so without this key a trace made without a mesh would be reused by a caller that has one."""
+    return (mesh, None if mesh is None else tuple(sorted((k, tuple(v)) for k, v in rules.items())))
+
+
+class WithLayout:
+    """A jitted function called with `layout=layout_key(mesh, rules)` (calls and `.lower`)."""
+
+    def __init__(self, jitted, mesh: Mesh | None, rules: Rules) -> None:
+        self.jitted, self.layout = jitted, layout_key(mesh, rules)
+
+    def __call__(self, *args, **kwargs):
+        return self.jitted(*args, layout=self.layout, **kwargs)
+
+    def lower(self, *args, **kwargs):
+        return self.jitted.lower(*args, layout=self.layout, **kwargs)
+
+
 def shard(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
     """Sharding constraint on an activation by logical names; identity when no rules are active."""
     active = getattr(_ACTIVE, "value", None)

@@ -78,7 +78,8 @@ def test_prefill_lowers_from_abstract_inputs():
     fn = jax.jit(_prefill, static_argnums=(0,), static_argnames=("strategy", "max_new", "pad_id", "stop_ids", "cache_dtype"))
     with shd.use_rules(mesh, shd.SAMPLE_RULES):
         lowered = fn.lower(graphdef, params, jax.ShapeDtypeStruct((B, P), jnp.int32),
-                           jax.ShapeDtypeStruct((B,), jnp.int32), jax.random.key(0),
+                           jax.ShapeDtypeStruct((B,), jnp.int32), jax.ShapeDtypeStruct((B,), jnp.int32),
+                           jax.random.key(0),
                            strategy=Greedy(), max_new=16, pad_id=0, stop_ids=(), cache_dtype="float32")
     state = lowered.out_info
     assert state.cache.k_BKHS[0].shape == (B, cfg.num_kv_heads, cfg.head_dim, P + 16)

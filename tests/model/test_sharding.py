@@ -111,3 +111,30 @@ def test_reshard_train_to_sample_layout():
     assert wq.sharding.spec == P(None, None, ("tensor", "fsdp"), None) and wq.dtype == jnp.bfloat16
     assert sample.cfg.dtype == "bfloat16"
     np.testing.assert_array_equal(np.asarray(wq), np.asarray(train.layers.attn.wq.get_value().astype(jnp.bfloat16)))
+
+
+def test_engine_slots_are_sharded_and_equal_one_device(reference):
+    """The engine's slot state is split over data x fsdp (not replicated on every device), stays
+    so through admission, decode and the drain phase, and gives the one-device tokens."""
+    from execverify_jax.model.engine import Engine
+
+    prompts = reference[0]
+    cfg, graphdef, params = tiny_state(shd.single_device_mesh(), shd.SAMPLE_RULES)
+    ref = Engine(cfg, graphdef, slots=8, steps_per_call=4, block=8, buckets=(16,)).generate(
+        params, prompts, 8, Temperature(0.8), n=2, seed=1)
+    mesh = shd.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+    cfg, graphdef, params = tiny_state(mesh, shd.SAMPLE_RULES)
+    eng = Engine(cfg, graphdef, slots=6, steps_per_call=4, block=8, buckets=(16,), mesh=mesh)
+    assert eng.slots == 8  # rounded up to a multiple of the 4 batch shards
+    with shd.use_rules(mesh, shd.SAMPLE_RULES):
+        state = eng._init_state(24, 8)
+        k = state.k_SKHM[0]
+        assert k.sharding.spec[0] == ("data", "fsdp") and k.addressable_shards[0].data.shape[0] == 2
+        # A decode call keeps the layout (the compiled output, not only the input, is sharded).
+        key = jax.random.key(0)
+        state = eng._run(graphdef, params, state, key, strategy=Temperature(0.8), stop_ids=(), A=8, k=2)
+        assert state.k_SKHM[0].sharding.spec[0] == ("data", "fsdp")
+        assert state.tokens_SC.sharding.spec[0] == ("data", "fsdp")
+    out = eng.generate(params, prompts, 8, Temperature(0.8), n=2, seed=1)
+    np.testing.assert_array_equal(out.tokens_BC, ref.tokens_BC)
+    np.testing.assert_allclose(out.logp_BC, ref.logp_BC, atol=1e-4)
