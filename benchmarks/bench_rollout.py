@@ -83,15 +83,20 @@ def synthesize(n_programs: int, out: Path) -> Path:
 
 
 def lengths_from_data(args) -> dict:
-    """Token lengths of the SFT targets (traced rationale + answer) and chat prompts of the data."""
+    """Token lengths of the SFT targets (traced rationale + answer) and chat prompts of the data
+    (synthesized data, corpus and tokenizer live in a temporary directory, removed after)."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_rollout_") as tmp:
+        return _lengths_from_data(args, Path(tmp), t0)
+
+
+def _lengths_from_data(args, tmp: Path, t0: float) -> dict:
     from execverify_jax.data.sandbox import SandboxPool
     from execverify_jax.data.tokenizer import Tokenizer
     from execverify_jax.data.tokenizer_train import train_bpe
     from execverify_jax.rl.run_config import SFTSection
     from execverify_jax.rl.sft.rationales import build_examples
 
-    t0 = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix="bench_rollout_"))
     data = Path(args.data) if args.data else synthesize(args.synth_programs, tmp / "data")
     synth_s = time.perf_counter() - t0
     qs = [json.loads(line) for line in open(data / "questions.jsonl", encoding="utf-8")]
