@@ -162,7 +162,7 @@ def _sampling_params(cfg: TrainConfig, mcfg: ModelConfig, mesh):
 
 def lower_engine(name: str, cfg: TrainConfig, mcfg: ModelConfig, mesh, P: int) -> object:
     """engine_admit / engine_run of the rollout engine on abstract, sharded slot state."""
-    from execverify_jax.model.engine import Engine, _state_axes, _zeros_state
+    from execverify_jax.model.engine import Engine, _zeros_state, map_with_axes
     from execverify_jax.model.strategies import make_strategy
 
     r = cfg.rollout
@@ -173,10 +173,9 @@ def lower_engine(name: str, cfg: TrainConfig, mcfg: ModelConfig, mesh, P: int) -
     M = -(-(P + C) // eng.block) * eng.block
     shapes = jax.eval_shape(lambda: _zeros_state(S, M, C, scfg.num_layers, scfg.num_kv_heads,
                                                  scfg.head_dim, eng.cache_dtype))
-    is_axes = lambda x: isinstance(x, tuple) and all(a is None or isinstance(a, str) for a in x)  # noqa: E731
-    state = jax.tree.map(
+    state = map_with_axes(
         lambda ax, x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=shd.named_sharding(ax, x.shape, mesh, rules)),
-        _state_axes(shapes), shapes, is_leaf=is_axes)
+        shapes)
     key = jax.eval_shape(lambda: jax.random.key(0))
     key = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
     statics = dict(strategy=make_strategy(temperature=r.temperature, top_k=r.top_k, top_p=r.top_p), stop_ids=(0,))

@@ -86,11 +86,16 @@ def _state_axes(state: EngineState) -> EngineState:
         logp_SC=(shd.BATCH, None), steps=())
 
 
+def map_with_axes(fn: Callable, state: EngineState) -> EngineState:
+    """`fn(logical_axes, array)` over every state array (e.g. to constrain it, or to build its
+    sharded `jax.ShapeDtypeStruct` for compile-only analysis)."""
+    is_axes = lambda x: isinstance(x, tuple) and all(a is None or isinstance(a, str) for a in x)  # noqa: E731
+    return jax.tree.map(fn, _state_axes(state), state, is_leaf=is_axes)
+
+
 def _constrain(state: EngineState) -> EngineState:
     """The state with its slot layout constrained (identity without active sharding rules)."""
-    axes = _state_axes(state)
-    is_axes = lambda x: isinstance(x, tuple) and all(a is None or isinstance(a, str) for a in x)  # noqa: E731
-    return jax.tree.map(lambda names, a: shd.shard(a, names), axes, state, is_leaf=is_axes)
+    return map_with_axes(lambda names, a: shd.shard(a, names), state)
 
 
 def _zeros_state(S: int, M: int, C: int, L: int, K: int, H: int, dtype: str, *, layout=None) -> EngineState:
@@ -243,13 +248,6 @@ class EngineStats:
         return self.useful_row_steps / max(self.row_steps, 1)
 
 
-def batch_shards(mesh: Mesh | None, rules: shd.Rules) -> int:
-    """How many ways the logical batch axis is split on `mesh` (1 without a mesh)."""
-    if mesh is None:
-        return 1
-    return int(np.prod([mesh.shape.get(a, 1) for a in rules.get(shd.BATCH, ())]))
-
-
 class Engine:
     """Continuous-batching generation with `slots` decode slots; same outputs as `Sampler`."""
 
@@ -268,7 +266,7 @@ class Engine:
         self.cfg, self.graphdef, self.mesh, self.rules = cfg, graphdef, mesh, rules
         # Slots are split over the mesh's batch shards (data x fsdp): a multiple of them, so the
         # slot state is sharded rather than replicated on every device.
-        self.row_shards = batch_shards(mesh, rules)
+        self.row_shards = shd.data_parallel_size(mesh, rules)
         slots = -(-int(slots) // self.row_shards) * self.row_shards
         self.slots, self.k, self.block = int(slots), int(steps_per_call), int(block)
         self.prefill_batch = int(prefill_batch or slots)

@@ -194,6 +194,14 @@ def active() -> tuple[Mesh, Rules] | None:
     return getattr(_ACTIVE, "value", None)
 
 
+def data_parallel_size(mesh: Mesh | None, rules: Rules = TRAIN_RULES) -> int:
+    """Devices the batch axis is split over: the product of the mesh axes of the `batch` rule
+    (1 without a mesh)."""
+    if mesh is None:
+        return 1
+    return math.prod(mesh.shape.get(a, 1) for a in rules[BATCH])
+
+
 def layout_key(mesh: Mesh | None, rules: Rules) -> tuple:
     """A hashable (mesh, rules) key, passed as a static argument the jitted function ignores.
 

@@ -44,7 +44,6 @@ trace level`, issue 12).
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, Callable
 
 import jax
@@ -78,16 +77,11 @@ def put_batch(batch: dict[str, Any], mesh: Mesh, rules: shd.Rules = shd.TRAIN_RU
     return out
 
 
-def data_parallel_size(mesh: Mesh, rules: shd.Rules = shd.TRAIN_RULES) -> int:
-    """Devices the batch axis is split over: the product of the mesh axes of the `batch` rule."""
-    return math.prod(mesh.shape.get(a, 1) for a in rules[shd.BATCH])
-
-
 def check_micro_batch(micro_batch_size: int, mesh: Mesh, key: str,
                       rules: shd.Rules = shd.TRAIN_RULES) -> None:
     """A micro-batch must split evenly over the data-parallel devices (a config error otherwise,
     naming `key`, the mesh axes and a valid value)."""
-    dp = data_parallel_size(mesh, rules)
+    dp = shd.data_parallel_size(mesh, rules)
     if micro_batch_size < 1 or micro_batch_size % dp:
         axes = " x ".join(f"{a}={mesh.shape.get(a, 1)}" for a in rules[shd.BATCH])
         valid = max(dp, -(-max(micro_batch_size, 1) // dp) * dp)
