@@ -113,6 +113,36 @@ def test_inputs_respect_domains():
                     assert 5 <= v <= 20
 
 
+def test_compact_values_are_short_and_stay_in_their_space():
+    """`values: compact` (the CPU demo's knob): every program still meets its constraint and
+    executes, every string/container argument has 5-7 elements from the compact alphabet /
+    words, and the argument lists are much shorter than the standard space's."""
+    cfg = builder.SynthConfig(values="compact")
+    space = iz.COMPACT
+    cells = grid.build_grid(levels=[1, 3, 5, 6])[::7]
+    chars = {"compact": [], "standard": []}
+    cands = [builder.synthesize(cell, 2, 3, cfg) for cell in cells]
+    res = exec_check.passes_with_coverage(cands)
+    assert sum(ok for ok, _, _ in res) >= 0.95 * len(cands), res
+    assert sum(cov for _, _, cov in res) / len(res) > 0.8  # branches still reachable with 5-7 elements
+    for cell, cand in zip(cells, cands):
+        assert not checker.check(cand["code"], cand["entry"], cand["constraint"]), cell
+        for args in cand["inputs"]:
+            for v in ast.literal_eval(f"({args},)"):
+                if isinstance(v, str) and len(v) != 1 and v not in space.word.values:  # words: KEY scalars
+                    assert 5 <= len(v) <= 7 and set(v) <= set(space.char.values), (cell, v)
+                elif isinstance(v, dict):
+                    assert 5 <= len(v) <= 7 and set(v) <= set(space.word.values), (cell, v)
+                elif isinstance(v, (list, tuple, set)):
+                    assert 5 <= len(v) <= 7, (cell, v)
+        chars["compact"] += [len(a) for a in cand["inputs"]]
+        chars["standard"] += [len(a) for a in builder.synthesize(cell, 2, 3)["inputs"]]
+    mean = {k: sum(v) / len(v) for k, v in chars.items()}
+    assert mean["compact"] < 0.7 * mean["standard"], mean  # measured 0.62 (integers are shared)
+    with pytest.raises(ValueError, match="values"):
+        builder.SynthConfig(values="tiny")
+
+
 def test_z3_covers_both_branch_outcomes():
     """Goals a random draw essentially never hits are solved by z3."""
     s = iz.Param("s", "str", iz.CHAR)

@@ -54,7 +54,7 @@ def synthesize_with_stats(cell: Cell, seed: int, n_inputs: int, cfg: SynthConfig
     rng = random.Random(f"{cell.key}|{seed}")
     names = _Names(rng)
     vtype = GROUP_TYPE[cell.group]
-    ctx = _Ctx(cell, rng, names, vtype, {}, [], [], cfg.python_only_prob)
+    ctx = _Ctx(cell, rng, names, vtype, {}, [], [], cfg.python_only_prob, iz.VALUE_SPACES[cfg.values])
     chain = [rng.choice(CF_KINDS) for _ in range(cell.cf_depth)]
     in_loop = any(c in ("for", "while") for c in chain)
     tpls = eligible_templates(cell, in_loop)

@@ -39,12 +39,47 @@ LENGTHS: tuple[int, int] = (5, 15)
 
 
 @dataclasses.dataclass(frozen=True)
+class ValueSpace:
+    """Where the characters, dict keys and container lengths of entry arguments come from
+    (`SynthConfig.values`). Integer, float and set-element domains are the same in every space
+    (branch thresholds are drawn from them).
+
+    standard: the paper-like values (strings of 5-15 characters over 67, ten-entry dicts of
+    words). compact: 5-7 elements, 12 characters, three-letter words, so that a call's argument
+    list is a few tokens: a from-scratch CPU demo policy cannot copy 15-token random strings
+    into its assertion (docs/BENCHMARKS.md 5c), which the paper's answer format requires.
+    The minimum length stays 5 because templates index elements 0..4.
+    """
+
+    name: str
+    lengths: tuple[int, int]  # container / string length range, inclusive
+    char: Domain  # string characters
+    word: Domain  # dict keys and KEY scalars (>= lengths[1] values: dict keys are distinct)
+    literal_chars: str  # character literals the program text uses (`s.count('a')`)
+    len_thresholds: tuple[int, int]  # `len(x) > t` draws t in this range (inclusive)
+
+
+STANDARD = ValueSpace("standard", LENGTHS, CHAR, WORD, "aeiostnrl1", (6, 13))
+COMPACT = ValueSpace("compact", (5, 7), Domain("char", tuple("abcexyzABE12")),
+                     Domain("word", ("ant", "bee", "cat", "dog", "eel", "fox", "gnu", "hen", "owl", "yak")),
+                     "abexAB1", (5, 6))
+VALUE_SPACES: dict[str, ValueSpace] = {s.name: s for s in (STANDARD, COMPACT)}
+
+
+@dataclasses.dataclass(frozen=True)
 class Param:
-    """One entry argument. kind: scalar | str | list | tuple | set | dict (keys WORD, values elem)."""
+    """One entry argument. kind: scalar | str | list | tuple | set | dict (keys `space.word`,
+    values elem); strings draw characters from `space.char`."""
 
     name: str
     kind: str
     elem: Domain
+    space: ValueSpace = STANDARD
+
+
+def elem_domain(p: Param) -> Domain:
+    """The domain of one element of a container param (a character of a string, a dict key)."""
+    return p.space.char if p.kind == "str" else (p.space.word if p.kind == "dict" else p.elem)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,10 +122,19 @@ class Stats:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
-def _rand_str(rng: random.Random) -> str:
-    """Paper-like strings (reference §2.4 mix), length 5..15 over the alphabet."""
+def _rand_str(rng: random.Random, space: ValueSpace = STANDARD) -> str:
+    """Paper-like strings (reference §2.4 mix), length 5..15 over the alphabet; other spaces:
+    the same mix of uniform draws and runs of repeated characters over their own alphabet."""
     u = rng.random()
-    n = rng.randint(*LENGTHS)
+    n = rng.randint(*space.lengths)
+    if space is not STANDARD:
+        chars = space.char.values
+        if u < 0.5:
+            return "".join(rng.choice(chars) for _ in range(n))
+        out = ""
+        while len(out) < n:
+            out += rng.choice(chars) * rng.randint(1, 3)
+        return out[:n]
     if u < 0.5:
         pool = string.ascii_letters + string.digits
         return "".join(rng.choice(pool) for _ in range(n))
@@ -107,12 +151,12 @@ def random_value(p: Param, rng: random.Random) -> Any:
     if p.kind == "scalar":
         return rng.choice(p.elem.values)
     if p.kind == "str":
-        return _rand_str(rng)
-    n = rng.randint(*LENGTHS)
+        return _rand_str(rng, p.space)
+    n = rng.randint(*p.space.lengths)
     if p.kind == "set":
         return set(rng.sample(p.elem.values, min(n, len(p.elem.values))))
     if p.kind == "dict":
-        return {k: rng.choice(p.elem.values) for k in rng.sample(WORDS, n)}
+        return {k: rng.choice(p.elem.values) for k in rng.sample(p.space.word.values, n)}
     seq = [rng.choice(p.elem.values) for _ in range(n)]
     return tuple(seq) if p.kind == "tuple" else seq
 

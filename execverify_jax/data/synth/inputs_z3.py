@@ -31,8 +31,8 @@ import z3
 
 # The domains and conditions live in domains.py; re-exported so `inputs_z3 as iz` stays the one import.
 from execverify_jax.data.synth.domains import (  # noqa: F401
-    ALPHABET, CHAR, FLOAT, FLOAT_VALUES, INT, INT_VALUES, LENGTHS, SET_INT, WORD, WORDS, Cond, Domain, Goal,
-    Param, Stats, _elements, _intervals, goal_holds, random_value)
+    ALPHABET, CHAR, COMPACT, FLOAT, FLOAT_VALUES, INT, INT_VALUES, LENGTHS, SET_INT, STANDARD, VALUE_SPACES, WORD,
+    WORDS, Cond, Domain, Goal, Param, Stats, ValueSpace, _elements, _intervals, elem_domain, goal_holds, random_value)
 
 
 class InputSolver:
@@ -72,16 +72,17 @@ class InputSolver:
             s.add(x >= 0, x < len(p.elem.values))
             z[name] = x
             return x
-        dom = CHAR if p.kind == "str" else (WORD if p.kind == "dict" else p.elem)
+        dom = elem_domain(p)
+        lo, hi = p.space.lengths
         n = z3.Int(f"{name}_len")
-        es = [z3.Int(f"{name}_{i}") for i in range(LENGTHS[1])]
-        s.add(n >= LENGTHS[0], n <= LENGTHS[1])
+        es = [z3.Int(f"{name}_{i}") for i in range(hi)]
+        s.add(n >= lo, n <= hi)
         s.add(*[z3.And(e >= 0, e < len(dom.values)) for e in es])
         if p.kind in ("set", "dict"):  # distinct elements / keys (domains hold >= 15 values)
             s.add(z3.Distinct(es))
         vs = None
         if p.kind == "dict":
-            vs = [z3.Int(f"{name}_v{i}") for i in range(LENGTHS[1])]
+            vs = [z3.Int(f"{name}_v{i}") for i in range(hi)]
             s.add(*[z3.And(v >= 0, v < len(p.elem.values)) for v in vs])
         z[name] = (n, es, dom, vs)
         return z[name]
@@ -104,7 +105,8 @@ class InputSolver:
             f = self._member(self._var(pname), p.elem, c.pred)
         elif kind == "len":
             n = self._var(pname)[0]
-            f = z3.Or([n == k for k in range(LENGTHS[0], LENGTHS[1] + 1) if c.pred(k)] or [z3.BoolVal(False)])
+            lo, hi = p.space.lengths
+            f = z3.Or([n == k for k in range(lo, hi + 1) if c.pred(k)] or [z3.BoolVal(False)])
         else:
             f = self._member(elem, self._var(pname)[2], c.pred)
         return f if want else z3.Not(f)
@@ -122,7 +124,8 @@ class InputSolver:
                 continue
             pname, lo, hi = c0.subject[1], c0.subject[2], c0.subject[3]
             n, es, _, _ = self._var(pname)
-            hi_ = LENGTHS[1] if hi is None else min(hi, LENGTHS[1])
+            longest = self.params[pname].space.lengths[1]
+            hi_ = longest if hi is None else min(hi, longest)
             parts.append(z3.Or([z3.And(i < n, *[self._encode_cond(c, w, es[i]) for c, w in items])
                                 for i in range(lo, hi_)]))
         return z3.And(parts) if parts else z3.BoolVal(True)

@@ -74,7 +74,7 @@ def _conds_for(dom: iz.Domain, rng: random.Random) -> list[tuple[str, Any]]:
         t = rng.randint(8, 16) + 0.5
         return [(f"{{x}} > {t}", lambda v: v > t), ("{x}.is_integer()", lambda v: v.is_integer()),
                 ("{x} % 1 == 0.5", lambda v: v % 1 == 0.5), (f"{{x}} < {t}", lambda v: v < t)]
-    if dom is iz.CHAR:
+    if dom.name == "char":  # any value space's characters
         return [("{x} in 'aeiouAEIOU'", lambda v: v in "aeiouAEIOU"), ("{x}.isupper()", str.isupper),
                 ("{x}.isdigit()", str.isdigit), ("{x}.isalpha()", str.isalpha),
                 ("{x} > 'm'", lambda v: v > "m"), ("{x}.islower()", str.islower)]
@@ -94,6 +94,7 @@ class _Ctx:
     loops: list[tuple[str, tuple]]  # (loop var, subject prefix) of enclosing `for`s, outer first
     goals: list
     python_only_prob: float
+    space: iz.ValueSpace = iz.STANDARD  # where string characters, dict keys and lengths come from
     in_while: bool = False  # conditions on the while's int input would be (near-)decided
     cond_srcs: set = dataclasses.field(default_factory=set)  # no condition twice on one path
     path: list = dataclasses.field(default_factory=list)  # enclosing (Cond, outcome) pairs
@@ -109,13 +110,13 @@ def _param(ctx: _Ctx, role: str) -> str:
                 pool = f"{vt}_a"
             kind = {"float": "scalar"}.get(vt, vt)
             elem = iz.FLOAT if vt == "float" else (iz.SET_INT if vt == "set" else iz.INT)
-            ctx.params[role] = iz.Param(ctx.names(pool), kind, elem)
+            ctx.params[role] = iz.Param(ctx.names(pool), kind, elem, ctx.space)
         elif role == "N":
-            ctx.params[role] = iz.Param(ctx.names("int"), "scalar", iz.INT)
+            ctx.params[role] = iz.Param(ctx.names("int"), "scalar", iz.INT, ctx.space)
         elif role == "KEY":
-            ctx.params[role] = iz.Param(ctx.names("key"), "scalar", iz.WORD)
+            ctx.params[role] = iz.Param(ctx.names("key"), "scalar", ctx.space.word, ctx.space)
         elif role == "VALS":
-            ctx.params[role] = iz.Param(ctx.names("vals"), "list", iz.FLOAT)
+            ctx.params[role] = iz.Param(ctx.names("vals"), "list", iz.FLOAT, ctx.space)
     return ctx.params[role].name
 
 
@@ -126,10 +127,10 @@ def _subject_domain(ctx: _Ctx, cond: iz.Cond) -> tuple | None:
     if p is None:
         return None
     if kind == "len":
-        return tuple(range(iz.LENGTHS[0], iz.LENGTHS[1] + 1))
+        return tuple(range(p.space.lengths[0], p.space.lengths[1] + 1))
     if kind == "scalar":
         return p.elem.values
-    return (iz.CHAR if p.kind == "str" else iz.WORD if p.kind == "dict" else p.elem).values
+    return iz.elem_domain(p).values
 
 
 def _both_outcomes_reachable(ctx: _Ctx, cond: iz.Cond, extra: list) -> bool:
@@ -165,11 +166,11 @@ def _draw_cond(ctx: _Ctx) -> tuple[str, iz.Cond]:
         var, subj = ctx.loops[-1] if rng.random() < 0.75 else rng.choice(ctx.loops)
         pname = subj[1]
         p = next(p for p in ctx.params.values() if p.name == pname)
-        dom = iz.CHAR if p.kind == "str" else (iz.WORD if p.kind == "dict" else p.elem)
+        dom = iz.elem_domain(p)
         subject = subj + (var,)
-        if rng.random() < ctx.python_only_prob and dom in (iz.CHAR, iz.INT, iz.SET_INT):
+        if rng.random() < ctx.python_only_prob and (dom.name == "char" or dom in (iz.INT, iz.SET_INT)):
             # relational conditions between two inputs
-            if dom is iz.CHAR:  # python-only: not encoded
+            if dom.name == "char":  # python-only: not encoded
                 return f"{pname}.count({var}) > 1", iz.Cond(subject, py=lambda inp, v, n=pname: inp[n].count(v) > 1)
             a, b = _param(ctx, "A"), _param(ctx, "B")
             other = a if pname == b else b
@@ -191,7 +192,7 @@ def _draw_cond(ctx: _Ctx) -> tuple[str, iz.Cond]:
         if vt == "str" and rng.random() < 0.4:
             src, pred = rng.choice(_conds_for(iz.CHAR, rng))
             return src.format(x=f"{a}[0]"), iz.Cond(("elem", a, 0, 1, f"{a}[0]"), pred=pred)
-        t = rng.randint(6, 13)
+        t = rng.randint(*ctx.space.len_thresholds)
         if rng.random() < 0.5:
             return f"len({a}) > {t}", iz.Cond(("len", a), pred=lambda v: v > t)
         return f"len({a}) % 2 == 0", iz.Cond(("len", a), pred=lambda v: v % 2 == 0)
@@ -239,9 +240,9 @@ def _literal(ctx: _Ctx, n: int) -> list[str]:
     """`n` distinct element literals ($C, $D) of the group's element type."""
     rng, vt = ctx.rng, ctx.vtype
     if vt == "str":
-        return [repr(c) for c in rng.sample("aeiostnrl1", n)]
+        return [repr(c) for c in rng.sample(ctx.space.literal_chars, n)]
     if vt == "dict":
-        return [repr(w) for w in rng.sample(iz.WORDS, n)]
+        return [repr(w) for w in rng.sample(ctx.space.word.values, n)]
     if vt == "float":
         return [repr(v) for v in rng.sample(iz.FLOAT_VALUES, n)]
     return [str(v) for v in rng.sample(iz.INT_VALUES, n)]
