@@ -13,7 +13,8 @@ from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.rl.grpo.update import logprob_pass, run_updates
 from execverify_jax.rl.infra.packing import (balanced_placement, completion_capacity, first_fit_decreasing,
-                                             pack, pack_grpo, pack_sft, unpack, unpack_completion)
+                                             pack, pack_grpo, pack_sft, prediction_positions, unpack,
+                                             unpack_completion)
 from execverify_jax.rl.infra.train_state import create_train_state, state_shardings
 from execverify_jax.rl.infra.train_steps import make_grpo_update, make_logprob_fn, make_sft_update, put_batch
 from execverify_jax.rl.objective.config import AGG_MODES, GRPOConfig
@@ -201,6 +202,44 @@ def test_packed_sft_loss_and_grads_equal_padded(mode):
     assert abs(loss_pk - loss_pad) <= 1e-5
     for a, b in zip(jax.tree.leaves(g_pad), jax.tree.leaves(g_pk)):
         np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
+
+
+def test_prediction_positions_pick_the_learned_positions():
+    lm = np.array([[0, 0, 1, 1, 0], [0, 1, 1, 1, 1], [0, 0, 0, 0, 1]], bool)
+    pos = prediction_positions(lm, C=4)
+    # position t predicts t + 1; unused columns point at T - 1 (never a target)
+    np.testing.assert_array_equal(pos, [[1, 2, 4, 4], [0, 1, 2, 3], [3, 4, 4, 4]])
+    assert prediction_positions(lm, granule=2).shape == (3, 4)  # 4 at most, bucketed by 2
+    with pytest.raises(ValueError, match="C=3"):
+        prediction_positions(lm, C=3)
+
+
+@pytest.mark.parametrize("mode", ["token-mean", pytest.param("seq-mean-token-mean", marks=pytest.mark.slow)])
+def test_sft_logits_at_targets_only_equal_every_position(mode):
+    """pred_pos_BC (logits only where a target is learned) gives the loss and gradients of the
+    all-positions step, padded and packed, under micro-batch accumulation."""
+    mesh = shd.single_device_mesh()
+    rng = np.random.default_rng(5)
+    B, T = 8, 16
+    ids = rng.integers(1, 64, (B, T)).astype(np.int32)
+    n = rng.integers(6, T + 1, B)
+    attn = np.arange(T)[None] < n[:, None]
+    loss_mask = attn & (np.arange(T)[None] >= rng.integers(2, 6, B)[:, None])  # ragged prompts
+    batch = dict(ids_BT=ids, attn_BT=attn, loss_mask_BT=loss_mask)
+    padded = lambda gd, tx, m, sh: make_sft_update(gd, tx, m, sh, micro_batch_size=2, mode=mode)  # noqa: E731
+    packed = lambda gd, tx, m, sh: make_sft_update(gd, tx, m, sh, micro_batch_size=2, mode=mode,  # noqa: E731
+                                                   packed=True)
+    loss_all, g_all = _grads(*_sgd_step(padded), batch, mesh)
+    sel = dict(batch, pred_pos_BC=prediction_positions(loss_mask))
+    assert sel["pred_pos_BC"].shape[1] < T
+    loss_sel, g_sel = _grads(*_sgd_step(padded), sel, mesh)
+    pk, _ = pack_sft(batch, 24, multiple=2)
+    pk["pred_pos_BC"] = prediction_positions(pk["loss_mask_BT"])
+    loss_pk, g_pk = _grads(*_sgd_step(packed), pk, mesh)
+    for loss, g in ((loss_sel, g_sel), (loss_pk, g_pk)):
+        assert abs(loss - loss_all) <= 1e-5
+        for a, b in zip(jax.tree.leaves(g_all), jax.tree.leaves(g)):
+            np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
 
 
 def test_packing_config_is_validated():

@@ -240,6 +240,32 @@ def unpack_completion(x_BC: np.ndarray, target_pos_BC: np.ndarray, layout: Layou
     return full_BT[:, attn_BT.shape[1] - C:]
 
 
+def prediction_positions(loss_mask_BT: np.ndarray, C: int | None = None, granule: int | None = None
+                         ) -> np.ndarray:
+    """pred_pos_BC: each row's positions t whose next token (t + 1) is a loss token, left-aligned,
+    so the SFT step computes logits for these C positions only instead of all T (the prompt is
+    most of an SFT sequence: the demo's ~400-token prompts carry ~60-200 target tokens).
+
+    Unused columns hold T - 1, whose prediction is never learned (it has no next token), so
+    they are masked by the step's own target mask. For packed buffers a position whose next
+    token starts another segment is kept here and masked by the step the same way. C: given
+    (>= every row's count; one compile per batch shape) or, if None, `completion_capacity`
+    of the batch's largest count (bucketed by `granule`, default T / 16)."""
+    lm_BT = np.asarray(loss_mask_BT).astype(bool)
+    B, T = lm_BT.shape
+    need_BT = np.zeros_like(lm_BT)
+    need_BT[:, :-1] = lm_BT[:, 1:]
+    n_B = need_BT.sum(1)
+    largest = int(n_B.max()) if n_B.size else 0
+    if C is None:
+        C = completion_capacity(largest, T, granule)
+    elif C < largest:
+        raise ValueError(f"prediction_positions: C={C} is smaller than a row's {largest} loss tokens")
+    C = min(int(C), T)
+    pos_BC = np.argsort(~need_BT, axis=1, kind="stable")[:, :C]
+    return np.where(np.arange(C)[None, :] < n_B[:, None], pos_BC, T - 1).astype(np.int32)
+
+
 def pack_sft(batch: dict[str, np.ndarray], L: int, multiple: int = 1
              ) -> tuple[dict[str, np.ndarray], Layout]:
     """Packs an SFT batch (ids_BT, attn_BT, loss_mask_BT) into buffers of L tokens -> ids_BT,

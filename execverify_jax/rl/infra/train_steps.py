@@ -238,11 +238,17 @@ def make_sft_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, me
         mb = _rows(mb)
         pos_BT = mb.get("positions_BT")
         h_BTD = model.hidden(mb["ids_BT"], pos_BT, mb["segment_ids_BT"] if packed else mb["attn_BT"])
+        tmask_BT, seg_BT = mb["tmask_BT"], mb.get("segment_ids_BT")
+        target_BT = mb["target_BT"]
+        if "pred_pos_BC" in mb:  # logits only where a target is learned (packing.prediction_positions)
+            pos_BC = mb["pred_pos_BC"]
+            h_BTD = jnp.take_along_axis(h_BTD, pos_BC[..., None], axis=1)
+            target_BT, tmask_BT = (jnp.take_along_axis(x, pos_BC, axis=1) for x in (target_BT, tmask_BT))
+            seg_BT = None if seg_BT is None else jnp.take_along_axis(seg_BT, pos_BC, axis=1)
         # Padding targets may be any id; they are masked, but must index inside the vocab.
-        target_BT = jnp.where(mb["tmask_BT"].astype(bool), mb["target_BT"], 0)
+        target_BT = jnp.where(tmask_BT.astype(bool), target_BT, 0)
         logp_BT, hit_BT = target_logprobs(model, h_BTD, target_BT, chunk=DEFAULT_CHUNK, with_hit=True)
-        return sft_loss_from_logp(logp_BT, hit_BT, mb["tmask_BT"], norm=norm, mode=mode,
-                                  segment_ids_BT=mb.get("segment_ids_BT"))
+        return sft_loss_from_logp(logp_BT, hit_BT, tmask_BT, norm=norm, mode=mode, segment_ids_BT=seg_BT)
 
     @functools.partial(jax.jit, donate_argnums=(0,))
     def update(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
@@ -257,6 +263,8 @@ def make_sft_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, me
         else:
             full = {"ids_BT": batch["ids_BT"], "attn_BT": batch["attn_BT"], "target_BT": target_BT,
                     "tmask_BT": tmask_BT}
+        if "pred_pos_BC" in batch:
+            full["pred_pos_BC"] = batch["pred_pos_BC"]
         norm = loss_norm(tmask_BT, full.get("segment_ids_BT"))
         mbs = split_microbatches(full, micro_batch_size, strided=True)
         loss, grads, metrics = accumulate_grads(loss_fn, state.params, mbs, norm,

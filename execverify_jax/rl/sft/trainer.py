@@ -118,7 +118,7 @@ def run_sft(cfg: Any, run_dir: Any, conversations: list[list[dict]], tokenizer: 
     from execverify_jax.rl.infra.guards import check_finite
     from execverify_jax.rl.infra.metrics import MetricsWriter
     from execverify_jax.rl.infra.optim import build_optimizer, lr_schedule
-    from execverify_jax.rl.infra.packing import pack_sft
+    from execverify_jax.rl.infra.packing import pack_sft, prediction_positions
     from execverify_jax.rl.infra.train_steps import make_sft_update, put_batch
     from execverify_jax.rl.infra.train_state import create_train_state, state_shardings
 
@@ -151,13 +151,23 @@ def run_sft(cfg: Any, run_dir: Any, conversations: list[list[dict]], tokenizer: 
     update = make_sft_update(graphdef, tx, mesh, state_shardings(model_cfg, tx, mesh),
                              micro_batch_size=s.micro_batch_size, mode=s.mode,
                              lr_schedule=lr_schedule(s.optim, total), packed=s.packing)
+    # Logits only at the positions whose next token is learned: one width per bucket (its
+    # examples' most targets), so unpacked batches compile once per bucket as before.
+    width = {}
+    for ids, m in examples:
+        T = bucket_for(len(ids), s.buckets, over=max(s.buckets))
+        width[T] = max(width.get(T, 1), int(np.asarray(m[1:T]).sum()))
     writer = MetricsWriter(run_dir, resume_step=None, enabled=jax.process_index() == 0, tensorboard=cfg.tensorboard)
     bar = tqdm(total=total, desc="SFT", disable=not cfg.progress, dynamic_ncols=True)
     step, t_start, last = 0, time.perf_counter(), {}
     for epoch in range(s.epochs):
         for batch in bucketed_batches(examples, s.batch_size, s.buckets, tokenizer.pad_id, cfg.seed + epoch):
             t0 = time.perf_counter()
-            fed = pack_sft(batch, s.pack_len, s.micro_batch_size)[0] if s.packing else batch
+            if s.packing:
+                fed = pack_sft(batch, s.pack_len, s.micro_batch_size)[0]
+                fed["pred_pos_BC"] = prediction_positions(fed["loss_mask_BT"], granule=max(s.pack_len // 8, 1))
+            else:
+                fed = dict(batch, pred_pos_BC=prediction_positions(batch["loss_mask_BT"], width[batch["ids_BT"].shape[1]]))
             state, m = update(state, put_batch(fed, mesh))
             m = {f"sft/{k}": float(v) for k, v in jax.device_get(m).items()}
             check_finite(step + 1, m, ("sft/loss", "sft/grad_norm"))
