@@ -131,10 +131,23 @@ def attend_xla(q_BTKRH, k_BTKH, v_BTKH, mask_BT) -> jax.Array:
     return jnp.einsum("bkrts,bskh->btkrh", p_BKRTS, v_BTKH)
 
 
+def block_size(T: int, chunk: int) -> int:
+    """The block of `attend_chunked` for T positions: ceil(T / chunk) equal blocks, rounded up to
+    a multiple of 8 where that still fits `chunk` (T = 640, chunk 512 -> 2 blocks of 320)."""
+    n = -(-T // chunk)
+    c = -(-T // n)
+    if c % 8 and c + 8 - c % 8 <= chunk:
+        c += 8 - c % 8
+    return c
+
+
 def attend_chunked(q_BTKRH, k_BTKH, v_BTKH, mask_BT, chunk: int) -> jax.Array:
     """Blockwise attention with an online softmax (Rabe & Staats; FlashAttention's recurrence).
 
-    T is padded to n blocks of c; for query block i, a scan over key blocks j keeps the running
+    T is cut into n = ceil(T / chunk) blocks of equal size c <= chunk (rounded up to a multiple of
+    8), padding at most 8n - 1 positions: blocks of exactly `chunk` would pad T = 640 to 1,024
+    with chunk 512 (3x the time of the full square on CPU, docs/MODEL.md). For query block i, a
+    scan over key blocks j keeps the running
     max m, normaliser l and unnormalised output acc. Key blocks that `block_schedule` rules out
     (above the diagonal; with segment ids also those holding only other segments' keys) are
     skipped with lax.cond, in the backward pass too. The query-block body is
@@ -142,7 +155,7 @@ def attend_chunked(q_BTKRH, k_BTKH, v_BTKH, mask_BT, chunk: int) -> jax.Array:
     """
     B, T, K, R, H = q_BTKRH.shape
     dtype = q_BTKRH.dtype
-    c = min(chunk, T)
+    c = block_size(T, chunk)
     n = -(-T // c)
     pad = n * c - T
     if pad:

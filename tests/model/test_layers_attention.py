@@ -187,6 +187,18 @@ def test_block_schedule_skips_only_blocks_without_an_allowed_pair():
                                   np.tril(np.ones((3, 3), bool)))
 
 
+def test_chunked_blocks_split_T_evenly():
+    """Equal blocks of at most `chunk` (multiples of 8 where they fit): T = 640 with chunk 512
+    runs 2 blocks of 320, not 2 of 512 over a T padded to 1,024."""
+    assert attn.block_size(640, 512) == 320
+    assert attn.block_size(1024, 512) == 512 and attn.block_size(8192, 512) == 512
+    assert attn.block_size(513, 512) == 264  # 2 blocks, 15 padded positions
+    assert attn.block_size(12, 4) == 4 and attn.block_size(9, 4) == 3
+    for T, chunk in ((640, 512), (513, 512), (9, 4), (100, 32), (3, 512)):
+        c = attn.block_size(T, chunk)
+        assert c <= chunk and -(-T // c) == -(-T // chunk)  # never more blocks than before
+
+
 @pytest.mark.parametrize("chunk", [4, 5])
 def test_chunked_attention_with_skipped_segment_blocks_equals_reference(chunk):
     """Packed segment ids (blocks skipped, all-padding blocks at the end): outputs at real
