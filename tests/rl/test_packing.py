@@ -182,28 +182,6 @@ def test_packed_grpo_loss_and_grads_equal_padded(mode):
         np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("mode", ["token-mean", pytest.param("seq-mean-token-mean", marks=pytest.mark.slow)])
-def test_packed_sft_loss_and_grads_equal_padded(mode):
-    mesh = shd.single_device_mesh()
-    rng = np.random.default_rng(3)
-    B, T = 8, 12
-    ids = rng.integers(1, 64, (B, T)).astype(np.int32)
-    n = rng.integers(4, T + 1, B)
-    attn = np.arange(T)[None] < n[:, None]
-    loss_mask = attn & (np.arange(T)[None] >= 2)
-    batch = dict(ids_BT=ids, attn_BT=attn, loss_mask_BT=loss_mask)
-    padded = lambda gd, tx, m, sh: make_sft_update(gd, tx, m, sh, micro_batch_size=2, mode=mode)  # noqa: E731
-    packed = lambda gd, tx, m, sh: make_sft_update(gd, tx, m, sh, micro_batch_size=2, mode=mode,  # noqa: E731
-                                                   packed=True)
-    loss_pad, g_pad = _grads(*_sgd_step(padded), batch, mesh)
-    pk, _ = pack_sft(batch, 20, multiple=2)
-    assert pk["ids_BT"].shape[0] > 2
-    loss_pk, g_pk = _grads(*_sgd_step(packed), pk, mesh)
-    assert abs(loss_pk - loss_pad) <= 1e-5
-    for a, b in zip(jax.tree.leaves(g_pad), jax.tree.leaves(g_pk)):
-        np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
-
-
 def test_prediction_positions_pick_the_learned_positions():
     lm = np.array([[0, 0, 1, 1, 0], [0, 1, 1, 1, 1], [0, 0, 0, 0, 1]], bool)
     pos = prediction_positions(lm, C=4)
@@ -215,9 +193,10 @@ def test_prediction_positions_pick_the_learned_positions():
 
 
 @pytest.mark.parametrize("mode", ["token-mean", pytest.param("seq-mean-token-mean", marks=pytest.mark.slow)])
-def test_sft_logits_at_targets_only_equal_every_position(mode):
-    """pred_pos_BC (logits only where a target is learned) gives the loss and gradients of the
-    all-positions step, padded and packed, under micro-batch accumulation."""
+def test_packed_sft_and_learned_position_logits_equal_padded(mode):
+    """Packed buffers, and pred_pos_BC (logits only where a target is learned; padded and
+    packed), give the loss and gradients of the padded all-positions step, under micro-batch
+    accumulation."""
     mesh = shd.single_device_mesh()
     rng = np.random.default_rng(5)
     B, T = 8, 16
@@ -234,9 +213,11 @@ def test_sft_logits_at_targets_only_equal_every_position(mode):
     assert sel["pred_pos_BC"].shape[1] < T
     loss_sel, g_sel = _grads(*_sgd_step(padded), sel, mesh)
     pk, _ = pack_sft(batch, 24, multiple=2)
-    pk["pred_pos_BC"] = prediction_positions(pk["loss_mask_BT"])
+    assert pk["ids_BT"].shape[0] > 2  # several micro-batches: accumulation is exercised
     loss_pk, g_pk = _grads(*_sgd_step(packed), pk, mesh)
-    for loss, g in ((loss_sel, g_sel), (loss_pk, g_pk)):
+    pk["pred_pos_BC"] = prediction_positions(pk["loss_mask_BT"])
+    loss_pk_sel, g_pk_sel = _grads(*_sgd_step(packed), pk, mesh)
+    for loss, g in ((loss_sel, g_sel), (loss_pk, g_pk), (loss_pk_sel, g_pk_sel)):
         assert abs(loss - loss_all) <= 1e-5
         for a, b in zip(jax.tree.leaves(g_all), jax.tree.leaves(g)):
             np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
