@@ -5,7 +5,10 @@
           power of two >= the rows admitted (at most prefill_batch), draw token 0,
           shift each row's left-padded keys/values to slot positions [0, plen) and write them into
           the rows of the free slots
-    run   (jit per (A, k)): up to k decode steps for all slots; each slot writes its token at its
+          (P: the bucket, or with `prefill_granule` the rows' longest rounded up to it)
+    run   (jit per (A, k)): up to k decode steps for all slots, ending early once `exit_free`
+          slots are done (while rows wait: `admit_min`; queue empty: a drain halving), on the
+          per-layer weights sliced once per generate; each slot writes its token at its
           own position `len_S` and attends over slots [0, len_S] of the first A cache positions
           only (A = the longest live slot + k, rounded up to a `block` multiple), so a step's
           cost grows with the longest live slot, not with the cache size

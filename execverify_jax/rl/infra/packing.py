@@ -220,8 +220,9 @@ def pack_grpo(host: dict[str, np.ndarray], L: int, multiple: int = 1, granule: i
     tokens' positions, into the completion slab (`completion_slab`, C = its capacity, bucketed
     by `granule`): the packed step computes logits only for those C columns per buffer, as the
     padded step does for its last C positions. `auto`: buffers of `choose_pack_len` tokens (at
-    most L, a multiple of the granule, which stays L // 16 for the slab). Returns tokens_BT, segment_ids_BT, positions_BT, target_pos_BC,
-    segment_ids_BC, mask_BC, adv_BC, old_logp_BC (and ref_logp_BC) and the layout.
+    most L, a multiple of the granule, which stays L // 16 for the slab). Returns tokens_BT,
+    segment_ids_BT, positions_BT, target_pos_BC, segment_ids_BC, mask_BC, adv_BC, old_logp_BC
+    (and ref_logp_BC) and the layout.
     """
     tokens_BT, attn_BT = np.asarray(host["tokens_BT"]), np.asarray(host["attn_BT"]).astype(bool)
     B, T = tokens_BT.shape
