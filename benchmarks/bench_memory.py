@@ -181,7 +181,12 @@ def lower_engine(name: str, cfg: TrainConfig, mcfg: ModelConfig, mesh, P: int) -
     statics = dict(strategy=make_strategy(temperature=r.temperature, top_k=r.top_k, top_p=r.top_p), stop_ids=(0,))
     with shd.use_rules(mesh, rules):
         if name == "engine_run":
-            return eng._run.lower(graphdef, params, state, key, A=M, k=eng.k, **statics)
+            # The per-layer weights `generate` slices once: each stacked leaf without its layer axis.
+            one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype, sharding=jax.sharding.NamedSharding(
+                mesh, jax.sharding.PartitionSpec(*x.sharding.spec[1:]))), params["layers"])
+            layers = [one] * scfg.num_layers
+            exit_free = jax.ShapeDtypeStruct((), jnp.int32)
+            return eng._run.lower(graphdef, params, layers, state, key, exit_free, A=M, k=eng.k, **statics)
         J = eng.prefill_batch
         i32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.int32)  # noqa: E731
         return eng._admit.lower(graphdef, params, state, i32(J, P), i32(J), i32(J), i32(J, 2), i32(J), key, **statics)

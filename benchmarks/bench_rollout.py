@@ -31,7 +31,9 @@ Reported (benchmarks/results/rollout.json or --out):
     response per row): padded (rl/grpo/update.update_batch's layout: prompt bucket + completion
     bucket for every row) and packed (each of `--minibatches` prompt-aligned mini-batches packed
     into buffers of `--pack-len` by rl/infra/packing.pack_grpo, buffer count rounded up to a
-    multiple of `--micro`).
+    multiple of `--micro`; with the trainer's default `grpo.pack_len_auto` each mini-batch's
+    buffer length is the cheapest multiple of pack_len / 16 up to pack_len, `packed_fixed_len`
+    always pack_len).
     python benchmarks/bench_rollout.py --quick     # tiny shape, < 10 min on 2 cores
 """
 
@@ -147,6 +149,7 @@ def draw_lengths(emp: dict, args, rng) -> tuple[np.ndarray, np.ndarray]:
 def padding_ratios(plen_N: np.ndarray, len_B: np.ndarray, args, P: int) -> dict:
     """train_padding_ratio of the update of this rollout, padded and packed (see the docstring)."""
     from execverify_jax.rl.infra.packing import pack_grpo
+    from execverify_jax.rl.objective.config import GRPOConfig
     from execverify_jax.rl.run_config import RolloutSection
 
     G, B = args.group, len(len_B)
@@ -157,15 +160,23 @@ def padding_ratios(plen_N: np.ndarray, len_B: np.ndarray, args, P: int) -> dict:
                               np.arange(C)[None] < len_B[:, None]], 1)
     host = {"tokens_BT": np.zeros((B, P + C), np.int32), "attn_BT": attn_BT,
             "mask_BC": attn_BT[:, P:].astype(np.float32)}
-    buffers = 0
+    computed = {False: 0, True: 0}
+    shapes = []
     per = B // args.minibatches  # prompt-aligned: whole groups per mini-batch
     for s in range(0, B, per):
         part = {k: v[s:s + per] for k, v in host.items()}
-        buffers += pack_grpo(part, args.pack_len, args.micro)[0]["tokens_BT"].shape[0]
-    return {"padded": B * (P + C) / real, "packed": buffers * args.pack_len / real, "real_tokens": real,
+        for auto in (False, True):
+            shape = pack_grpo(part, args.pack_len, args.micro, auto=auto)[0]["tokens_BT"].shape
+            computed[auto] += shape[0] * shape[1]
+            if auto:
+                shapes.append(list(shape))
+    auto = GRPOConfig().pack_len_auto
+    return {"padded": B * (P + C) / real, "packed": computed[auto] / real,
+            "packed_fixed_len": computed[False] / real, "pack_len_auto": auto, "real_tokens": real,
             "padded_shape": [B, P + C], "prompt_bucket": P, "completion_bucket": C,
             "pack_len": args.pack_len, "micro": args.micro, "minibatches": args.minibatches,
-            "packed_buffers": buffers}
+            "packed_fixed_len_buffers": computed[False] // args.pack_len,
+            "packed_auto_shapes": shapes}
 
 
 def static_rollout(sampler, params, prompts, caps, args, strategy):
@@ -197,6 +208,8 @@ def main() -> None:
     ap.add_argument("--steps-per-call", type=int, default=8)
     ap.add_argument("--block", type=int, default=64)
     ap.add_argument("--prefill-batch", type=int, default=8)
+    ap.add_argument("--admit-min", type=int, default=1, help="free slots that end a decode call while rows wait")
+    ap.add_argument("--prefill-granule", type=int, default=0, help="admission prompt length multiple (0: bucket)")
     ap.add_argument("--data", default=None, help="an `execverify synth --format jsonl` output (default: synthesize)")
     ap.add_argument("--synth-programs", type=int, default=150)
     ap.add_argument("--max-questions", type=int, default=200, help="questions whose SFT targets are traced")
@@ -223,7 +236,8 @@ def main() -> None:
     buckets = (args.prompt_len,)
     sampler = Sampler(cfg, graphdef, buckets=buckets)
     engine = Engine(cfg, graphdef, slots=args.slots, steps_per_call=args.steps_per_call, block=args.block,
-                    prefill_batch=args.prefill_batch, buckets=buckets)
+                    prefill_batch=args.prefill_batch, admit_min=args.admit_min,
+                    prefill_granule=args.prefill_granule or None, buckets=buckets)
     res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs)",
            "args": vars(args), "model": args.model, "num_params": cfg.num_params(),
            "length_source": {k: v for k, v in emp.items() if not k.endswith("_tokens")},
@@ -250,6 +264,10 @@ def main() -> None:
         useful_row_step_fraction=st.useful_fraction, static_useful_row_step_fraction=s_useful / max(s_rows, 1),
         engine_decode_steps=st.decode_steps, engine_row_steps=st.row_steps, static_row_steps=s_rows,
         engine_run_calls=st.run_calls, engine_admit_calls=st.admit_calls,
+        engine_prefill_tokens=st.prefill_tokens,
+        static_prefill_tokens=sum(len(prompts[i:i + args.rows_per_call]) * bucket_for(
+            max(len(p) for p in prompts[i:i + args.rows_per_call]), buckets)
+            for i in range(0, len(prompts), args.rows_per_call)),
         static_seconds=t_static, engine_seconds=t_engine, speedup_vs_static=t_static / t_engine,
         seconds_per_run=times,
         train_padding_ratio=padding_ratios(plen_N, cap_B, args, bucket_for(int(plen_N.max()), buckets)))

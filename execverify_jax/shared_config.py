@@ -64,7 +64,9 @@ class SamplingConfig:
     model/engine.py: `slots` rows in flight, refilled as rows finish, `steps_per_call` decode
     steps between admission checks, attention over the live length in `block`-position blocks,
     free slots filled `prefill_batch` rows per admission prefill (a padded batch of that many
-    rows: large values waste prefill work when only a few slots are free).
+    rows: large values waste prefill work when only a few slots are free); while rows wait, a
+    decode call ends as soon as `admit_min` slots are free; `prefill_granule` (0 = off) pads an
+    admission's prompts to a multiple of it when shorter than their bucket.
     static = the batched Sampler (each call runs to its longest row). For the same seed the two
     draw different *sampled* tokens (different key schedules); greedy output is the same.
     """
@@ -78,12 +80,15 @@ class SamplingConfig:
     steps_per_call: int = 16
     block: int = 128
     prefill_batch: int = 8
+    admit_min: int = 1
+    prefill_granule: int = 0
 
     def __post_init__(self) -> None:
         check_int("max_new_tokens", self.max_new_tokens, 1)
         check_choice("engine", self.engine, ENGINES)
-        for name in ("slots", "steps_per_call", "block", "prefill_batch"):
+        for name in ("slots", "steps_per_call", "block", "prefill_batch", "admit_min"):
             check_int(name, getattr(self, name), 1)
+        check_int("prefill_granule", self.prefill_granule, 0)
         check_range("temperature", self.temperature, 0.0)
         if self.top_p is not None:
             check_range("top_p", self.top_p, 0.0, 1.0, lo_open=True)

@@ -135,14 +135,15 @@ def test_v5p_config_is_stage1_plus_its_mesh_and_per_chip_batches():
     stage1 = config.load(TrainConfig, repo / "stage1_qwen2p5_coder_7b.yaml")
     mesh = MeshConfig(data=2, fsdp=8, tensor=1)
     assert v5p.mesh == mesh
-    # Only the mesh and the two per-chip batch sizes (one row per chip) differ.
+    # Only the mesh and the per-chip batch sizes (one row per chip) differ.
     want = stage1.replace(mesh=mesh, rollout=dataclasses.replace(stage1.rollout, prompts_per_call=16,
-                                                                       slots=128, prefill_batch=16),
+                                                                       slots=128, prefill_batch=16,
+                                                                       admit_min=16),
                           grpo=dataclasses.replace(stage1.grpo, micro_batch_size=16))
     assert v5p == want
     # The CLI shorthand gives the same resolved config.
     sets = ["mesh=data=2,fsdp=8", "rollout.prompts_per_call=16", "rollout.slots=128",
-            "rollout.prefill_batch=16", "grpo.micro_batch_size=16"]
+            "rollout.prefill_batch=16", "rollout.admit_min=16", "grpo.micro_batch_size=16"]
     assert config.load(TrainConfig, repo / "stage1_qwen2p5_coder_7b.yaml", sets) == v5p
 
 
@@ -171,7 +172,8 @@ def test_one_sampling_config_zero_is_greedy_but_not_for_rollouts():
     with pytest.raises(config.ConfigError, match=r"rollout.temperature=0.0: RL rollouts need temperature > 0"):
         config.load(TrainConfig, None, ["rollout.temperature=0"])
     for bad, needle in [("temperature=-1", "temperature=-1"), ("top_p=0", "top_p=0"), ("top_k=0", "top_k=0"),
-                        ("n=0", "n=0"), ("dtype=fp8", "dtype='fp8'")]:
+                        ("n=0", "n=0"), ("dtype=fp8", "dtype='fp8'"), ("admit_min=0", "admit_min=0"),
+                        ("prefill_granule=-1", "prefill_granule=-1")]:
         with pytest.raises(config.ConfigError, match=needle):
             config.load(GenerationConfig, None, [bad])
 

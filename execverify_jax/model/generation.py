@@ -36,6 +36,8 @@ class EngineKnobs(Protocol):
     steps_per_call: int
     block: int
     prefill_batch: int
+    admit_min: int
+    prefill_granule: int
 
 
 def make_generator(cfg: ModelConfig, graphdef: nnx.GraphDef, knobs: EngineKnobs, *,
@@ -43,12 +45,13 @@ def make_generator(cfg: ModelConfig, graphdef: nnx.GraphDef, knobs: EngineKnobs,
                    buckets: Sequence[int] = DEFAULT_BUCKETS, pad_id: int = 0,
                    cache_dtype: str | None = None) -> Sampler | Engine:
     """The generator `knobs.engine` names, built with the knobs' slots / steps_per_call / block /
-    prefill_batch (continuous only; prefill_batch is capped at slots); an unknown engine is an
+    prefill_batch / admit_min / prefill_granule (continuous only; prefill_batch is capped at slots); an unknown engine is an
     error naming the value."""
     common = dict(mesh=mesh, rules=rules, buckets=tuple(buckets), pad_id=pad_id, cache_dtype=cache_dtype)
     if knobs.engine == "static":
         return Sampler(cfg, graphdef, **common)
     if knobs.engine == "continuous":
         return Engine(cfg, graphdef, slots=knobs.slots, steps_per_call=knobs.steps_per_call,
-                      block=knobs.block, prefill_batch=min(knobs.prefill_batch, knobs.slots), **common)
+                      block=knobs.block, prefill_batch=min(knobs.prefill_batch, knobs.slots),
+                      admit_min=knobs.admit_min, prefill_granule=knobs.prefill_granule or None, **common)
     raise ValueError(f"engine: {knobs.engine!r} is not one of {list(ENGINES)}")

@@ -123,3 +123,29 @@ def test_bad_input_is_rejected(setup):
         eng.generate(params, [[1]], 0)
     with pytest.raises(ValueError, match="slots"):
         Engine(cfg, graphdef, slots=0)
+
+
+def test_freed_slots_refill_without_idling_and_tokens_stay_the_samplers(setup):
+    """With a long `steps_per_call`, a decode call still ends as soon as a slot frees while rows
+    wait (`admit_min`), so no slot idles here (rows of 3, 9, 1, 12, 6 tokens in 2 slots: a call
+    running its k steps would idle row 0's slot for 6 steps); short admissions are prefilled at
+    `prefill_granule` lengths. Greedy tokens equal the static sampler's either way."""
+    cfg, graphdef, params, sampler, prompts = setup
+    caps = [3, 9, 1, 12, 6]
+    ref = sampler.generate(params, prompts, caps, Greedy())
+    for admit_min, granule in ((1, 4), (2, None)):
+        eng = Engine(cfg, graphdef, slots=2, steps_per_call=64, block=32, buckets=(16,), shrink=False,
+                     admit_min=admit_min, prefill_granule=granule)
+        out = eng.generate(params, prompts, caps, Greedy())
+        np.testing.assert_array_equal(out.tokens_BC, ref.tokens_BC)
+        np.testing.assert_allclose(out.logp_BC, ref.logp_BC, atol=1e-5)
+        assert eng.stats.useful_row_steps == sum(caps) - len(caps)
+        if admit_min == 1:
+            assert eng.stats.row_steps == eng.stats.useful_row_steps
+            # Prompts of 3 and 7 tokens (one admission of 2 rows), then 12, 5, 9: 2 x 8, 12, 8
+            # and 12 positions instead of bucket 16 each.
+            assert eng.stats.prefill_tokens == 2 * 8 + 12 + 8 + 12
+    with pytest.raises(ValueError, match="admit_min"):
+        Engine(cfg, graphdef, slots=2, admit_min=0)
+    with pytest.raises(ValueError, match="prefill_granule"):
+        Engine(cfg, graphdef, slots=2, prefill_granule=0)

@@ -132,7 +132,9 @@ def test_engine_slots_are_sharded_and_equal_one_device(reference):
         assert k.sharding.spec[0] == ("data", "fsdp") and k.addressable_shards[0].data.shape[0] == 2
         # A decode call keeps the layout (the compiled output, not only the input, is sharded).
         key = jax.random.key(0)
-        state = eng._run(graphdef, params, state, key, strategy=Temperature(0.8), stop_ids=(), A=8, k=2)
+        layers = eng._unstack(graphdef, params)
+        state = eng._run(graphdef, params, layers, state, key, np.int32(9), strategy=Temperature(0.8),
+                         stop_ids=(), A=8, k=2)
         assert state.k_SKHM[0].sharding.spec[0] == ("data", "fsdp")
         assert state.tokens_SC.sharding.spec[0] == ("data", "fsdp")
     out = eng.generate(params, prompts, 8, Temperature(0.8), n=2, seed=1)

@@ -12,9 +12,9 @@ import pytest
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
 from execverify_jax.rl.grpo.update import logprob_pass, run_updates
-from execverify_jax.rl.infra.packing import (balanced_placement, completion_capacity, first_fit_decreasing,
-                                             pack, pack_grpo, pack_sft, prediction_positions, unpack,
-                                             unpack_completion)
+from execverify_jax.rl.infra.packing import (balanced_placement, choose_pack_len, completion_capacity,
+                                             first_fit_decreasing, pack, pack_grpo, pack_sft, prediction_positions,
+                                             unpack, unpack_completion)
 from execverify_jax.rl.infra.train_state import create_train_state, state_shardings
 from execverify_jax.rl.infra.train_steps import make_grpo_update, make_logprob_fn, make_sft_update, put_batch
 from execverify_jax.rl.objective.config import AGG_MODES, GRPOConfig
@@ -140,6 +140,33 @@ def test_balanced_placement_keeps_the_buffers_and_shrinks_the_slab():
         ends = (s[b == k] + lengths[b == k])[mine]
         np.testing.assert_array_equal(s[b == k][mine], np.concatenate([[0], ends[:-1]]))
         assert ends[-1] <= L if len(ends) else True
+
+
+def test_auto_pack_len_computes_the_fewest_tokens_of_its_candidates():
+    """choose_pack_len: the granule multiple in [longest row, L] with the fewest buffers x length
+    (buffer count rounded up to the micro-batch), shorter on ties; pack_grpo(auto=True) packs
+    into it. Few tokens per mini-batch: 2 x 1,024 for ~1,500 tokens becomes 2 x <= 896."""
+    rng = np.random.default_rng(5)
+    for rows, hi, L, multiple in ((32, 160, 1024, 2), (200, 300, 1024, 4), (5, 16, 16, 2)):
+        lengths = rng.integers(4, hi, rows)
+        g = max(L // 16, 1)
+        cost = {c: max(-(-first_fit_decreasing(lengths, c)[2] // multiple) * multiple, multiple) * c
+                for c in range(g, L + 1, g) if c >= lengths.max()}
+        best = min(cost.values())
+        got = choose_pack_len(lengths, L, multiple)
+        assert cost[got] == best and got == min(c for c, v in cost.items() if v == best)
+        if rows == 32:
+            assert cost[got] < cost[L] and got < L
+    # Nothing shorter fits: the longest row decides.
+    assert choose_pack_len(np.array([1000, 10]), 1024, 2) == 1024
+    with pytest.raises(ValueError, match="pack_len=16"):
+        choose_pack_len(np.array([17]), 16)
+    host = _grpo_host(False)
+    fixed, _ = pack_grpo(host, 64, multiple=2)
+    auto, layout = pack_grpo(host, 64, multiple=2, auto=True)
+    Lc = choose_pack_len(np.asarray(host["attn_BT"]).sum(1), 64, 2)
+    assert auto["tokens_BT"].shape[1] == Lc < 64 and auto["tokens_BT"].size < fixed["tokens_BT"].size
+    assert (auto["segment_ids_BT"] > 0).sum() == np.asarray(host["attn_BT"]).sum()
 
 
 def _sgd_step(make, cfg_model=CFG):

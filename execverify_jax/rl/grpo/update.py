@@ -52,12 +52,12 @@ def logprob_pass(logprob_fn: Callable, params_list: tuple, host: dict[str, np.nd
                  cfg: TrainConfig) -> list[np.ndarray | None]:
     """logp_BC (host, all rows) under each params of `params_list` (None -> None). With
     `grpo.packing` (and `logprob_fn` built with packed=True) the rows are packed into buffers of
-    `grpo.pack_len` first and the log-probs mapped back to the padded completion layout."""
+    `grpo.pack_len` (`grpo.pack_len_auto`: or shorter) first and the log-probs mapped back to the padded completion layout."""
     g = cfg.grpo
     layout = None
     if g.packing:
         batch, layout = pack_grpo({k: host[k] for k in ("tokens_BT", "attn_BT", "mask_BC")},
-                                  g.pack_len, g.micro_batch_size)
+                                  g.pack_len, g.micro_batch_size, auto=g.pack_len_auto)
     else:
         batch = host
     dev = put_batch(batch, mesh)
@@ -120,7 +120,8 @@ def assign_advantages(host: dict, roll: Rollout, reward_B: np.ndarray, old_logp_
 def run_updates(update_fn: Callable, state: Any, host: dict[str, np.ndarray], mesh: Any,
                 cfg: TrainConfig) -> tuple[Any, list[dict]]:
     """`ppo_epochs` passes of `num_minibatches` prompt-aligned mini-batch updates (with
-    `grpo.packing` each mini-batch is packed into buffers of `grpo.pack_len` first)."""
+    `grpo.packing` each mini-batch is packed into buffers of `grpo.pack_len` first, or of the
+    cheapest shorter length with `grpo.pack_len_auto`)."""
     g = cfg.grpo
     per_mb = host["tokens_BT"].shape[0] // g.num_minibatches
     metrics: list[dict] = []
@@ -130,7 +131,7 @@ def run_updates(update_fn: Callable, state: Any, host: dict[str, np.ndarray], me
             part = {k: v[sl] for k, v in host.items()}
             real = int(np.asarray(part["attn_BT"]).sum())
             if g.packing:
-                part = pack_grpo(part, g.pack_len, g.micro_batch_size)[0]
+                part = pack_grpo(part, g.pack_len, g.micro_batch_size, auto=g.pack_len_auto)[0]
             mb = put_batch(part, mesh)
             state, met = update_fn(state, mb)
             # Tokens the update computes per real token (packing.padding_ratio).

@@ -97,6 +97,27 @@ def balanced_placement(lengths_R: np.ndarray, comp_R: np.ndarray, L: int, multip
     return buffer_R, start_R, n, plain
 
 
+def choose_pack_len(lengths_R: np.ndarray, L: int, multiple: int = 1, granule: int | None = None) -> int:
+    """The buffer length, a multiple of `granule` (default L // 16) in [longest row, L], whose
+    first-fit-decreasing packing (buffer count rounded up to `multiple`) computes the fewest
+    tokens (buffers x length; ties: the shorter length, whose attention is cheaper).
+
+    With few real tokens per mini-batch, whole buffers of a fixed L round a lot: 1,510 tokens in
+    2 buffers of 1,024 compute 1.36x the real ones (BENCHMARKS §11, 0.5B run); 2 x 832 compute
+    1.10x. At most L / granule lengths, so at most that many buffer shapes to compile."""
+    lengths_R = np.asarray(lengths_R, np.int64)
+    g = max(L // 16, 1) if granule is None else max(int(granule), 1)
+    longest = int(lengths_R.max(initial=1))
+    if longest > L:
+        first_fit_decreasing(lengths_R, L)  # raises, naming pack_len
+    best = (round_up(first_fit_decreasing(lengths_R, L)[2], multiple) * L, L)
+    # Shorter lengths cannot beat a cost below (real tokens rounded up to whole buffers).
+    for cand in range(-(-longest // g) * g, L, g):
+        n = first_fit_decreasing(lengths_R, cand)[2]
+        best = min(best, (round_up(n, multiple) * cand, cand))
+    return best[1]
+
+
 def _most_per_buffer(buffer_R: np.ndarray, x_R: np.ndarray, n: int) -> int:
     return int(np.bincount(buffer_R, weights=x_R, minlength=n).max(initial=0)) if len(x_R) else 0
 
@@ -189,8 +210,8 @@ def completion_slab(comp_BT: np.ndarray, fields_BT: dict[str, np.ndarray], seg_B
     return out
 
 
-def pack_grpo(host: dict[str, np.ndarray], L: int, multiple: int = 1, granule: int | None = None
-              ) -> tuple[dict[str, np.ndarray], Layout]:
+def pack_grpo(host: dict[str, np.ndarray], L: int, multiple: int = 1, granule: int | None = None,
+              auto: bool = False) -> tuple[dict[str, np.ndarray], Layout]:
     """Packs a padded GRPO mini-batch (rl/infra/train_steps.py's layout: tokens_BT, attn_BT,
     mask_BC, adv_B or adv_BC, old_logp_BC, optional ref_logp_BC) into buffers of L tokens.
 
@@ -198,8 +219,10 @@ def pack_grpo(host: dict[str, np.ndarray], L: int, multiple: int = 1, granule: i
     per-token fields follow their tokens into the buffers and are gathered, with the completion
     tokens' positions, into the completion slab (`completion_slab`, C = its capacity, bucketed
     by `granule`): the packed step computes logits only for those C columns per buffer, as the
-    padded step does for its last C positions. Returns tokens_BT, segment_ids_BT, positions_BT, target_pos_BC,
-    segment_ids_BC, mask_BC, adv_BC, old_logp_BC (and ref_logp_BC) and the layout.
+    padded step does for its last C positions. `auto`: buffers of `choose_pack_len` tokens (at
+    most L, a multiple of the granule, which stays L // 16 for the slab). Returns tokens_BT,
+    segment_ids_BT, positions_BT, target_pos_BC, segment_ids_BC, mask_BC, adv_BC, old_logp_BC
+    (and ref_logp_BC) and the layout.
     """
     tokens_BT, attn_BT = np.asarray(host["tokens_BT"]), np.asarray(host["attn_BT"]).astype(bool)
     B, T = tokens_BT.shape
@@ -215,6 +238,9 @@ def pack_grpo(host: dict[str, np.ndarray], L: int, multiple: int = 1, granule: i
     rows = {"tokens": [tokens_BT[b, attn_BT[b]] for b in range(B)]}
     rows.update({k: [v[b, attn_BT[b]] for b in range(B)] for k, v in full.items()})
     lengths_R = attn_BT.sum(1)
+    if auto:
+        granule = max(L // 16, 1) if granule is None else granule
+        L = choose_pack_len(lengths_R, L, multiple, granule)
     buffer_R, start_R, n, _ = balanced_placement(lengths_R, attn_BT[:, T - C:].sum(1), L, multiple, granule)
     out, layout = pack(rows, L, multiple, (buffer_R, start_R, n))
     comp_BT = out.pop("comp_BT") > 0

@@ -47,6 +47,9 @@ class GRPOConfig:
     # tokens (then micro_batch_size counts buffers); same loss and gradients, fewer padding tokens.
     packing: bool = False
     pack_len: int = 8192
+    # Per mini-batch, the buffer length in [longest row, pack_len] (a multiple of pack_len / 16)
+    # whose packing computes the fewest tokens (packing.choose_pack_len); false = always pack_len.
+    pack_len_auto: bool = True
     max_response_len: int = 4096  # also the constant normaliser of seq-mean-token-sum-norm
 
     # Advantages.
@@ -103,6 +106,7 @@ class GRPOConfig:
         check_int("micro_batch_size", self.micro_batch_size, 1)
         check_bool("packing", self.packing)
         check_int("pack_len", self.pack_len, 1)
+        check_bool("pack_len_auto", self.pack_len_auto)
         if self.packing and self.entropy_coef > 0:
             raise bad("packing", self.packing, f"has no entropy bonus (entropy_coef={self.entropy_coef!r})")
         check_int("max_response_len", self.max_response_len, 1)
