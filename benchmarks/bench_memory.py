@@ -16,9 +16,12 @@ shardings); temp is an XLA:CPU estimate that overstates an accelerator's (XLA:CP
 dot/elementwise work to f32 and hoists gathers out of loops, see docs/BENCHMARKS.md).
 Functions: sft_update, grpo_update (one mini-batch), logprob (the whole rollout batch), prefill
 and decode (one sampler call: rollout.prompts_per_call prompts x G, prompt bucket + max_new_tokens),
-engine_admit and engine_run (the rollout engine, model/engine.py: rollout.slots slots of prompt
-bucket + max_new_tokens cache positions, sharded over data x fsdp; one admission prefill of
-rollout.prefill_batch rows; `steps_per_call` decode steps attending over the whole cache).
+engine_admit, engine_attach and engine_run (the rollout engine, model/engine.py: rollout.slots
+slots of prompt bucket + max_new_tokens cache positions, sharded over data x fsdp; one admission
+prefill of rollout.prefill_batch rows, which with prefix sharing (rollout.share_prompts) is one
+prompt-store fill of that many prompts, the slot state held beside it; engine_attach: copying
+prefill_batch rows from the store into slots; `steps_per_call` decode steps attending over the
+whole cache, the prompt store held beside them).
 Writes benchmarks/results/memory.json (merged with what is there, so partial runs accumulate).
 """
 
@@ -55,7 +58,7 @@ CONFIGS = ("sft_qwen2p5_coder_7b.yaml", "stage1_qwen2p5_coder_7b.yaml",
 HBM_GB = {"v5p": 95.0, "h100": 80.0}  # target accelerator per config (file name has _v5p or not)
 DEVICES = {"v5p": 16, "h100": 8}
 SFT_FUNCS = ("sft_update",)
-GRPO_FUNCS = ("grpo_update", "logprob", "prefill", "decode", "engine_admit", "engine_run")
+GRPO_FUNCS = ("grpo_update", "logprob", "prefill", "decode", "engine_admit", "engine_attach", "engine_run")
 GB = 1e9
 COMPILE_CONFIG = "stage1_qwen2p5_coder_7b.yaml"  # whose GRPO-update compile seconds are compile_s
 
@@ -107,7 +110,8 @@ def resident_gb(fn: str, cfg: TrainConfig, mcfg: ModelConfig, mesh) -> float:
         return 0.0
     state = abstract_train_state(mcfg, build_optimizer(cfg.optim, 1000), mesh)
     held = state.opt_state if fn == "logprob" else state
-    return round(per_device_bytes(held) / GB, 3)
+    extra = engine_held_bytes(fn, cfg, mcfg, mesh) if fn.startswith("engine_") else 0
+    return round((per_device_bytes(held) + extra) / GB, 3)
 
 
 def train_lengths(cfg: TrainConfig) -> tuple[int, int]:
@@ -160,25 +164,55 @@ def _sampling_params(cfg: TrainConfig, mcfg: ModelConfig, mesh):
     return rules, scfg, graphdef, with_shardings(abstract, param_shardings(scfg, mesh, rules))
 
 
-def lower_engine(name: str, cfg: TrainConfig, mcfg: ModelConfig, mesh, P: int) -> object:
-    """engine_admit / engine_run of the rollout engine on abstract, sharded slot state."""
-    from execverify_jax.model.engine import Engine, _zeros_state, map_with_axes
-    from execverify_jax.model.strategies import make_strategy
+def _engine_abstract(cfg: TrainConfig, mcfg: ModelConfig, mesh, P: int):
+    """(engine, its graphdef and sampling params, abstract sharded slot state, abstract prompt
+    store or None without prefix sharing, rules) for the config's rollout section."""
+    from execverify_jax.model.engine import Engine
+    from execverify_jax.model.engine_ops import constrain_store, map_with_axes, zeros_state, zeros_store
 
     r = cfg.rollout
     rules, scfg, graphdef, params = _sampling_params(cfg, mcfg, mesh)
     eng = Engine(scfg, graphdef, slots=r.slots, steps_per_call=r.steps_per_call, block=r.block,
-                 prefill_batch=min(r.prefill_batch, r.slots), mesh=mesh, rules=rules)
+                 prefill_batch=min(r.prefill_batch, r.slots), share_prompts=r.share_prompts, mesh=mesh, rules=rules)
     S, C = eng.slots, r.max_new_tokens
     M = -(-(P + C) // eng.block) * eng.block
-    shapes = jax.eval_shape(lambda: _zeros_state(S, M, C, scfg.num_layers, scfg.num_kv_heads,
+    with_sharding = lambda ax, x: jax.ShapeDtypeStruct(  # noqa: E731
+        x.shape, x.dtype, sharding=shd.named_sharding(ax, x.shape, mesh, rules))
+    shapes = jax.eval_shape(lambda: zeros_state(S, M, C, scfg.num_layers, scfg.num_kv_heads,
                                                  scfg.head_dim, eng.cache_dtype))
-    state = map_with_axes(
-        lambda ax, x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=shd.named_sharding(ax, x.shape, mesh, rules)),
-        shapes)
+    state = map_with_axes(with_sharding, shapes)
+    store = None
+    if eng.share_prompts and cfg.grpo.group_size > 1:
+        shapes = jax.eval_shape(lambda: zeros_store(eng.prefill_batch, P, scfg.vocab_size, scfg.num_layers,
+                                                     scfg.num_kv_heads, scfg.head_dim, eng.cache_dtype))
+        store = constrain_store(shapes, fn=with_sharding)
+    return eng, graphdef, params, state, store, rules, M
+
+
+def engine_held_bytes(fn: str, cfg: TrainConfig, mcfg: ModelConfig, mesh) -> int:
+    """Engine buffers held while `fn` runs but not its arguments: the slot state during a store
+    fill, the prompt store during decode (with prefix sharing)."""
+    _, _, _, state, store, _, _ = _engine_abstract(cfg, mcfg, mesh, train_lengths(cfg)[0])
+    if store is None:
+        return 0
+    return per_device_bytes(state) if fn == "engine_admit" else per_device_bytes(store) if fn == "engine_run" else 0
+
+
+def lower_engine(name: str, cfg: TrainConfig, mcfg: ModelConfig, mesh, P: int) -> object:
+    """engine_admit / engine_attach / engine_run of the rollout engine on abstract, sharded slot
+    state. engine_admit: one admission prefill of rollout.prefill_batch rows; with prefix sharing
+    (rollout.share_prompts, G > 1) that is a prompt-store fill of prefill_batch prompts, and
+    engine_attach copies prefill_batch rows from the store into slots."""
+    from execverify_jax.model.strategies import make_strategy
+
+    r = cfg.rollout
+    eng, graphdef, params, state, store, rules, M = _engine_abstract(cfg, mcfg, mesh, P)
+    scfg = eng.cfg
     key = jax.eval_shape(lambda: jax.random.key(0))
     key = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
     statics = dict(strategy=make_strategy(temperature=r.temperature, top_k=r.top_k, top_p=r.top_p), stop_ids=(0,))
+    J = eng.prefill_batch
+    i32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.int32)  # noqa: E731
     with shd.use_rules(mesh, rules):
         if name == "engine_run":
             # The per-layer weights `generate` slices once: each stacked leaf without its layer axis.
@@ -187,8 +221,12 @@ def lower_engine(name: str, cfg: TrainConfig, mcfg: ModelConfig, mesh, P: int) -
             layers = [one] * scfg.num_layers
             exit_free = jax.ShapeDtypeStruct((), jnp.int32)
             return eng._run.lower(graphdef, params, layers, state, key, exit_free, A=M, k=eng.k, **statics)
-        J = eng.prefill_batch
-        i32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.int32)  # noqa: E731
+        if name == "engine_attach":
+            if store is None:
+                raise ValueError("engine_attach needs rollout.share_prompts and group_size > 1")
+            return eng._attach.lower(state, store, i32(J), i32(J), i32(J, 2), i32(J), key, **statics)
+        if store is not None:
+            return eng._fill.lower(graphdef, params, store, i32(J, P), i32(J), i32(J))
         return eng._admit.lower(graphdef, params, state, i32(J, P), i32(J), i32(J), i32(J, 2), i32(J), key, **statics)
 
 
@@ -223,7 +261,7 @@ def lower_sampler(name: str, cfg: TrainConfig, mcfg: ModelConfig, mesh, P: int) 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--configs", default=",".join(CONFIGS), help="config files under configs/ (comma-separated)")
-    ap.add_argument("--functions", default="", help="subset of sft_update,grpo_update,logprob,prefill,decode,engine_admit,engine_run")
+    ap.add_argument("--functions", default="", help="subset of sft_update,grpo_update,logprob,prefill,decode,engine_admit,engine_attach,engine_run")
     ap.add_argument("--layers", type=int, default=None, help="override the depth (28 = the real model)")
     ap.add_argument("--quick", action="store_true", help="= --layers 2 (benchmarks/run_all.py --run)")
     ap.add_argument("--compile-layers", default="", help="e.g. 2,28: GRPO-update compile seconds of "

@@ -210,6 +210,9 @@ def main() -> None:
     ap.add_argument("--prefill-batch", type=int, default=8)
     ap.add_argument("--admit-min", type=int, default=1, help="free slots that end a decode call while rows wait")
     ap.add_argument("--prefill-granule", type=int, default=0, help="admission prompt length multiple (0: bucket)")
+    ap.add_argument("--share-prompts", type=int, default=1, help="engine prefix sharing (1: on, 0: off)")
+    ap.add_argument("--compare-unshared", action="store_true",
+                    help="also time the engine without prefix sharing (attribution, same run)")
     ap.add_argument("--data", default=None, help="an `execverify synth --format jsonl` output (default: synthesize)")
     ap.add_argument("--synth-programs", type=int, default=150)
     ap.add_argument("--max-questions", type=int, default=200, help="questions whose SFT targets are traced")
@@ -237,14 +240,20 @@ def main() -> None:
     sampler = Sampler(cfg, graphdef, buckets=buckets)
     engine = Engine(cfg, graphdef, slots=args.slots, steps_per_call=args.steps_per_call, block=args.block,
                     prefill_batch=args.prefill_batch, admit_min=args.admit_min,
-                    prefill_granule=args.prefill_granule or None, buckets=buckets)
+                    prefill_granule=args.prefill_granule or None, share_prompts=bool(args.share_prompts),
+                    buckets=buckets)
+    unshared = None
+    if args.compare_unshared:
+        unshared = Engine(cfg, graphdef, slots=args.slots, steps_per_call=args.steps_per_call, block=args.block,
+                          prefill_batch=args.prefill_batch, admit_min=args.admit_min,
+                          prefill_granule=args.prefill_granule or None, share_prompts=False, buckets=buckets)
     res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs)",
            "args": vars(args), "model": args.model, "num_params": cfg.num_params(),
            "length_source": {k: v for k, v in emp.items() if not k.endswith("_tokens")},
            "empirical": {"response_tokens": summary(emp["response_tokens"]),
                          "prompt_tokens": summary(emp["prompt_tokens"])},
            "lengths": {"response": summary(cap_B, args.max_new), "prompt": summary(plen_N)}}
-    times = {"static": [], "engine": []}
+    times = {"static": [], "engine": []} | ({"engine_unshared": []} if unshared else {})
     for rep in range(1 + args.repeats):  # run 0 compiles everything (same shapes every run)
         t0 = time.perf_counter()
         s_len, s_rows, s_useful = static_rollout(sampler, params, prompts, cap_B, args, strategy)
@@ -253,8 +262,14 @@ def main() -> None:
         t0 = time.perf_counter()
         out = engine.generate(params, prompts, cap_B.tolist(), strategy, stop_ids=(STOP_ID,), seed=0)
         times["engine"].append(time.perf_counter() - t0)
+        if unshared is not None:
+            unshared.stats = type(unshared.stats)()
+            t0 = time.perf_counter()
+            unshared.generate(params, prompts, cap_B.tolist(), strategy, stop_ids=(STOP_ID,), seed=0)
+            times["engine_unshared"].append(time.perf_counter() - t0)
         print(f"run {rep}{' (warm-up)' if rep == 0 else ''}: static {times['static'][-1]:.1f}s "
-              f"engine {times['engine'][-1]:.1f}s {engine.stats}", flush=True)
+              f"engine {times['engine'][-1]:.1f}s {engine.stats}"
+              + (f" unshared {times['engine_unshared'][-1]:.1f}s" if unshared else ""), flush=True)
     # The fastest timed run of each side: the machine is shared, other jobs only add time.
     t_static, t_engine = min(times["static"][1:]), min(times["engine"][1:])
     assert (out.lengths_B == cap_B).all() and (s_len == cap_B).all(), "rows must stop at their drawn lengths"
@@ -264,12 +279,15 @@ def main() -> None:
         useful_row_step_fraction=st.useful_fraction, static_useful_row_step_fraction=s_useful / max(s_rows, 1),
         engine_decode_steps=st.decode_steps, engine_row_steps=st.row_steps, static_row_steps=s_rows,
         engine_run_calls=st.run_calls, engine_admit_calls=st.admit_calls,
-        engine_prefill_tokens=st.prefill_tokens,
+        engine_prefill_tokens=st.prefill_tokens, engine_prefill_calls=st.prefill_calls,
         static_prefill_tokens=sum(len(prompts[i:i + args.rows_per_call]) * bucket_for(
             max(len(p) for p in prompts[i:i + args.rows_per_call]), buckets)
             for i in range(0, len(prompts), args.rows_per_call)),
         static_seconds=t_static, engine_seconds=t_engine, speedup_vs_static=t_static / t_engine,
         seconds_per_run=times,
+        **({"engine_unshared_seconds": min(times["engine_unshared"][1:]),
+            "engine_unshared_prefill_tokens": unshared.stats.prefill_tokens,
+            "speedup_unshared_vs_static": t_static / min(times["engine_unshared"][1:])} if unshared else {}),
         train_padding_ratio=padding_ratios(plen_N, cap_B, args, bucket_for(int(plen_N.max()), buckets)))
     print(json.dumps(res, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

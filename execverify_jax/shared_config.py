@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from execverify_jax.config_loader import ConfigError, bad, check_choice, check_int, check_range
+from execverify_jax.config_loader import ConfigError, bad, check_bool, check_choice, check_int, check_range
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
@@ -66,7 +66,9 @@ class SamplingConfig:
     free slots filled `prefill_batch` rows per admission prefill (a padded batch of that many
     rows: large values waste prefill work when only a few slots are free); while rows wait, a
     decode call ends as soon as `admit_min` slots are free; `prefill_granule` (0 = off) pads an
-    admission's prompts to a multiple of it when shorter than their bucket.
+    admission's prompts to a multiple of it when shorter than their bucket; `share_prompts`
+    (default true) prefills each distinct prompt once for all its rows (the G samples of a GRPO
+    group) and copies its keys/values into their slots (false: every row prefilled on admission).
     static = the batched Sampler (each call runs to its longest row). For the same seed the two
     draw different *sampled* tokens (different key schedules); greedy output is the same.
     """
@@ -82,6 +84,7 @@ class SamplingConfig:
     prefill_batch: int = 8
     admit_min: int = 1
     prefill_granule: int = 0
+    share_prompts: bool = True
 
     def __post_init__(self) -> None:
         check_int("max_new_tokens", self.max_new_tokens, 1)
@@ -89,6 +92,7 @@ class SamplingConfig:
         for name in ("slots", "steps_per_call", "block", "prefill_batch", "admit_min"):
             check_int(name, getattr(self, name), 1)
         check_int("prefill_granule", self.prefill_granule, 0)
+        check_bool("share_prompts", self.share_prompts)
         check_range("temperature", self.temperature, 0.0)
         if self.top_p is not None:
             check_range("top_p", self.top_p, 0.0, 1.0, lo_open=True)

@@ -173,7 +173,7 @@ def test_one_sampling_config_zero_is_greedy_but_not_for_rollouts():
         config.load(TrainConfig, None, ["rollout.temperature=0"])
     for bad, needle in [("temperature=-1", "temperature=-1"), ("top_p=0", "top_p=0"), ("top_k=0", "top_k=0"),
                         ("n=0", "n=0"), ("dtype=fp8", "dtype='fp8'"), ("admit_min=0", "admit_min=0"),
-                        ("prefill_granule=-1", "prefill_granule=-1")]:
+                        ("prefill_granule=-1", "prefill_granule=-1"), ("share_prompts=1", "share_prompts: expected true/false, got 1")]:
         with pytest.raises(config.ConfigError, match=needle):
             config.load(GenerationConfig, None, [bad])
 

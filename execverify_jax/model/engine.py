@@ -1,4 +1,5 @@
-"""Rollout engine: continuous batching over a fixed number of decode slots.
+"""Rollout engine: continuous batching over a fixed number of decode slots (host scheduling here;
+the slot state, the prompt store and the jitted functions in model/engine_ops.py).
 
     rows (prompt i, sample j) --host queue--> free slots
     admit (jit per (J, P)): prefill J rows over their prompt (Transformer.prefill), J = the next
@@ -6,6 +7,10 @@
           shift each row's left-padded keys/values to slot positions [0, plen) and write them into
           the rows of the free slots
           (P: the bucket, or with `prefill_granule` the rows' longest rounded up to it)
+    share (prefix sharing, rows that share a prompt: the n samples of GRPO): `fill` prefills the
+          next `prefill_batch` distinct prompts of the queue once into a `PromptStore`, and
+          `attach` copies a stored prompt's keys/values and logits into a row's slot and draws
+          its token 0 (no model compute), instead of one prefill per row
     run   (jit per (A, k)): up to k decode steps for all slots, ending early once `exit_free`
           slots are done (while rows wait: `admit_min`; queue empty: a drain halving), on the
           per-layer weights sliced once per generate; each slot writes its token at its
@@ -39,204 +44,17 @@ from collections import deque
 from typing import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx, struct
+from flax import nnx
 from jax.sharding import Mesh
 
 from execverify_jax.buckets import bucket_for
-from execverify_jax.model import attention as attn
+from execverify_jax.model import engine_ops as ops
 from execverify_jax.model import sharding as shd
 from execverify_jax.model.config import ModelConfig
+from execverify_jax.model.engine_ops import EngineState
 from execverify_jax.model.sampler import DEFAULT_BUCKETS, SampleOutput, left_pad, per_prompt_caps
 from execverify_jax.model.strategies import Greedy, Strategy
-from execverify_jax.model.transformer import apply_rope, rope_inv_freq
-
-
-@struct.dataclass
-class EngineState:
-    """Slot state (S slots, C = max_new, M cache positions per slot).
-
-    k_SKHM / v_SKMH: per-layer caches, slot s's tokens at positions [0, len_S[s]).
-    len_S: tokens in the slot's cache; last_S: the last drawn token (not yet in the cache).
-    n_S: tokens generated so far; cap_S: the row's own token cap (<= C); done_S: finished (or
-    empty); row_S2: (prompt, sample) of the slot.
-    tokens_SC / logp_SC: the slot's generated ids and their log-probs.
-    steps: decode steps run (all slots compute on each one).
-    """
-
-    k_SKHM: tuple[jax.Array, ...]
-    v_SKMH: tuple[jax.Array, ...]
-    len_S: jax.Array
-    last_S: jax.Array
-    n_S: jax.Array
-    cap_S: jax.Array
-    done_S: jax.Array
-    row_S2: jax.Array
-    tokens_SC: jax.Array
-    logp_SC: jax.Array
-    steps: jax.Array
-
-
-def _state_axes(state: EngineState) -> EngineState:
-    """Logical axes of each state array (slots = the batch axis; cache kv heads on tensor)."""
-    kv_k = (shd.BATCH, shd.ACT_KV_HEADS, None, shd.LENGTH)
-    kv_v = (shd.BATCH, shd.ACT_KV_HEADS, shd.LENGTH, None)
-    return EngineState(
-        k_SKHM=tuple(kv_k for _ in state.k_SKHM), v_SKMH=tuple(kv_v for _ in state.v_SKMH),
-        len_S=(shd.BATCH,), last_S=(shd.BATCH,), n_S=(shd.BATCH,), cap_S=(shd.BATCH,),
-        done_S=(shd.BATCH,), row_S2=(shd.BATCH, None), tokens_SC=(shd.BATCH, None),
-        logp_SC=(shd.BATCH, None), steps=())
-
-
-def map_with_axes(fn: Callable, state: EngineState) -> EngineState:
-    """`fn(logical_axes, array)` over every state array (e.g. to constrain it, or to build its
-    sharded `jax.ShapeDtypeStruct` for compile-only analysis)."""
-    is_axes = lambda x: isinstance(x, tuple) and all(a is None or isinstance(a, str) for a in x)  # noqa: E731
-    return jax.tree.map(fn, _state_axes(state), state, is_leaf=is_axes)
-
-
-def _constrain(state: EngineState) -> EngineState:
-    """The state with its slot layout constrained (identity without active sharding rules)."""
-    return map_with_axes(lambda names, a: shd.shard(a, names), state)
-
-
-def _zeros_state(S: int, M: int, C: int, L: int, K: int, H: int, dtype: str, *, layout=None) -> EngineState:
-    """An empty slot state, created on device in its sharded layout (no host-side full copy)."""
-    dt = jnp.dtype(dtype)
-    return _constrain(EngineState(
-        k_SKHM=tuple(jnp.zeros((S, K, H, M), dt) for _ in range(L)),
-        v_SKMH=tuple(jnp.zeros((S, K, M, H), dt) for _ in range(L)),
-        len_S=jnp.zeros((S,), jnp.int32), last_S=jnp.zeros((S,), jnp.int32),
-        n_S=jnp.zeros((S,), jnp.int32), cap_S=jnp.zeros((S,), jnp.int32), done_S=jnp.ones((S,), jnp.bool_),
-        row_S2=jnp.zeros((S, 2), jnp.int32), tokens_SC=jnp.zeros((S, C), jnp.int32),
-        logp_SC=jnp.zeros((S, C), jnp.float32), steps=jnp.zeros((), jnp.int32)))
-
-
-def _select_rows(strategy: Strategy, logits_SV, key, row_S2, step_S):
-    """Draws each row's token with its own key (prompt, sample, step): slot-independent."""
-    def one(logits_V, row_2, step):
-        k = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(key, row_2[0]), row_2[1]), step)
-        tok_1, logp_1 = strategy.select(logits_V[None], k)
-        return tok_1[0], logp_1[0]
-    return jax.vmap(one)(logits_SV, row_S2, step_S)
-
-
-def _finish(tok_S, state_n_S, stop_ids, cap_S):
-    """Whether a row is done after drawing tok_S as its token number state_n_S + 1."""
-    is_stop_S = jnp.isin(tok_S, jnp.asarray(stop_ids, jnp.int32))
-    return is_stop_S | (state_n_S + 1 >= cap_S)
-
-
-def _admit(graphdef, params, state: EngineState, prompt_JP, plen_J, slot_J, row_J2, cap_J, key, *,
-           strategy: Strategy, stop_ids: tuple[int, ...], layout=None) -> EngineState:
-    model = nnx.merge(graphdef, params)
-    J, P = prompt_JP.shape
-    dtype = state.k_SKHM[0].dtype
-    logits_JV, cache = model.prefill(prompt_JP, plen_J, P, dtype)
-    tok_J, logp_J = _select_rows(strategy, logits_JV, key, row_J2, jnp.zeros((J,), jnp.int32))
-    # Left-padded prompt slots [P - plen, P) -> slot positions [0, plen).
-    src_JP = jnp.minimum(jnp.arange(P)[None, :] + (P - plen_J)[:, None], P - 1)
-    ks, vs = [], []
-    for k_SKHM, v_SKMH, k_JKHP, v_JKPH in zip(state.k_SKHM, state.v_SKMH, cache.k_BKHS, cache.v_BKSH):
-        k_JKHP = jnp.take_along_axis(k_JKHP, src_JP[:, None, None, :], axis=3)
-        v_JKPH = jnp.take_along_axis(v_JKPH, src_JP[:, None, :, None], axis=2)
-        # Padding rows of the admission batch carry slot index S (out of range): dropped.
-        ks.append(k_SKHM.at[slot_J, :, :, :P].set(k_JKHP, mode="drop"))
-        vs.append(v_SKMH.at[slot_J, :, :P, :].set(v_JKPH, mode="drop"))
-    C = state.tokens_SC.shape[1]
-    zeros_J = jnp.zeros((J,), jnp.int32)
-    done_J = _finish(tok_J, zeros_J, stop_ids, cap_J)
-    tokens_JC = jnp.zeros((J, C), jnp.int32).at[:, 0].set(tok_J)
-    logp_JC = jnp.zeros((J, C), jnp.float32).at[:, 0].set(logp_J)
-    put = lambda a, v: a.at[slot_J].set(v, mode="drop")  # noqa: E731
-    return _constrain(state.replace(k_SKHM=tuple(ks), v_SKMH=tuple(vs), len_S=put(state.len_S, plen_J),
-                         last_S=put(state.last_S, tok_J), n_S=put(state.n_S, zeros_J + 1),
-                         cap_S=put(state.cap_S, cap_J),
-                         done_S=put(state.done_S, done_J), row_S2=put(state.row_S2, row_J2),
-                         tokens_SC=put(state.tokens_SC, tokens_JC), logp_SC=put(state.logp_SC, logp_JC)))
-
-
-def _layer(block, x_S1D, pos_S1, k_SKHM, v_SKMH, len_S, live_S, A: int, cfg: ModelConfig):
-    """One block for one new token per slot; writes its key/value at position len_S (live slots
-    only) and attends over positions [0, len_S] of the first A cache positions.
-
-    The write is a scatter of S x K x H values at (slot, len_S), not a `where` over the whole
-    cache: the cache is a while_loop carry, so XLA updates it in place (a `where` reads and
-    writes all S x K x H x M entries per layer per step, which bounds decode by cache size)."""
-    S = x_S1D.shape[0]
-    K, R, H = cfg.num_kv_heads, cfg.num_groups, cfg.head_dim
-    a = block.attn
-    h_S1D = block.attn_norm(x_S1D)
-    inv_freq = rope_inv_freq(cfg)
-    q_S1KRH = apply_rope(a._proj(h_S1D, "q"), pos_S1, inv_freq).reshape(S, 1, K, R, H)
-    k_SKH = apply_rope(a._proj(h_S1D, "k"), pos_S1, inv_freq)[:, 0]
-    v_SKH = a._proj(h_S1D, "v")[:, 0]
-    # Finished / empty slots write at position M (out of range): dropped.
-    at_S = jnp.where(live_S, len_S, k_SKHM.shape[3])
-    slot_S = jnp.arange(S)
-    k_SKHM = k_SKHM.at[slot_S, :, :, at_S].set(k_SKH.astype(k_SKHM.dtype), mode="drop")
-    v_SKMH = v_SKMH.at[slot_S, :, at_S, :].set(v_SKH.astype(v_SKMH.dtype), mode="drop")
-    dt = x_S1D.dtype
-    kA, vA = k_SKHM[..., :A].astype(dt), v_SKMH[:, :, :A].astype(dt)
-    q_SKRH = q_S1KRH[:, 0]
-    s_SKRA = jnp.einsum("skrh,skha->skra", q_SKRH, kA, preferred_element_type=jnp.float32) * (H ** -0.5)
-    mask_S1A = (jnp.arange(A)[None, :] <= len_S[:, None])[:, None, :]
-    p_SKR1A = attn.masked_softmax(s_SKRA[:, :, :, None, :], mask_S1A, dt)
-    o_SKRH = jnp.einsum("skra,skah->skrh", p_SKR1A[:, :, :, 0], vA)
-    y_S1D = jnp.einsum("snh,nhd->sd", o_SKRH.reshape(S, K * R, H), a.wo[...].astype(dt))[:, None]
-    if cfg.o_bias:
-        y_S1D = y_S1D + a.bo[...].astype(dt)[None, None]
-    x_S1D = x_S1D + y_S1D
-    x_S1D = x_S1D + block.mlp(block.mlp_norm(x_S1D))
-    return x_S1D, k_SKHM, v_SKMH
-
-
-def _unstack(graphdef, params, *, layout=None) -> list[nnx.State]:
-    """Each layer's slice of the stacked block parameters (`Transformer.unstacked_layers`)."""
-    return nnx.merge(graphdef, params).unstacked_layers()
-
-
-def _run(graphdef, params, layers: list[nnx.State], state: EngineState, key, exit_free, *, strategy: Strategy,
-         stop_ids: tuple[int, ...], A: int, k: int, layout=None) -> EngineState:
-    """Up to k decode steps. `layers`: the per-layer weights (`_unstack`), sliced once per
-    `generate` rather than once per call (a copy of every layer's weights: 0.34-0.54 s per call
-    at the 0.5B shape on this CPU, measured, against ~0.4 s for a whole decode step).
-    `exit_free`: stop early once at least this many slots are done (free or finished)."""
-    model = nnx.merge(graphdef, params)
-    cfg = model.cfg
-    block_def, _ = model.layer_stack()
-
-    def cond(carry):
-        i, s = carry
-        return (i < k) & ~jnp.all(s.done_S) & (jnp.sum(s.done_S) < exit_free)
-
-    def body(carry):
-        i, s = carry
-        live_S = ~s.done_S
-        x_S1D = model.embed(s.last_S[:, None])
-        pos_S1 = s.len_S[:, None]
-        ks, vs = [], []
-        for li in range(cfg.num_layers):
-            block = nnx.merge(block_def, layers[li])
-            x_S1D, kc, vc = _layer(block, x_S1D, pos_S1, s.k_SKHM[li], s.v_SKMH[li], s.len_S, live_S, A, cfg)
-            ks.append(kc)
-            vs.append(vc)
-        logits_SV = model.logits(model.final_norm(x_S1D))[:, 0]
-        tok_S, logp_S = _select_rows(strategy, logits_SV, key, s.row_S2, s.n_S)
-        done_S = _finish(tok_S, s.n_S, stop_ids, s.cap_S)
-        # Token n_S of each live slot, scattered (finished slots: column C, dropped).
-        at_S = jnp.where(live_S, s.n_S, s.tokens_SC.shape[1])
-        slot_S = jnp.arange(s.n_S.shape[0])
-        s = s.replace(
-            k_SKHM=tuple(ks), v_SKMH=tuple(vs),
-            len_S=s.len_S + live_S, last_S=jnp.where(live_S, tok_S, s.last_S),
-            n_S=s.n_S + live_S, done_S=s.done_S | (live_S & done_S),
-            tokens_SC=s.tokens_SC.at[slot_S, at_S].set(tok_S, mode="drop"),
-            logp_SC=s.logp_SC.at[slot_S, at_S].set(logp_S, mode="drop"), steps=s.steps + 1)
-        return i + 1, _constrain(s)
-
-    return jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), state))[1]
 
 
 def _fetch(*xs: jax.Array) -> list[np.ndarray]:
@@ -244,11 +62,6 @@ def _fetch(*xs: jax.Array) -> list[np.ndarray]:
     if all(x.is_fully_addressable or x.is_fully_replicated for x in xs):
         return [np.asarray(a) for a in jax.device_get(xs)]
     return [shd.to_host(x) for x in xs]
-
-
-def _compact(state: EngineState, idx_S, *, layout=None) -> EngineState:
-    """The state of slots `idx_S` only (a smaller slot batch for the drain phase)."""
-    return _constrain(jax.tree.map(lambda a: a[idx_S] if a.ndim else a, state))
 
 
 @dataclasses.dataclass
@@ -259,8 +72,9 @@ class EngineStats:
     row_steps: int = 0
     useful_row_steps: int = 0
     run_calls: int = 0
-    admit_calls: int = 0
-    prefill_tokens: int = 0  # padded prompt positions the admission prefills computed
+    admit_calls: int = 0  # admissions of rows into free slots
+    prefill_calls: int = 0  # prefills (one per admission, or per store fill when prompts are shared)
+    prefill_tokens: int = 0  # padded prompt positions the prefills computed
 
     @property
     def useful_fraction(self) -> float:
@@ -273,7 +87,7 @@ class Engine:
     def __init__(self, cfg: ModelConfig, graphdef: nnx.GraphDef, *, slots: int = 16,
                  steps_per_call: int = 16, block: int = 64, prefill_batch: int | None = None,
                  shrink: bool = True, admit_min: int = 1, prefill_granule: int | None = None,
-                 mesh: Mesh | None = None, rules: shd.Rules = shd.SAMPLE_RULES,
+                 share_prompts: bool = True, mesh: Mesh | None = None, rules: shd.Rules = shd.SAMPLE_RULES,
                  buckets: Sequence[int] = DEFAULT_BUCKETS, pad_id: int = 0, cache_dtype: str | None = None):
         """`block`: attended cache positions are a multiple of it (one compile per multiple);
         `prefill_batch`: most rows per admission prefill (default: slots; smaller admissions
@@ -283,7 +97,9 @@ class Engine:
         (at most `steps_per_call` steps), so freed slots are refilled without idling;
         `prefill_granule`: an admission's prompts are padded to their longest rounded up to a
         multiple of it when that is shorter than its bucket (one prefill compile per length;
-        None: the bucket)."""
+        None: the bucket); `share_prompts`: with n > 1 samples per prompt, prefill each prompt
+        once into a store of `prefill_batch` prompts and copy its keys/values into the slots of
+        its n rows (prefix sharing), instead of prefilling every row."""
         for name, v in (("slots", slots), ("steps_per_call", steps_per_call), ("block", block),
                         ("admit_min", admit_min)):
             if int(v) < 1:
@@ -300,21 +116,27 @@ class Engine:
         if prefill_granule is not None and int(prefill_granule) < 1:
             raise ValueError(f"prefill_granule must be >= 1 or None, got {prefill_granule!r}")
         self.prefill_granule = None if prefill_granule is None else int(prefill_granule)
+        self.share_prompts = bool(share_prompts)
         self.buckets = tuple(sorted(buckets))
         self.pad_id = int(pad_id)
         self.cache_dtype = cache_dtype or cfg.dtype
         self.stats = EngineStats()
         # `layout`: a static argument the functions ignore (see shd.layout_key).
         statics = ("strategy", "stop_ids", "layout")
-        self._admit = shd.WithLayout(jax.jit(_admit, static_argnums=(0,), donate_argnums=(2,),
+        self._admit = shd.WithLayout(jax.jit(ops.admit, static_argnums=(0,), donate_argnums=(2,),
                                                 static_argnames=statics), mesh, rules)
         # A new shape: donation could not reuse the buffers.
-        self._compact = shd.WithLayout(jax.jit(_compact, static_argnames=("layout",)), mesh, rules)
-        self._run = shd.WithLayout(jax.jit(_run, static_argnums=(0,), donate_argnums=(3,),
+        self._compact = shd.WithLayout(jax.jit(ops.compact, static_argnames=("layout",)), mesh, rules)
+        self._run = shd.WithLayout(jax.jit(ops.run, static_argnums=(0,), donate_argnums=(3,),
                                               static_argnames=statics + ("A", "k")), mesh, rules)
-        self._unstack = shd.WithLayout(jax.jit(_unstack, static_argnums=(0,), static_argnames=("layout",)),
+        self._unstack = shd.WithLayout(jax.jit(ops.unstack, static_argnums=(0,), static_argnames=("layout",)),
                                        mesh, rules)
-        self._zeros = shd.WithLayout(jax.jit(_zeros_state, static_argnums=tuple(range(7)),
+        self._fill = shd.WithLayout(jax.jit(ops.fill, static_argnums=(0,), donate_argnums=(2,),
+                                            static_argnames=("layout",)), mesh, rules)
+        self._attach = shd.WithLayout(jax.jit(ops.attach, donate_argnums=(0,), static_argnames=statics), mesh, rules)
+        self._zeros_store = shd.WithLayout(jax.jit(ops.zeros_store, static_argnums=tuple(range(7)),
+                                                   static_argnames=("layout",)), mesh, rules)
+        self._zeros = shd.WithLayout(jax.jit(ops.zeros_state, static_argnums=tuple(range(7)),
                                                 static_argnames=("layout",)), mesh, rules)
 
     def _can_halve(self, S: int, live: int, queue) -> bool:
@@ -322,6 +144,20 @@ class Engine:
         empty, the live rows fit in half and the half still splits evenly over the batch shards."""
         return (self.shrink and not queue and live <= S // 2 and S % 2 == 0
                 and (S // 2) % self.row_shards == 0)
+
+    def _prefill_len(self, rows: Sequence[Sequence[int]]) -> int:
+        """Padded prompt length of one prefill: the bucket of its longest row, or with
+        `prefill_granule` that row's length rounded up to it when shorter (admissions are small,
+        often one row: not padded to a bucket that fits the longest prompt of the whole rollout)."""
+        longest = max(len(p) for p in rows)
+        P = bucket_for(longest, self.buckets)
+        if self.prefill_granule:
+            P = min(P, -(-longest // self.prefill_granule) * self.prefill_granule)
+        return P
+
+    def _pow2(self, rows: int) -> int:
+        """Prefill / admission batch: the next power of two >= rows, at most prefill_batch."""
+        return min(self.prefill_batch, 1 << (rows - 1).bit_length())
 
     def _init_state(self, M: int, C: int) -> EngineState:
         cfg = self.cfg
@@ -368,6 +204,16 @@ class Engine:
             state = self._init_state(M, C)
             # Freed when generate returns; the static sampler holds the same copy per call.
             layers = self._unstack(self.graphdef, params)
+            # Rows that share a prompt (its n samples, or equal prompts given twice): its
+            # canonical index, the first prompt with the same tokens.
+            first_of: dict[tuple, int] = {}
+            canon_N = [first_of.setdefault(tuple(int(t) for t in p), i) for i, p in enumerate(prompts)]
+            share = self.share_prompts and (n > 1 or len(first_of) < len(prompts))
+            if share:
+                # Store entries: the prompts of one admission prefill (same transient size).
+                U, entry_of = self.prefill_batch, {}
+                store = self._zeros_store(U, Pmax, self.cfg.vocab_size, self.cfg.num_layers,
+                                          self.cfg.num_kv_heads, self.cfg.head_dim, self.cache_dtype)
             ran_from = None  # (n_S, steps) before the last run call, for its accounting
             while True:
                 done, n_h, len_h, steps_h = _fetch(state.done_S, state.n_S, state.len_S, state.steps)
@@ -390,19 +236,37 @@ class Engine:
                             on_finish(row, out_tok[row, :ln].copy(), bool(out_stop[row]))
                 free = [s for s in range(S) if slot_row[s] < 0]
                 if queue and free:
-                    # Admit in prefill batches of a power of two rows (at most prefill_batch): a
-                    # few free slots are not prefilled as a full padded batch (measured: 2.3x the
-                    # prefill tokens on bench_rollout --quick); one compile per (size, bucket).
-                    take = [queue.popleft() for _ in range(min(len(free), self.prefill_batch, len(queue)))]
-                    rows = [prompts[r // n] for r in take]
-                    longest = max(len(p) for p in rows)
-                    P = bucket_for(longest, self.buckets)
-                    if self.prefill_granule:
-                        # Admissions are small (often one row): pad to the rows' own length, not
-                        # to a bucket that fits the longest prompt of the whole rollout.
-                        P = min(P, -(-longest // self.prefill_granule) * self.prefill_granule)
-                    J = min(self.prefill_batch, 1 << (len(take) - 1).bit_length())
-                    prompt_JP, plen_J = left_pad(rows + [rows[0]] * (J - len(rows)), P, self.pad_id)
+                    # Admit in batches of a power of two rows (at most prefill_batch): a few free
+                    # slots are not prefilled as a full padded batch (measured: 2.3x the prefill
+                    # tokens on bench_rollout --quick); one compile per (size, length).
+                    want = min(len(free), self.prefill_batch, len(queue))
+                    if share:
+                        if canon_N[queue[0] // n] not in entry_of:
+                            # The queue runs in row order: the stored prompts' rows are (nearly
+                            # always) all admitted. Refill the whole store with the next distinct
+                            # prompts of the queue, in one prefill.
+                            nxt: list[int] = []
+                            for r in queue:
+                                if canon_N[r // n] not in nxt:
+                                    nxt.append(canon_N[r // n])
+                                    if len(nxt) == U:
+                                        break
+                            J = self._pow2(len(nxt))
+                            P = self._prefill_len([prompts[i] for i in nxt])
+                            prompt_JP, plen_J = left_pad([prompts[i] for i in nxt]
+                                                         + [prompts[nxt[0]]] * (J - len(nxt)), P, self.pad_id)
+                            entry_J = np.full((J,), U, np.int32)
+                            entry_J[:len(nxt)] = np.arange(len(nxt))
+                            store = self._fill(self.graphdef, params, store, prompt_JP, plen_J, entry_J)
+                            entry_of = {p: e for e, p in enumerate(nxt)}
+                            self.stats.prefill_calls += 1
+                            self.stats.prefill_tokens += J * P
+                        take = []
+                        while queue and len(take) < want and canon_N[queue[0] // n] in entry_of:
+                            take.append(queue.popleft())
+                    else:
+                        take = [queue.popleft() for _ in range(want)]
+                    J = self._pow2(len(take))
                     slot_J = np.full((J,), S, np.int32)
                     slot_J[:len(take)] = free[:len(take)]
                     row_J2 = np.zeros((J, 2), np.int32)
@@ -411,10 +275,19 @@ class Engine:
                     cap_J[:len(take)] = cap_N[np.asarray(take) // n]
                     for s, r in zip(free, take):
                         slot_row[s] = r
-                    state = self._admit(self.graphdef, params, state, prompt_JP, plen_J, slot_J, row_J2,
-                                        cap_J, key, **statics)
+                    if share:
+                        entry_J = np.zeros((J,), np.int32)
+                        entry_J[:len(take)] = [entry_of[canon_N[r // n]] for r in take]
+                        state = self._attach(state, store, entry_J, slot_J, row_J2, cap_J, key, **statics)
+                    else:
+                        rows = [prompts[r // n] for r in take]
+                        P = self._prefill_len(rows)
+                        prompt_JP, plen_J = left_pad(rows + [rows[0]] * (J - len(rows)), P, self.pad_id)
+                        state = self._admit(self.graphdef, params, state, prompt_JP, plen_J, slot_J, row_J2,
+                                            cap_J, key, **statics)
+                        self.stats.prefill_calls += 1
+                        self.stats.prefill_tokens += J * P
                     self.stats.admit_calls += 1
-                    self.stats.prefill_tokens += J * P
                     continue  # first tokens may already finish rows; admit more before decoding
                 if all(r < 0 for r in slot_row):
                     break

@@ -38,6 +38,7 @@ class EngineKnobs(Protocol):
     prefill_batch: int
     admit_min: int
     prefill_granule: int
+    share_prompts: bool
 
 
 def make_generator(cfg: ModelConfig, graphdef: nnx.GraphDef, knobs: EngineKnobs, *,
@@ -45,7 +46,7 @@ def make_generator(cfg: ModelConfig, graphdef: nnx.GraphDef, knobs: EngineKnobs,
                    buckets: Sequence[int] = DEFAULT_BUCKETS, pad_id: int = 0,
                    cache_dtype: str | None = None) -> Sampler | Engine:
     """The generator `knobs.engine` names, built with the knobs' slots / steps_per_call / block /
-    prefill_batch / admit_min / prefill_granule (continuous only; prefill_batch is capped at slots); an unknown engine is an
+    prefill_batch / admit_min / prefill_granule / share_prompts (continuous only; prefill_batch is capped at slots); an unknown engine is an
     error naming the value."""
     common = dict(mesh=mesh, rules=rules, buckets=tuple(buckets), pad_id=pad_id, cache_dtype=cache_dtype)
     if knobs.engine == "static":
@@ -53,5 +54,6 @@ def make_generator(cfg: ModelConfig, graphdef: nnx.GraphDef, knobs: EngineKnobs,
     if knobs.engine == "continuous":
         return Engine(cfg, graphdef, slots=knobs.slots, steps_per_call=knobs.steps_per_call,
                       block=knobs.block, prefill_batch=min(knobs.prefill_batch, knobs.slots),
-                      admit_min=knobs.admit_min, prefill_granule=knobs.prefill_granule or None, **common)
+                      admit_min=knobs.admit_min, prefill_granule=knobs.prefill_granule or None,
+                      share_prompts=knobs.share_prompts, **common)
     raise ValueError(f"engine: {knobs.engine!r} is not one of {list(ENGINES)}")

@@ -149,3 +149,48 @@ def test_freed_slots_refill_without_idling_and_tokens_stay_the_samplers(setup):
         Engine(cfg, graphdef, slots=2, admit_min=0)
     with pytest.raises(ValueError, match="prefill_granule"):
         Engine(cfg, graphdef, slots=2, prefill_granule=0)
+
+
+def test_shared_prompts_prefill_once_and_equal_per_row_prefills(setup):
+    """With n samples per prompt each prompt is prefilled once (into a store of prefill_batch
+    prompts, refilled as the queue moves on) and copied into its rows' slots: the same tokens
+    and log-probs as prefilling every row, greedy and sampled, with a fraction of the prefill."""
+    cfg, graphdef, params, sampler, prompts = setup
+    n = 3
+    kw = dict(slots=4, steps_per_call=4, block=32, buckets=(16,), prefill_batch=2)
+    ref = sampler.generate(params, prompts, 6, Greedy(), n=n)
+    for strategy, seed in ((Greedy(), 0), (Temperature(1.0), 4)):
+        runs = {}
+        for share in (True, False):
+            eng = Engine(cfg, graphdef, share_prompts=share, **kw)
+            runs[share] = (eng.generate(params, prompts, 6, strategy, stop_ids=(7,), n=n, seed=seed), eng.stats)
+        (shared, st), (per_row, st_rows) = runs[True], runs[False]
+        np.testing.assert_array_equal(shared.tokens_BC, per_row.tokens_BC)
+        np.testing.assert_array_equal(shared.lengths_B, per_row.lengths_B)
+        np.testing.assert_allclose(shared.logp_BC, per_row.logp_BC, atol=1e-5)
+        # 5 prompts through a store of 2: three fills of 2, 2 and 1 prompts at 16 positions.
+        assert st.prefill_calls == 3 and st.prefill_tokens == (2 + 2 + 1) * 16
+        assert st_rows.prefill_tokens >= len(prompts) * n * 16 and st.admit_calls >= len(prompts) * n / 2
+        assert st.useful_row_steps == st_rows.useful_row_steps
+    greedy = Engine(cfg, graphdef, **kw).generate(params, prompts, 6, Greedy(), n=n)
+    np.testing.assert_array_equal(greedy.tokens_BC, ref.tokens_BC)
+    np.testing.assert_allclose(greedy.logp_BC, ref.logp_BC, atol=1e-5)
+
+
+def test_equal_prompts_given_twice_are_prefilled_once(setup):
+    """Equal prompts passed as separate prompts (n = 1) share one prefill like the n samples of
+    one prompt; a prompt that comes back after the store moved on is prefilled again."""
+    cfg, graphdef, params, sampler, prompts = setup
+    a, b, c = prompts[:3]
+    batch = [a, a, b, a, c, c]
+    kw = dict(slots=2, steps_per_call=4, block=32, buckets=(16,), prefill_batch=2)
+    ref = sampler.generate(params, batch, 5, Greedy())
+    eng = Engine(cfg, graphdef, **kw)
+    out = eng.generate(params, batch, 5, Temperature(1.0), seed=2)
+    per_row = Engine(cfg, graphdef, share_prompts=False, **kw).generate(params, batch, 5, Temperature(1.0), seed=2)
+    np.testing.assert_array_equal(out.tokens_BC, per_row.tokens_BC)
+    np.testing.assert_allclose(out.logp_BC, per_row.logp_BC, atol=1e-5)
+    # Fills: {a, b} serves rows 0-3, then {c} rows 4-5.
+    assert eng.stats.prefill_calls == 2 and eng.stats.prefill_tokens == (2 + 1) * 16
+    greedy = Engine(cfg, graphdef, **kw).generate(params, batch, 5, Greedy())
+    np.testing.assert_array_equal(greedy.tokens_BC, ref.tokens_BC)

@@ -137,6 +137,15 @@ def test_engine_slots_are_sharded_and_equal_one_device(reference):
                          stop_ids=(), A=8, k=2)
         assert state.k_SKHM[0].sharding.spec[0] == ("data", "fsdp")
         assert state.tokens_SC.sharding.spec[0] == ("data", "fsdp")
+        # The prompt store (prefix sharing) is replicated over the batch shards, kv heads on
+        # tensor; attaching rows from it keeps the slots' layout.
+        store = eng._zeros_store(2, 16, cfg.vocab_size, cfg.num_layers, cfg.num_kv_heads, cfg.head_dim,
+                                 eng.cache_dtype)
+        assert store.k_UKHP[0].sharding.spec[:2] == (None, "tensor")
+        i32 = lambda *v: np.asarray(v, np.int32)  # noqa: E731
+        state = eng._attach(state, store, i32(0, 1), i32(0, 5), np.zeros((2, 2), np.int32), i32(4, 4), key,
+                            strategy=Temperature(0.8), stop_ids=())
+        assert state.k_SKHM[0].sharding.spec[0] == ("data", "fsdp")
     out = eng.generate(params, prompts, 8, Temperature(0.8), n=2, seed=1)
     np.testing.assert_array_equal(out.tokens_BC, ref.tokens_BC)
     np.testing.assert_allclose(out.logp_BC, ref.logp_BC, atol=1e-4)
