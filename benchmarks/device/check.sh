@@ -1,25 +1,70 @@
 #!/usr/bin/env bash
-# Issue 12 GPU check, <= 8 minutes on one H100/H200 (see benchmarks/device/check.py for what it
-# measures). Run from the repository root:   bash benchmarks/device/check.sh
-# Needs a CUDA jax. The GPU machine gets a copy of the working tree and may have no network:
-#   - if `import jax` already sees a GPU, nothing is installed;
-#   - else it tries `pip install -e '.[cuda]'` (jax[cuda12] from PyPI) and gives up cleanly if
-#     PyPI is unreachable (exit 3, with the reason in $OUT/device_check.log).
-# Results: $OUT/device_check.json (OUT defaults to ./device_out).
+# GPU device checks (issues 12 and 13), sized for one H100/H200. From the repository root:
+#   bash benchmarks/device/check.sh [SECTION ...]      (default: smoke engine rl update)
+# Sections, each its own process with its own time limit, results under $OUT (default ./device_out):
+#   smoke   a tiny engine + static decode on the device (catches API breaks in seconds)   smoke.json
+#   engine  rollout-engine decode tokens/s vs the HBM bound, 1.5B and 7B shapes at 28 layers
+#           (benchmarks/device/engine_decode.py; the static sampler too at 1.5B)          engine_decode.json
+#   rl      GRPO stage-I steps on a 1.5B-shaped policy, time split generate / log-prob /
+#           update / scoring wait (benchmarks/device/rl_step.py; needs .devdata/ from
+#           benchmarks/device/prepare.sh)                                                 rl_step.json
+#   update  the 7B-shaped GRPO update (4 layers): compile-time memory estimate vs measured
+#           peak, MFU; static decode vs the HBM bound (benchmarks/device/check.py)        device_check.json
+# Needs a CUDA jax. The GPU machine may have no network:
+#   - wheels in .whl/*.whl (prepare.sh downloads grain, array_record, ... for Python 3.12) are
+#     installed into /tmp/site first; .whl/fallback/ holds flax, used only if the smoke test
+#     fails with the machine's own flax;
+#   - if `import jax` sees no GPU it tries `pip install -e '.[cuda]'` and exits 3 when that fails.
 set -uo pipefail
 OUT="${OUT:-$PWD/device_out}"
 mkdir -p "$OUT"
 LOG="$OUT/device_check.log"
 PY="${PYTHON:-python3}"
+SECTIONS=("$@")
+[ ${#SECTIONS[@]} -eq 0 ] && SECTIONS=(smoke engine rl update)
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if compgen -G ".whl/*.whl" >/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    >>"$LOG" 2>&1 && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
 has_gpu() { timeout 120 "$PY" -c "import jax, sys; sys.exit(0 if jax.devices()[0].platform == 'gpu' else 1)" >/dev/null 2>&1; }
-if ! has_gpu; then
+if [ -z "${ALLOW_CPU:-}" ] && ! has_gpu; then   # ALLOW_CPU=1: a CPU run of this script itself
   echo "no CUDA jax found; trying pip install -e '.[cuda]'" | tee -a "$LOG"
   if ! timeout 240 "$PY" -m pip install -q -e '.[cuda]' >>"$LOG" 2>&1 || ! has_gpu; then
     echo "could not get a CUDA jax (PyPI unreachable or no GPU); see $LOG" | tee -a "$LOG"
     exit 3
   fi
 fi
-export XLA_PYTHON_CLIENT_PREALLOCATE=false   # so memory_stats' peak is what the step used
-nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1 | tee -a "$LOG"
-OUT="$OUT" timeout 420 "$PY" benchmarks/device/check.py --out "$OUT/device_check.json" "$@" 2>&1 | tee -a "$LOG"
-exit "${PIPESTATUS[0]}"
+export XLA_PYTHON_CLIENT_PREALLOCATE=false   # so memory_stats' peak is what a step used
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv 2>&1 | tee -a "$LOG"
+"$PY" -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())" 2>&1 | tee -a "$LOG"
+
+smoke() { timeout 150 "$PY" benchmarks/device/engine_decode.py --tiny --out "$OUT/smoke.json" >>"$LOG" 2>&1; }
+rc_all=0
+for s in "${SECTIONS[@]}"; do
+  t0=$(date +%s)
+  echo "=== section $s" | tee -a "$LOG"
+  case "$s" in
+    smoke)
+      smoke; rc=$?
+      if [ "$rc" -ne 0 ] && compgen -G ".whl/fallback/*.whl" >/dev/null; then
+        echo "smoke failed with the machine's flax; retrying with .whl/fallback" | tee -a "$LOG"
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site0 \
+          .whl/fallback/*.whl >>"$LOG" 2>&1 && export PYTHONPATH="/tmp/site0:$PYTHONPATH"
+        smoke; rc=$?
+      fi
+      tail -3 "$LOG" ;;
+    engine) timeout "${ENGINE_S:-200}" "$PY" benchmarks/device/engine_decode.py --static "${STATIC_SHAPES-1p5b}" ${ENGINE_ARGS:-} \
+              --out "$OUT/engine_decode.json" 2>&1 | tee -a "$LOG" | grep -v '^ '; rc=${PIPESTATUS[0]} ;;
+    rl) timeout "${RL_S:-240}" "$PY" benchmarks/device/rl_step.py --run-dir /tmp/rl_run ${RL_ARGS:-} \
+          --out "$OUT/rl_step.json" 2>&1 | tee -a "$LOG" | tail -40; rc=${PIPESTATUS[0]}
+        cp /tmp/rl_run/metrics.jsonl "$OUT/rl_metrics.jsonl" 2>/dev/null ;;
+    update) timeout "${UPDATE_S:-180}" "$PY" benchmarks/device/check.py --out "$OUT/device_check.json" \
+              2>&1 | tee -a "$LOG" | grep -v '^ '; rc=${PIPESTATUS[0]} ;;
+    *) echo "unknown section $s" | tee -a "$LOG"; rc_all=2; continue ;;
+  esac
+  echo "=== section $s: rc $rc in $(( $(date +%s) - t0 )) s" | tee -a "$LOG"
+  [ "$rc" -ne 0 ] && rc_all=$rc
+done
+exit "$rc_all"

@@ -1,0 +1,77 @@
+"""The GPU device scripts (benchmarks/device/) run their real code paths on CPU at tiny shapes.
+
+They run on a lent accelerator only a few minutes per session, so a script that breaks on the CPU
+side would waste that time: check.sh's smoke section (engine_decode.py --tiny) and rl_step.py
+(the real trainer on synthesized questions, tiny model) are exercised here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict:
+    env = dict(os.environ, ALLOW_CPU="1", PYTHON=sys.executable, JAX_PLATFORMS="cpu")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    return env
+
+
+def test_check_sh_smoke_measures_engine_and_static_decode(tmp_path):
+    out = tmp_path / "out"
+    r = subprocess.run(["bash", "benchmarks/device/check.sh", "smoke"], cwd=REPO, env=dict(_env(), OUT=str(out)),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr + (out / "device_check.log").read_text()
+    res = json.loads((out / "smoke.json").read_text())["shapes"]["tiny"]
+    eng, rows, n_long = res["engine"], res["rows"], res["new_tokens"][0]
+    # every row generated its cap in one admission; decode made rows x (N - 1) tokens, all kept
+    assert eng["engine_stats"]["useful_row_steps"] == eng["engine_stats"]["row_steps"] == rows * (n_long - 1)
+    assert eng["engine_stats"]["admit_calls"] == 1
+    assert eng["decode_tokens_per_s"] > 0 and 0 < eng["decode_s"] <= eng["generate_s"]
+    assert res["static"]["t_long_s"] > 0
+    assert eng["fraction_of_bound"] is None  # no HBM bandwidth known for a CPU
+
+
+def test_check_sh_rejects_unknown_section(tmp_path):
+    r = subprocess.run(["bash", "benchmarks/device/check.sh", "nonsense"], cwd=REPO,
+                       env=dict(_env(), OUT=str(tmp_path)), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "unknown section nonsense" in r.stdout
+
+
+@pytest.mark.slow
+def test_rl_step_reports_the_trainers_time_split(tmp_path):
+    data = tmp_path / "data"
+    subprocess.run([sys.executable, "-m", "execverify_jax", "synth", "--set", "total_programs=24",
+                    "--set", "decontam.enabled=false", "--set", "workers=2", "--out", str(data),
+                    "--format", "both", "--no-progress"], cwd=REPO, env=_env(), check=True, capture_output=True,
+                   timeout=600)
+    from execverify_jax.data.tokenizer_train import train_bpe
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(m["content"] + "\n" for line in open(data / "questions.jsonl")
+                              for m in json.loads(line)["messages"]))
+    train_bpe([corpus], tmp_path / "tok", 512)
+    sets = ["model.preset=tiny", "model.overrides={max_position_embeddings: 4096}", "model.dtype=float32",
+            f"data.path={data}", f"data.tokenizer={tmp_path / 'tok'}", "data.buckets=[2048]",
+            "rollout.max_new_tokens=16", "rollout.completion_buckets=[16]", "grpo.max_response_len=16",
+            "grpo.prompts_per_step=2", "rollout.slots=8", "rollout.block=16", "grpo.micro_batch_size=8",
+            "sandbox_workers=2", "max_steps=3"]
+    out = tmp_path / "rl_step.json"
+    cmd = [sys.executable, "benchmarks/device/rl_step.py", "--out", str(out), "--run-dir", str(tmp_path / "run")]
+    for s in sets:
+        cmd += ["--set", s]
+    r = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["rl_steps"] == 3 and [s["step"] for s in res["steps"]] == [1, 2, 3]
+    for s in res["steps"]:
+        parts = sum(s[k] for k in ("time/generate", "time/logprob", "time/score_wait", "time/update"))
+        assert 0 < parts <= s["time/step"] + 1e-6
+    assert 0 < sum(res["share_of_step"].values()) <= 1.0 + 1e-6
+    assert not list((tmp_path / "run").glob("checkpoints*/*"))  # the benchmark writes no checkpoint
