@@ -73,5 +73,7 @@ def test_rl_step_reports_the_trainers_time_split(tmp_path):
     for s in res["steps"]:
         parts = sum(s[k] for k in ("time/generate", "time/logprob", "time/score_wait", "time/update"))
         assert 0 < parts <= s["time/step"] + 1e-6
+        assert s["compile_s"] <= s["time/step"] + 1e-6
+    assert res["steps"][0]["compiles"] > 0  # the first step compiles the engine and the update
     assert 0 < sum(res["share_of_step"].values()) <= 1.0 + 1e-6
     assert not list((tmp_path / "run").glob("checkpoints*/*"))  # the benchmark writes no checkpoint

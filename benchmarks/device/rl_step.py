@@ -1,5 +1,6 @@
 """One-accelerator GRPO stage-I steps, timed by part (issue 13): generate / log-prob / update /
-scoring wait, from the trainer's own `time/*` metrics (RUN/metrics.jsonl).
+scoring wait, from the trainer's own `time/*` metrics (RUN/metrics.jsonl), with the compiles each
+step ran (count and seconds: a step that still compiles is not the steady state).
 
 The trainer is the real one (rl/grpo/trainer.py: continuous engine, sandbox scoring of each row as
 it finishes, packed update) on benchmarks/device/stage1_1p5b.yaml; the first step includes the
@@ -47,6 +48,26 @@ def main() -> dict:
     t0 = time.perf_counter()
     trainer = GRPOTrainer(cfg, run_dir)
     trainer.save = lambda force=False: None  # see the module docstring
+    # Compiles per step (jax.monitoring: tracing, lowering and backend compile durations), so a
+    # reader can tell a step that still compiled from a steady one.
+    comp = {"n": 0, "s": 0.0}
+    per_step: list[dict] = []
+
+    def on_event(name: str, secs: float, **_: object) -> None:
+        if name.startswith("/jax/core/compile/"):
+            comp["s"] += secs
+            comp["n"] += name.endswith("backend_compile_duration")
+
+    jax.monitoring.register_event_duration_secs_listener(on_event)
+    inner_step = trainer.step
+
+    def step(batch):
+        before = dict(comp)
+        out = inner_step(batch)
+        per_step.append({"compiles": comp["n"] - before["n"], "compile_s": round(comp["s"] - before["s"], 3)})
+        return out
+
+    trainer.step = step
     t_init = time.perf_counter() - t0
     try:
         summary = trainer.train()
@@ -56,7 +77,8 @@ def main() -> dict:
     keep = PARTS + ("throughput/gen_tokens_per_s", "throughput/train_tokens_per_s", "response_len/mean",
                     "rollout/useful_row_step_fraction", "rollout/decode_steps", "train/padding_ratio",
                     "train/num_tokens", "reward/mean", "time/data")
-    steps = [{k: round(r[k], 4) for k in keep if k in r} | {"step": r.get("step")} for r in rows]
+    steps = [{k: round(r[k], 4) for k in keep if k in r} | {"step": r.get("step")} | c
+             for r, c in zip(rows, per_step)]
     # The first step compiles; a later step can still compile a new packed-buffer length
     # (grpo.pack_len_auto), so the median of the later steps is the summary.
     later = steps[1:] or steps
