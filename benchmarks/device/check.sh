@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# GPU device checks (issues 12 and 13), sized for one H100/H200. From the repository root:
+# GPU device checks (issues 12 and 13), sized for one H100/H200: <= 8 minutes of section limits
+# (ENGINE_S 130, RL_S 220, UPDATE_S 100 s; on one H200 the sections took 62 / ~200 / 35 s).
+# From the repository root, after `bash benchmarks/device/prepare.sh` on the CPU side:
 #   bash benchmarks/device/check.sh [SECTION ...]      (default: smoke engine rl update)
+# Extra arguments per section: ENGINE_ARGS, RL_ARGS (e.g. "--set max_steps=6"), STATIC_SHAPES.
 # Sections, each its own process with its own time limit, results under $OUT (default ./device_out):
 #   smoke   a tiny engine + static decode on the device (catches API breaks in seconds)   smoke.json
 #   engine  rollout-engine decode tokens/s vs the HBM bound, 1.5B and 7B shapes at 28 layers
@@ -55,12 +58,12 @@ for s in "${SECTIONS[@]}"; do
         smoke; rc=$?
       fi
       tail -3 "$LOG" ;;
-    engine) timeout "${ENGINE_S:-200}" "$PY" benchmarks/device/engine_decode.py --static "${STATIC_SHAPES-1p5b}" ${ENGINE_ARGS:-} \
+    engine) timeout "${ENGINE_S:-130}" "$PY" benchmarks/device/engine_decode.py --static "${STATIC_SHAPES-1p5b}" ${ENGINE_ARGS:-} \
               --out "$OUT/engine_decode.json" 2>&1 | tee -a "$LOG" | grep -v '^ '; rc=${PIPESTATUS[0]} ;;
-    rl) timeout "${RL_S:-240}" "$PY" benchmarks/device/rl_step.py --run-dir /tmp/rl_run ${RL_ARGS:-} \
+    rl) timeout "${RL_S:-220}" "$PY" benchmarks/device/rl_step.py --run-dir /tmp/rl_run ${RL_ARGS:-} \
           --out "$OUT/rl_step.json" 2>&1 | tee -a "$LOG" | tail -40; rc=${PIPESTATUS[0]}
         cp /tmp/rl_run/metrics.jsonl "$OUT/rl_metrics.jsonl" 2>/dev/null ;;
-    update) timeout "${UPDATE_S:-180}" "$PY" benchmarks/device/check.py --out "$OUT/device_check.json" \
+    update) timeout "${UPDATE_S:-100}" "$PY" benchmarks/device/check.py --out "$OUT/device_check.json" \
               2>&1 | tee -a "$LOG" | grep -v '^ '; rc=${PIPESTATUS[0]} ;;
     *) echo "unknown section $s" | tee -a "$LOG"; rc_all=2; continue ;;
   esac
