@@ -5,9 +5,8 @@
 #   .devdata/tokenizer  a byte-level BPE (4,096) trained on them
 #   .whl/               Python 3.12 wheels the machine lacks (grain, array_record, portpicker,
 #                       tensorboardX); .whl/fallback/ the project's flax
-# Both folders are git-ignored; pass them to the device run as carried paths.
+# Both folders are git-ignored (.gitignore); pass them to the device run as carried paths.
 set -euo pipefail
-grep -qx "/.devdata/" .git/info/exclude 2>/dev/null || echo "/.devdata/" >> .git/info/exclude
 if [ ! -f .devdata/data/questions.jsonl ]; then
   execverify synth --set total_programs=240 --set decontam.enabled=false --out .devdata/data --format both --no-progress
 fi
