@@ -11,6 +11,8 @@
 #   rl      GRPO stage-I steps on a 1.5B-shaped policy, time split generate / log-prob /
 #           update / scoring wait (benchmarks/device/rl_step.py; needs .devdata/ from
 #           benchmarks/device/prepare.sh)                                                 rl_step.json
+#   gputests  the GPU-marked tests on the device (cuDNN attention vs the XLA reference; not in the
+#           default list: ~1 minute)
 #   update  the 7B-shaped GRPO update (4 layers): compile-time memory estimate vs measured
 #           peak, MFU; static decode vs the HBM bound (benchmarks/device/check.py)        device_check.json
 # Needs a CUDA jax. The GPU machine may have no network:
@@ -63,6 +65,8 @@ for s in "${SECTIONS[@]}"; do
     rl) timeout "${RL_S:-220}" "$PY" benchmarks/device/rl_step.py --run-dir /tmp/rl_run ${RL_ARGS:-} \
           --out "$OUT/rl_step.json" 2>&1 | tee -a "$LOG" | tail -40; rc=${PIPESTATUS[0]}
         cp /tmp/rl_run/metrics.jsonl "$OUT/rl_metrics.jsonl" 2>/dev/null ;;
+    gputests) JAX_PLATFORMS="${GPU_PLATFORM:-cuda}" timeout "${TESTS_S:-120}" "$PY" -m pytest -q -m gpu -rs \
+                tests/ 2>&1 | tee -a "$LOG" | tail -5; rc=${PIPESTATUS[0]} ;;
     update) timeout "${UPDATE_S:-100}" "$PY" benchmarks/device/check.py --out "$OUT/device_check.json" \
               2>&1 | tee -a "$LOG" | grep -v '^ '; rc=${PIPESTATUS[0]} ;;
     *) echo "unknown section $s" | tee -a "$LOG"; rc_all=2; continue ;;
