@@ -43,11 +43,12 @@ def lookup(table: dict[str, float], kind: str) -> float | None:
     return next((v for k, v in table.items() if k.lower() in kind.lower()), None)
 
 
-def write_result(path: str | Path, res: dict) -> None:
-    """Writes one device script's result JSON (the only file it leaves) and prints it."""
+def write_result(path: str | Path, res: dict, echo: bool = True) -> None:
+    """Writes one device script's result JSON (the only file it leaves); `echo` prints it too."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(res, indent=2) + "\n")
-    print(json.dumps(res, indent=2))
+    if echo:
+        print(json.dumps(res, indent=2))
 
 
 def main() -> dict:

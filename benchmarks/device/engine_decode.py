@@ -44,16 +44,10 @@ from execverify_jax.model.params import create_model  # noqa: E402
 from execverify_jax.model.sampler import Sampler  # noqa: E402
 from execverify_jax.model.strategies import Temperature  # noqa: E402
 
-# Qwen2.5-1.5B(-Coder): D=1536, L=28, N=12, K=2, F=8960, V=151936, tied embeddings.
-QWEN2P5_1P5B = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_layers=28,
-                    num_heads=12, num_kv_heads=2, head_dim=128, rope_theta=1000000.0,
-                    tie_word_embeddings=True, max_position_embeddings=32768)
-
-
 def shape_config(name: str) -> ModelConfig:
     numerics = dict(dtype="bfloat16", param_dtype="bfloat16", remat=False)
     if name == "1p5b":
-        return ModelConfig(**QWEN2P5_1P5B, **numerics)
+        return ModelConfig.qwen2p5_1p5b(**numerics)
     if name == "7b":
         return ModelConfig.qwen2p5_coder_7b(**numerics)
     if name == "tiny":
@@ -162,17 +156,15 @@ def main() -> dict:
     a.new = [int(x) for x in a.new.split(",")]
     dev = jax.devices()[0]
     res: dict = {"device": dev.device_kind, "platform": dev.platform, "jax": jax.__version__, "shapes": {}}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     for name in a.shapes.split(","):
         try:
             res["shapes"][name] = measure(name, a, dev)
         except Exception as exc:  # one shape failing (e.g. out of memory) still reports the others
             res["shapes"][name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
             print(json.dumps({name: res["shapes"][name]}), flush=True)
-        out.write_text(json.dumps(res, indent=2) + "\n")
+        write_result(a.out, res, echo=False)  # after every shape: a later one may time out
         jax.clear_caches()
-    write_result(out, res)
+    print(json.dumps(res, indent=2))
     return res
 
 

@@ -3,8 +3,9 @@ scoring wait, from the trainer's own `time/*` metrics (RUN/metrics.jsonl), with 
 step ran (count and seconds: a step that still compiles is not the steady state).
 
 The trainer is the real one (rl/grpo/trainer.py: continuous engine, sandbox scoring of each row as
-it finishes, packed update) on benchmarks/device/stage1_1p5b.yaml; the first step includes the
-compiles, so the split is reported for the later steps. Checkpoints are not written (a 1.5B
+it finishes, the update as the config sets it: padded in the 7B config, `grpo.packing` off) on
+benchmarks/device/stage1_1p5b.yaml; the first step includes the compiles, so the split is
+reported for the later steps. Checkpoints are not written (a 1.5B
 fp32 train state is ~25 GB of disk writes that would only time the disk).
 
     bash benchmarks/device/prepare.sh       # on the CPU side: .devdata/ (questions, tokenizer)
@@ -79,11 +80,12 @@ def main() -> dict:
                     "train/num_tokens", "reward/mean", "time/data")
     steps = [{k: round(r[k], 4) for k in keep if k in r} | {"step": r.get("step")} | c
              for r, c in zip(rows, per_step)]
-    # The first step compiles; a later step can still compile a new packed-buffer length
-    # (grpo.pack_len_auto), so the median of the later steps is the summary.
+    # The first step compiles; a later step can still compile a shape it has not seen (a new
+    # prompt / completion bucket, attended length or admission size), so the median of the later
+    # steps is the summary.
     later = steps[1:] or steps
-    mean = {k: round(float(np.median([s.get(k, 0.0) for s in later])), 3) for k in PARTS}
-    share = {k: round(mean[k] / mean["time/step"], 3) for k in PARTS[:-1]} if mean["time/step"] else {}
+    median = {k: round(float(np.median([s.get(k, 0.0) for s in later])), 3) for k in PARTS}
+    share = {k: round(median[k] / median["time/step"], 3) for k in PARTS[:-1]} if median["time/step"] else {}
     dev = jax.devices()[0]
     res = {"device": dev.device_kind, "platform": dev.platform, "jax": jax.__version__,
            "model": {"params": trainer.model_cfg.num_params(), "vocab": trainer.model_cfg.vocab_size,
@@ -93,7 +95,7 @@ def main() -> dict:
                       "engine": cfg.rollout.engine, "packing": cfg.grpo.packing,
                       "sandbox_workers": cfg.sandbox_workers, "overrides": a.set},
            "init_s": round(t_init, 1), "rl_steps": summary.get("rl_steps"),
-           "steps": steps, "median_after_first": mean, "share_of_step": share}
+           "steps": steps, "median_after_first": median, "share_of_step": share}
     write_result(a.out, res)
     return res
 

@@ -282,6 +282,18 @@ class ModelConfig:
     qwen2p5_coder_0p5b = qwen2p5_0p5b
 
     @classmethod
+    def qwen2p5_1p5b(cls, **kw: Any) -> "ModelConfig":
+        """Qwen2.5-1.5B(-Coder) shape: D=1536, L=28, N=12, K=2, F=8960, V=151936, tied."""
+        base = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_layers=28,
+                    num_heads=12, num_kv_heads=2, head_dim=128, rope_theta=1000000.0,
+                    tie_word_embeddings=True, max_position_embeddings=32768,
+                    eos_token_id=151643, bos_token_id=151643)
+        base.update(kw)
+        return cls(**base)
+
+    qwen2p5_coder_1p5b = qwen2p5_1p5b
+
+    @classmethod
     def qwen2p5_coder_7b(cls, **kw: Any) -> "ModelConfig":
         """Qwen2.5-Coder-7B shape: D=3584, L=28, N=28, K=4, F=18944, V=152064, untied."""
         base = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_layers=28,
@@ -293,9 +305,11 @@ class ModelConfig:
 
     @classmethod
     def preset(cls, name: str, **kw: Any) -> "ModelConfig":
-        """A preset by name: tiny | qwen2p5_0p5b | qwen2p5_coder_0p5b | qwen2p5_coder_7b."""
+        """A preset by name: tiny | qwen2p5_0p5b | qwen2p5_coder_0p5b | qwen2p5_1p5b |
+        qwen2p5_coder_1p5b | qwen2p5_coder_7b."""
         presets = {"tiny": cls.tiny, "qwen2p5_0p5b": cls.qwen2p5_0p5b,
-                   "qwen2p5_coder_0p5b": cls.qwen2p5_coder_0p5b, "qwen2p5_coder_7b": cls.qwen2p5_coder_7b}
+                   "qwen2p5_coder_0p5b": cls.qwen2p5_coder_0p5b, "qwen2p5_1p5b": cls.qwen2p5_1p5b,
+                   "qwen2p5_coder_1p5b": cls.qwen2p5_coder_1p5b, "qwen2p5_coder_7b": cls.qwen2p5_coder_7b}
         if name not in presets:
             raise ValueError(f"unknown model preset {name!r}; known: {sorted(presets)}")
         return presets[name](**kw)

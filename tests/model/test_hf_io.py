@@ -165,12 +165,13 @@ def test_unsupported_architecture_names_file_and_field(qwen_dir, tmp_path):
 
 
 def test_config_round_trip_and_presets():
-    for name in ("tiny", "qwen2p5_0p5b", "qwen2p5_coder_7b"):
+    for name in ("tiny", "qwen2p5_0p5b", "qwen2p5_1p5b", "qwen2p5_coder_7b"):
         cfg = ModelConfig.preset(name)
         assert ModelConfig.from_hf_config(cfg.to_hf_config()) == cfg
         assert ModelConfig.from_json_dict(json.loads(json.dumps(cfg.to_json_dict()))) == cfg
     # 0.5B-shaped preset really has Qwen2.5-0.5B's parameter count.
     assert 494_000_000 < ModelConfig.qwen2p5_0p5b().num_params() < 494_100_000
+    assert 1_543_000_000 < ModelConfig.qwen2p5_1p5b().num_params() < 1_544_000_000  # Qwen2.5-1.5B's
     with pytest.raises(ValueError, match="unknown ModelConfig key 'bogus'"):
         ModelConfig.from_json_dict({**ModelConfig.tiny().to_json_dict(), "bogus": 1})
     with pytest.raises(ValueError, match="num_kv_heads"):
