@@ -77,3 +77,53 @@ def test_rl_step_reports_the_trainers_time_split(tmp_path):
     assert res["steps"][0]["compiles"] > 0  # the first step compiles the engine and the update
     assert 0 < sum(res["share_of_step"].values()) <= 1.0 + 1e-6
     assert not list((tmp_path / "run").glob("checkpoints*/*"))  # the benchmark writes no checkpoint
+
+
+def test_warmstart_calibration_counts_the_host_time(tmp_path):
+    from benchmarks.device.warmstart import wall_per_step_s
+    rows = [{"step": i + 1, "time/step": t} for i, t in enumerate([5.0, 4.0, 0.01, 0.01, 0.01, 0.01])]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # 10 s of wall time: 9 s in the two compiling steps, 1 s over the other four (not 4 x 0.01)
+    assert wall_per_step_s(tmp_path, 10.0, skip=2) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="calib-batches"):
+        wall_per_step_s(tmp_path, 10.0, skip=6)
+
+
+@pytest.mark.slow
+def test_warm_start_trains_and_the_demo_starts_from_it(tmp_path):
+    """warmstart_prepare.py -> warmstart.py (a 2-step budget on CPU) -> the demo from that policy:
+    its tokenizer, none of its programs in the demo's GRPO or held-out questions."""
+    data = tmp_path / "synth"
+    subprocess.run([sys.executable, "-m", "execverify_jax", "synth", "--set", "total_programs=40",
+                    "--set", "decontam.enabled=false", "--set", "workers=2", "--set", "seed=0", "--out", str(data),
+                    "--format", "jsonl", "--no-progress"], cwd=REPO, env=_env(), check=True, capture_output=True,
+                   timeout=600)
+    warm, ws = tmp_path / "warm", tmp_path / "ws"
+    for cmd in (["benchmarks/device/warmstart_prepare.py", "--synth", str(data), "--out", str(warm), "--vocab", "512"],
+                ["benchmarks/device/warmstart.py", "--warm", str(warm), "--out", str(ws), "--budget-s", "0",
+                 "--calib-batches", "3", "--set", "train.sft.max_len=1024", "--set", "train.sft.buckets=[1024]"]):
+        r = subprocess.run([sys.executable, *cmd], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    info = json.loads((ws / "warmstart.json").read_text())
+    assert info["epochs"] == 1 and info["steps"] >= 1 and info["prepare"]["programs"] > 0
+    assert (ws / "model.safetensors").is_file() and (ws / "tokenizer.json").is_file()
+    seen = set((ws / "programs.txt").read_text().split())
+    assert len(seen) == info["prepare"]["programs"]
+
+    out = tmp_path / "demo"  # the same synthesis seed: every program the warm start saw must leave
+    r = subprocess.run([sys.executable, "-m", "execverify_jax", "demo", "--out", str(out), "--set", "programs=60",
+                        "--set", f"train.model.init={ws}", "--set", "train.sft.epochs=1", "--set", "train.max_steps=1",
+                        "--set", "eval.oi=4", "--set", "eval.io_mixed=4", "--set", "eval.sampled_n=0",
+                        "--set", "max_prompt_tokens=1024", "--set", "train.tensorboard=false"],
+                       cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["warm_start"]["programs_seen"] == len(seen) and rep["warm_start"]["train_questions_dropped"] > 0
+    assert rep["model"]["num_params"] == info["model"]["num_params"]
+    assert rep["hf_export"]["max_abs_logit_diff"] < 1e-4
+    from execverify_jax.rl.apps.demo import program_hash
+    from execverify_jax.rl.builders import all_questions
+    code = {q["program_id"]: q["answer"]["program"]["code"] for q in all_questions(str(out / "data"), "heldout")}
+    evaluated = [json.loads(line)["question_id"].split(":")[0] for line in (out / "eval_sft.jsonl").read_text().splitlines()]
+    assert evaluated and all(program_hash(code[pid]) not in seen for pid in evaluated)
+    assert rep["grpo"]["prompts"] > 0

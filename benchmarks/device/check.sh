@@ -13,6 +13,8 @@
 #           benchmarks/device/prepare.sh)                                                 rl_step.json
 #   gputests  the GPU-marked tests on the device (cuDNN attention vs the XLA reference; not in the
 #           default list: ~1 minute)
+#   warmstart  the demo's warm-start policies (WARM_VARIANTS="base deep", WARM_BUDGET_S each;
+#           benchmarks/device/warmstart.py on .warm/ from warmstart_prepare.py)    warmstart_VARIANT.tgz
 #   update  the 7B-shaped GRPO update (4 layers): compile-time memory estimate vs measured
 #           peak, MFU; static decode vs the HBM bound (benchmarks/device/check.py)        device_check.json
 # Needs a CUDA jax. The GPU machine may have no network:
@@ -65,8 +67,24 @@ for s in "${SECTIONS[@]}"; do
     rl) timeout "${RL_S:-220}" "$PY" benchmarks/device/rl_step.py --run-dir /tmp/rl_run ${RL_ARGS:-} \
           --out "$OUT/rl_step.json" 2>&1 | tee -a "$LOG" | tail -40; rc=${PIPESTATUS[0]}
         cp /tmp/rl_run/metrics.jsonl "$OUT/rl_metrics.jsonl" 2>/dev/null ;;
+    # Only the files that hold GPU-marked tests: collecting all of tests/ imports z3 (synthesis),
+    # which the GPU image lacks (stop 23's run stopped at collection).
     gputests) JAX_PLATFORMS="${GPU_PLATFORM:-cuda}" timeout "${TESTS_S:-120}" "$PY" -m pytest -q -m gpu -rs \
-                tests/ 2>&1 | tee -a "$LOG" | tail -5; rc=${PIPESTATUS[0]} ;;
+                $(grep -rl 'mark.gpu' tests/ --include='test_*.py') 2>&1 | tee -a "$LOG" | tail -5; rc=${PIPESTATUS[0]} ;;
+    warmstart)  # the demo's warm-start policies (TRAINING §6b; needs .warm/ from warmstart_prepare.py)
+      rc=0
+      for v in ${WARM_VARIANTS:-base}; do
+        case "$v" in
+          base) sets=() ;;   # configs/demo_cpu.yaml's model (0.92M parameters)
+          deep) sets=(--set 'train.model.overrides={hidden_size: 192, intermediate_size: 576, num_layers: 4, num_heads: 6, num_kv_heads: 2, head_dim: 32, max_position_embeddings: 4608, rope_theta: 10000.0}') ;;
+          *) echo "unknown warm-start variant $v" | tee -a "$LOG"; rc=2; continue ;;
+        esac
+        timeout "${WARM_S:-240}" "$PY" benchmarks/device/warmstart.py --warm "${WARM_DIR:-.warm}" --budget-s "${WARM_BUDGET_S:-150}" \
+          --out "/tmp/ws/$v" --set train.sft.batch_size=64 --set train.sft.micro_batch_size=64 "${sets[@]}" 2>&1 \
+          | tee -a "$LOG" | grep -v '^ ' | tail -3
+        r=${PIPESTATUS[0]}; [ "$r" -ne 0 ] && rc=$r
+        [ -f "/tmp/ws/$v/warmstart.json" ] && tar czf "$OUT/warmstart_$v.tgz" -C /tmp/ws "$v"
+      done ;;
     update) timeout "${UPDATE_S:-100}" "$PY" benchmarks/device/check.py --out "$OUT/device_check.json" \
               2>&1 | tee -a "$LOG" | grep -v '^ '; rc=${PIPESTATUS[0]} ;;
     *) echo "unknown section $s" | tee -a "$LOG"; rc_all=2; continue ;;

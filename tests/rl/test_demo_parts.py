@@ -34,3 +34,17 @@ def test_sft_and_grpo_programs_are_disjoint():
     assert split_programs(qs, 0.0, seed=3) == (qs, qs)
     with pytest.raises(ValueError, match="rl_program_fraction"):
         split_programs(qs, 1.0, seed=3)
+
+
+def test_warm_start_programs_leave_every_split(tmp_path):
+    from execverify_jax.rl.apps.demo import WARM_PROGRAMS, drop_seen_programs, program_hash, warm_start_programs
+
+    code_a, code_b = "def f(x):\n    return x + 1", "def f(x):\n    return x + 2"
+    assert program_hash(code_a) == program_hash(code_a + "\n\n") != program_hash(code_b)
+    with pytest.raises(FileNotFoundError, match="train.model.init=.*programs.txt"):
+        warm_start_programs(tmp_path)
+    (tmp_path / WARM_PROGRAMS).write_text(program_hash(code_a) + "\n\n")
+    seen = warm_start_programs(tmp_path)
+    assert seen == {program_hash(code_a)}
+    qs = [{"answer": {"program": {"code": c}}, "id": i} for i, c in enumerate([code_a, code_b, code_a + "\n"])]
+    assert [q["id"] for q in drop_seen_programs(qs, seen)] == [1]

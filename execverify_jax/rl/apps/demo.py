@@ -15,6 +15,8 @@ Config: configs/demo_cpu.yaml (`DemoConfig`; `--set` overrides, e.g. `--set prog
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -22,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from execverify_jax.rl.run_config import TrainConfig
+
+
+WARM_PROGRAMS = "programs.txt"  # in a warm-start dir: one program_hash per line
 
 
 @dataclass(frozen=True)
@@ -122,15 +127,22 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
     # 2. tokenizer ---------------------------------------------------------------------------
     t0 = time.perf_counter()
     tok_dir = out / "tokenizer"
-    if not (tok_dir / "tokenizer.json").is_file():
-        from execverify_jax.rl.sft.rationales import reference_answer
-        text = out / "tokenizer_corpus.txt"
-        with open(text, "w", encoding="utf-8") as f:
-            for q in train_q:
-                for m in q["messages"]:
-                    f.write(m["content"] + "\n")
-                f.write(reference_answer(q) + "\n")
-            f.write("<reasoning>\n</reasoning>\n<answer>\n</answer>\nCall Step line returns ->\n")
+    init = cfg.train.model.init
+    if init is not None and not Path(init).is_absolute() and not Path(init).exists():
+        init = str(Path(repo_root) / init)  # a repository path (configs/demo_cpu_warm.yaml's)
+        cfg = dataclasses.replace(cfg, train=cfg.train.replace(model=dataclasses.replace(cfg.train.model, init=init)))
+    if init is not None:
+        # A warm start (docs/TRAINING.md §6b) brings its own tokenizer, and the programs it was
+        # trained on leave every split here: GRPO prompts and held-out programs stay unseen.
+        tok_dir = Path(init)
+        seen = warm_start_programs(tok_dir)
+        n_train, n_held = len(train_q), len(held_q)
+        train_q, held_q = drop_seen_programs(train_q, seen), drop_seen_programs(held_q, seen)
+        report["warm_start"] = {"init": str(init), "programs_seen": len(seen),
+                                "train_questions_dropped": n_train - len(train_q),
+                                "heldout_questions_dropped": n_held - len(held_q)}
+    elif not (tok_dir / "tokenizer.json").is_file():
+        text = write_tokenizer_corpus(train_q, out / "tokenizer_corpus.txt")
         train_bpe([text], tok_dir, cfg.tokenizer_vocab)
     tok = Tokenizer(tok_dir)
     timings["tokenizer"] = time.perf_counter() - t0
@@ -233,6 +245,37 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
     (out / "report.md").write_text(render_report(report, out, pngs))
     _log(f"done in {timings['total']:.0f}s: {out / 'report.md'}")
     return report
+
+
+def program_hash(code: str) -> str:
+    """A program's identity across synthesis runs (ids depend on the run's seed, code does not)."""
+    return hashlib.sha256(code.strip().encode()).hexdigest()[:16]
+
+
+def warm_start_programs(init_dir: Path) -> set[str]:
+    """`program_hash`es of the programs a warm-start policy was trained on (its programs.txt)."""
+    f = Path(init_dir) / WARM_PROGRAMS
+    if not f.is_file():
+        raise FileNotFoundError(f"train.model.init={str(init_dir)!r}: a demo warm start needs {WARM_PROGRAMS} "
+                                "(the hashes of the programs it was trained on, so none is held out here)")
+    return {line.strip() for line in f.read_text().splitlines() if line.strip()}
+
+
+def drop_seen_programs(questions: list[dict], seen: set[str]) -> list[dict]:
+    """The questions whose program (by `program_hash`) is not in `seen`."""
+    return [q for q in questions if program_hash(q["answer"]["program"]["code"]) not in seen]
+
+
+def write_tokenizer_corpus(questions: list[dict], path: Path) -> Path:
+    """The BPE's training text: every prompt and reference answer, plus the answer format's words."""
+    from execverify_jax.rl.sft.rationales import reference_answer
+    with open(path, "w", encoding="utf-8") as f:
+        for q in questions:
+            for m in q["messages"]:
+                f.write(m["content"] + "\n")
+            f.write(reference_answer(q) + "\n")
+        f.write("<reasoning>\n</reasoning>\n<answer>\n</answer>\nCall Step line returns ->\n")
+    return path
 
 
 def split_programs(questions: list[dict], rl_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
