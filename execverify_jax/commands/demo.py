@@ -1,5 +1,7 @@
-"""`execverify demo [--out DIR]`: the embedded end-to-end CPU demo (synth -> tokenizer -> SFT ->
-GRPO stage I -> held-out eval before/after RL -> HF export + transformers reload -> DIR/report.md).
+"""`execverify demo [--out DIR]`: the embedded end-to-end CPU demo (synth -> tokenizer or the warm
+start's -> SFT -> GRPO stage I -> held-out eval before/after RL -> HF export + transformers reload
+-> DIR/report.md). Default config: configs/demo_cpu_warm.yaml (from a shipped warm-start policy);
+configs/demo_cpu.yaml runs it from scratch.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Registers the flags (no heavy imports)."""
     parser.add_argument("--out", default="demo_out", help="output directory (default: %(default)s)")
-    add_config_args(parser, default=str(REPO / "configs" / "demo_cpu.yaml"), what="a DemoConfig",
+    # The default starts from the shipped warm-start policy (docs/TRAINING.md §6b);
+    # `--config configs/demo_cpu.yaml` is the same demo from scratch.
+    add_config_args(parser, default=str(REPO / "configs" / "demo_cpu_warm.yaml"), what="a DemoConfig",
                     example="programs=300")
 
 

@@ -1,6 +1,6 @@
 """`execverify demo` end to end: a very small configuration by default (every phase runs:
 synth, tokenizer, SFT, eval, GRPO, eval, HF export + transformers reload, report), the real
-configs/demo_cpu.yaml run marked slow."""
+default configuration (configs/demo_cpu_warm.yaml) run marked slow."""
 
 import json
 from pathlib import Path
@@ -35,7 +35,7 @@ def _check(out: Path, steps: int) -> dict:
 
 
 def test_demo_smoke(tmp_path, capsys):
-    args = ["demo", "--out", str(tmp_path / "demo")]
+    args = ["demo", "--out", str(tmp_path / "demo"), "--config", str(REPO / "configs" / "demo_cpu.yaml")]
     for s in SMOKE:
         args += ["--set", s]
     assert main(args) == 0
@@ -49,8 +49,26 @@ def test_demo_smoke(tmp_path, capsys):
     assert again["eval_sft"] == first["eval_sft"] and again["eval_grpo"] == first["eval_grpo"]
 
 
+def test_demo_warm_start_smoke(tmp_path):
+    """The default config starts from assets/demo_warmstart: its tokenizer and model, none of its
+    programs (every phase at a very small size; the model is the shipped 0.92M one)."""
+    sets = [s for s in SMOKE if not s.startswith(("train.model.overrides", "tokenizer_vocab"))]
+    sets += ["eval.io_mixed=2", "max_prompt_tokens=640"]
+    args = ["demo", "--out", str(tmp_path / "demo")]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 0
+    report = _check(tmp_path / "demo", 2)
+    assert report["warm_start"]["init"] == str(REPO / "assets" / "demo_warmstart")
+    assert report["warm_start"]["programs_seen"] > 1000
+    assert report["model"]["num_params"] == 918_656 and report["model"]["vocab_size"] == 2048
+    assert not (tmp_path / "demo" / "tokenizer").exists()  # the warm start's tokenizer, none trained
+
+
 @pytest.mark.slow
 def test_demo_full(tmp_path):
+    """The README's main job: the default config (configs/demo_cpu_warm.yaml, 60 GRPO steps)."""
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
-    report = _check(tmp_path / "demo", 30)
+    report = _check(tmp_path / "demo", 60)
+    assert report["warm_start"]["programs_seen"] > 1000
     assert report["timings_s"]["total"] < 15 * 60

@@ -48,3 +48,29 @@ def test_warm_start_programs_leave_every_split(tmp_path):
     assert seen == {program_hash(code_a)}
     qs = [{"answer": {"program": {"code": c}}, "id": i} for i, c in enumerate([code_a, code_b, code_a + "\n"])]
     assert [q["id"] for q in drop_seen_programs(qs, seen)] == [1]
+
+
+def test_shipped_warm_start_matches_the_demo_model():
+    """configs/demo_cpu_warm.yaml's policy: the demo's model shape, its tokenizer, the programs it
+    saw, and the record of how it was trained (benchmarks/device/warmstart.py)."""
+    import json
+    from pathlib import Path
+
+    from execverify_jax import config_loader as config_lib
+    from execverify_jax.data.tokenizer import Tokenizer
+    from execverify_jax.model.config import ModelConfig, load_hf_config
+    from execverify_jax.rl.apps.demo import DemoConfig, warm_start_programs
+
+    repo = Path(__file__).resolve().parents[2]
+    warm = config_lib.load(DemoConfig, repo / "configs/demo_cpu_warm.yaml")
+    cold = config_lib.load(DemoConfig, repo / "configs/demo_cpu.yaml")
+    init = repo / warm.train.model.init
+    mcfg = load_hf_config(init)
+    fresh = ModelConfig.preset(cold.train.model.preset, vocab_size=cold.tokenizer_vocab, **cold.train.model.overrides)
+    for k in ("hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "head_dim", "vocab_size"):
+        assert getattr(mcfg, k) == getattr(fresh, k), k
+    assert Tokenizer(init).vocab_size == cold.tokenizer_vocab
+    info = json.loads((init / "warmstart.json").read_text())
+    assert len(warm_start_programs(init)) == info["prepare"]["programs"] > 1000
+    assert info["model"]["num_params"] == fresh.num_params()
+    assert warm.synth == cold.synth and warm.max_args_chars == cold.max_args_chars == info["prepare"]["max_args_chars"]

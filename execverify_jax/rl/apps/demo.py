@@ -10,7 +10,8 @@ tokenizer are skipped when their outputs exist, a finished SFT run's policy is l
 retrained (DIR/sft/sft_summary.json is written last), GRPO resumes from its checkpoints, and the
 two held-out evaluations and the export (cheap) run again. A re-run with changed SFT settings
 therefore needs a fresh DIR (or DIR/sft removed).
-Config: configs/demo_cpu.yaml (`DemoConfig`; `--set` overrides, e.g. `--set programs=200`).
+Config: configs/demo_cpu_warm.yaml (the default: from a shipped warm-start policy, docs/TRAINING.md
+§6b) or configs/demo_cpu.yaml (from scratch); `DemoConfig`, `--set` overrides, e.g. `--set programs=200`.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
         seen = warm_start_programs(tok_dir)
         n_train, n_held = len(train_q), len(held_q)
         train_q, held_q = drop_seen_programs(train_q, seen), drop_seen_programs(held_q, seen)
-        report["warm_start"] = {"init": str(init), "programs_seen": len(seen),
+        report["warm_start"] = {"init": str(Path(init).resolve()), "programs_seen": len(seen),
                                 "train_questions_dropped": n_train - len(train_q),
                                 "heldout_questions_dropped": n_held - len(held_q)}
     elif not (tok_dir / "tokenizer.json").is_file():
@@ -360,11 +361,18 @@ def render_report(r: dict, out: Path, pngs: list[Path]) -> str:
         return "\n".join(lines)
 
     m = r["model"]
+    w = r.get("warm_start")
+    origin = ("from scratch: no weights or data downloaded" if w is None else
+              f"from the warm-start policy {w['init']} (shipped, not downloaded)")
+    policy = ("A Qwen2-shaped decoder trained from scratch" if w is None else
+              f"A Qwen2-shaped decoder from the warm start {w['init']}, trained on {w['programs_seen']:,} other "
+              "programs (none of them in this run's data)")
+    tok_words = "BPE tokenizer trained on the synthesized questions" if w is None else "the warm start's BPE tokenizer"
     rel = [p.relative_to(out) for p in pngs]
     reward_png = next((p for p in rel if p.name == "reward.png"), rel[0] if rel else None)
     parts = [
         "# execverify demo report", "",
-        f"Everything ran on CPU ({', '.join(r['devices'])}) from scratch: no weights or data downloaded.", "",
+        f"Everything ran on CPU ({', '.join(r['devices'])}) {origin}.", "",
         "## Data", "",
         f"{r['data']['programs']} programs synthesized ({r['data']['programs_by_split']}), "
         f"{r['data']['questions']} questions ({r['data']['questions_by_kind']}).", "",
@@ -372,9 +380,8 @@ def render_report(r: dict, out: Path, pngs: list[Path]) -> str:
            f"characters ({r['curriculum']['train_questions']} train / {r['curriculum']['heldout_questions']} "
            "held-out).", ""] if "curriculum" in r else []),
         "## Policy", "",
-        f"A Qwen2-shaped decoder trained from scratch: {m['num_params']:,} parameters (D={m['hidden_size']}, "
-        f"L={m['num_layers']}, heads {m['num_heads']}/{m['num_kv_heads']}, vocab {m['vocab_size']}, BPE tokenizer "
-        "trained on the synthesized questions).", "",
+        f"{policy}: {m['num_params']:,} parameters (D={m['hidden_size']}, "
+        f"L={m['num_layers']}, heads {m['num_heads']}/{m['num_kv_heads']}, vocab {m['vocab_size']}, {tok_words}).", "",
         f"SFT: {r['sft']['examples']} traced chain-of-execution rationales, {r['sft']['steps']} steps, "
         f"final {r['sft']['final']}.", "",
         f"GRPO stage I: {r['grpo']['rl_steps']} RL steps ({r['grpo']['optimizer_steps']} optimizer updates), "
