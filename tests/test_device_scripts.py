@@ -127,3 +127,16 @@ def test_warm_start_trains_and_the_demo_starts_from_it(tmp_path):
     evaluated = [json.loads(line)["question_id"].split(":")[0] for line in (out / "eval_sft.jsonl").read_text().splitlines()]
     assert evaluated and all(program_hash(code[pid]) not in seen for pid in evaluated)
     assert rep["grpo"]["prompts"] > 0
+
+    # benchmarks/demo_common_heldout.py re-scores the run's two policies on its held-out questions:
+    # the same greedy numbers as the demo's own evaluation (one run: the union is its own set)
+    common = tmp_path / "common.json"
+    r = subprocess.run([sys.executable, "benchmarks/demo_common_heldout.py", str(out), "--out", str(common)],
+                       cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads(common.read_text())
+    assert sum(res["questions"].values()) == len(evaluated) and res["dropped"] == 0
+    for name, key in (("sft", "eval_sft"), ("grpo", "eval_grpo")):
+        ours = res["policies"][f"demo/{name}"]
+        assert all(ours[k] == rep[key][k] for k in ("acc/oi", "acc/io", "format_rate", "reward/mean")), (ours, rep[key])
+    assert res["sft_spread"]["acc/oi"] == 0.0  # one run
