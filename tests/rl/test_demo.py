@@ -71,4 +71,4 @@ def test_demo_full(tmp_path):
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     report = _check(tmp_path / "demo", 60)
     assert report["warm_start"]["programs_seen"] > 1000
-    assert report["timings_s"]["total"] < 15 * 60
+    # Its wall time (<= 15 minutes on 2 cores) is measured in docs/BENCHMARKS.md §5c, not asserted.
