@@ -30,8 +30,8 @@ KINDS = ("acc/io", "acc/oi", "acc/path", "acc/state", "acc/coverage", "acc/nil",
 def heldout_records(run: Path) -> list[dict]:
     """The held-out questions RUN's own evaluation asked (eval_sft.jsonl's greedy rows)."""
     from execverify_jax.rl.builders import all_questions
-    asked = [json.loads(line)["question_id"] for line in (run / "eval_sft.jsonl").read_text().splitlines()
-             if not json.loads(line).get("sampled")]
+    rows = [json.loads(line) for line in (run / "eval_sft.jsonl").read_text().splitlines()]
+    asked = [r["question_id"] for r in rows if not r.get("sampled")]
     by_id = {q["id"]: q for q in all_questions(str(run / "data"), "heldout")}
     return [by_id[i] for i in asked]
 

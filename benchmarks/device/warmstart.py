@@ -27,14 +27,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from execverify_jax.rl.infra.metrics import read_metrics  # noqa: E402
+
 
 def wall_per_step_s(run_dir: Path, wall_s: float, skip: int) -> float:
     """Wall seconds per SFT step after the first `skip` steps (the compiles): the run's wall time
     less those steps' `time/step`, over the other steps. `time/step` alone leaves out the host's
     batching and metrics writing: on an H200 it read 7.7 ms where a step took 20 ms of wall
     time, and a budget set from it ran 2.6x over (stop 23)."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    ts = [r["time/step"] for r in rows if "time/step" in r]
+    ts = [r["time/step"] for r in read_metrics(run_dir) if "time/step" in r]
     if len(ts) <= skip:
         raise ValueError(f"calibration ran {len(ts)} steps, fewer than the {skip} compiling ones: raise --calib-batches")
     return (wall_s - sum(ts[:skip])) / (len(ts) - skip)
@@ -66,12 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     demo = config_lib.load(DemoConfig, a.demo_config, a.set)
     tcfg = demo.train.replace(seed=demo.seed, progress=False, tensorboard=False)
     work = Path(tempfile.mkdtemp(prefix="warmstart_"))
-    convs_file = warm / "convs.jsonl"
-    if not convs_file.is_file():  # carried compressed to the device (the working tree's size limit)
-        import gzip
-        convs_file = work / "convs.jsonl"
-        convs_file.write_bytes(gzip.decompress((warm / "convs.jsonl.gz").read_bytes()))
-    convs, bad = read_conversations(convs_file)
+    convs, bad = read_conversations(warm / "convs.jsonl.gz")
     tok = Tokenizer(warm / "tokenizer")
     s = tcfg.sft
     steps_per_epoch = -(-len(convs) // s.batch_size)
@@ -93,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.rmtree(out)
     save_hf(res["model_cfg"], res["params"], out, dtype="float32", tokenizer_dir=warm / "tokenizer")
     shutil.copy(warm / WARM_PROGRAMS, out / WARM_PROGRAMS)
-    rows = [json.loads(line) for line in (work / "sft" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_metrics(work / "sft")
     curve = {str(r["step"]): round(r["sft/loss"], 4) for r in rows[:: max(1, len(rows) // 20)] if "step" in r}
     info = {"examples": res["examples"], "dropped_examples": res["dropped_examples"] + bad, "epochs": epochs,
             "steps": res["steps"], "batch_size": s.batch_size, "optim": config_lib.to_dict(s.optim),

@@ -39,11 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    if (Path(a.synth) / "questions.jsonl").is_file():  # --format jsonl or both
-        rows = [json.loads(line) for line in open(Path(a.synth) / "questions.jsonl", encoding="utf-8")]
-        qs, held = [q for q in rows if q["split"] == "train"], [q for q in rows if q["split"] != "train"]
-    else:
-        qs, held = all_questions(a.synth, "train"), all_questions(a.synth, "heldout")
+    qs, held = all_questions(a.synth, "train"), all_questions(a.synth, "heldout")
     hashes = sorted({program_hash(q["answer"]["program"]["code"]) for q in qs + held})
     (out / WARM_PROGRAMS).write_text("\n".join(hashes) + "\n")
     short = [q for q in qs if q["kind"] in ("oi", "io_mixed") and len(q["answer"]["program"]["args"]) <= a.max_args_chars]

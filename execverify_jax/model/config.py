@@ -270,38 +270,34 @@ class ModelConfig:
         return cls(**base)
 
     @classmethod
-    def qwen2p5_0p5b(cls, **kw: Any) -> "ModelConfig":
-        """Qwen2.5-0.5B(-Coder) shape: D=896, L=24, N=14, K=2, F=4864, V=151936, tied."""
-        base = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_layers=24,
-                    num_heads=14, num_kv_heads=2, head_dim=64, rope_theta=1000000.0,
-                    tie_word_embeddings=True, max_position_embeddings=32768,
-                    eos_token_id=151643, bos_token_id=151643)
+    def _qwen2p5(cls, shape: dict[str, Any], kw: dict[str, Any]) -> "ModelConfig":
+        """A Qwen2.5-family shape with what the family shares (RoPE base, context, token ids)."""
+        base = dict(rope_theta=1000000.0, max_position_embeddings=32768, eos_token_id=151643,
+                    bos_token_id=151643, **shape)
         base.update(kw)
         return cls(**base)
+
+    @classmethod
+    def qwen2p5_0p5b(cls, **kw: Any) -> "ModelConfig":
+        """Qwen2.5-0.5B(-Coder) shape: D=896, L=24, N=14, K=2, F=4864, V=151936, tied."""
+        return cls._qwen2p5(dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_layers=24,
+                                 num_heads=14, num_kv_heads=2, head_dim=64, tie_word_embeddings=True), kw)
 
     qwen2p5_coder_0p5b = qwen2p5_0p5b
 
     @classmethod
     def qwen2p5_1p5b(cls, **kw: Any) -> "ModelConfig":
         """Qwen2.5-1.5B(-Coder) shape: D=1536, L=28, N=12, K=2, F=8960, V=151936, tied."""
-        base = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_layers=28,
-                    num_heads=12, num_kv_heads=2, head_dim=128, rope_theta=1000000.0,
-                    tie_word_embeddings=True, max_position_embeddings=32768,
-                    eos_token_id=151643, bos_token_id=151643)
-        base.update(kw)
-        return cls(**base)
+        return cls._qwen2p5(dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_layers=28,
+                                 num_heads=12, num_kv_heads=2, head_dim=128, tie_word_embeddings=True), kw)
 
     qwen2p5_coder_1p5b = qwen2p5_1p5b
 
     @classmethod
     def qwen2p5_coder_7b(cls, **kw: Any) -> "ModelConfig":
         """Qwen2.5-Coder-7B shape: D=3584, L=28, N=28, K=4, F=18944, V=152064, untied."""
-        base = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_layers=28,
-                    num_heads=28, num_kv_heads=4, head_dim=128, rope_theta=1000000.0,
-                    tie_word_embeddings=False, max_position_embeddings=32768,
-                    eos_token_id=151643, bos_token_id=151643)
-        base.update(kw)
-        return cls(**base)
+        return cls._qwen2p5(dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_layers=28,
+                                 num_heads=28, num_kv_heads=4, head_dim=128, tie_word_embeddings=False), kw)
 
     @classmethod
     def preset(cls, name: str, **kw: Any) -> "ModelConfig":

@@ -62,9 +62,16 @@ def build_task(cfg: TrainConfig, tokenizer: Any = None) -> Any:
 
 
 def all_questions(data_dir: str, split: str) -> list[dict]:
-    """Every question record of a synth directory's split (ArrayRecord shards)."""
+    """Every question record of a synth directory's split: its ArrayRecord shards, or the
+    questions.jsonl of a `--format jsonl` run (records carry their `split`)."""
     from execverify_jax.data import records as rec_lib
     from execverify_jax.data.loader import question_files
+    manifest_path = Path(data_dir) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    files = manifest.get("files", {})
+    if manifest.get("status") == "complete" and "arrayrecord" not in files and "questions" in files.get("jsonl", {}):
+        from execverify_jax.jsonl import read_jsonl
+        return [q for _, q in read_jsonl(Path(data_dir) / files["jsonl"]["questions"]) if q.get("split") == split]
     out = []
     for f in question_files(data_dir, split):
         out.extend(rec_lib.read_arrayrecord(f, "question"))

@@ -2,6 +2,7 @@
 records (Eurus-style rows and problems made from synthesized programs) are scored by their tests;
 the SFT loss mask covers exactly the assistant turn."""
 
+import gzip
 import json
 from pathlib import Path
 
@@ -30,6 +31,18 @@ def synth_dir(tmp_path_factory):
 def pool():
     with SandboxPool(num_workers=2, preload=PRELOAD) as p:
         yield p
+
+
+def test_all_questions_reads_a_jsonl_only_synth_dir(synth_dir, tmp_path):
+    """`execverify synth --format jsonl` writes one questions.jsonl with each record's split."""
+    splits = {sp: all_questions(str(synth_dir), sp) for sp in ("train", "heldout")}
+    assert splits["train"] and splits["heldout"]
+    (tmp_path / "questions.jsonl").write_text("".join(json.dumps(dict(q, split=sp)) + "\n"
+                                                      for sp, qs in splits.items() for q in qs))
+    (tmp_path / "manifest.json").write_text(json.dumps({"status": "complete",
+                                                        "files": {"jsonl": {"questions": "questions.jsonl"}}}))
+    for sp, qs in splits.items():
+        assert [q["id"] for q in all_questions(str(tmp_path), sp)] == [q["id"] for q in qs]
 
 
 def test_traced_rationales_score_the_maximum(synth_dir, pool):
@@ -82,6 +95,9 @@ def test_sft_mask_covers_the_assistant_turn(tmp_path):
                  + json.dumps({"conversations": [{"from": "human", "value": "no answer"}]}) + "\n")
     convs, bad = read_conversations(f)
     assert len(convs) == 1 and bad == 2
+    gz = tmp_path / "sg.jsonl.gz"  # warmstart_prepare.py writes its conversations gzipped
+    gz.write_bytes(gzip.compress(f.read_bytes()))
+    assert read_conversations(gz) == (convs, bad)
     ids, mask = tokenize_conversation(tok, convs[0], 4096)
     learned = [int(i) for i, m in zip(ids, mask) if m]
     assert tok.decode(learned, skip_special_tokens=False) == "assert f(1) == 2<|im_end|>\n"

@@ -29,10 +29,10 @@ ROLE_OF = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "as
 
 def read_conversations(path: str | Path) -> tuple[list[list[dict]], int]:
     """(conversations as role/content lists, malformed lines skipped) from a ShareGPT JSONL
-    (or a JSON list)."""
-    text = Path(path).read_text(encoding="utf-8")
+    (gzipped when it ends in .gz) or a JSON list."""
+    text = None if Path(path).suffix == ".gz" else Path(path).read_text(encoding="utf-8")
     rows: list[Any]
-    if text.lstrip().startswith("["):
+    if text is not None and text.lstrip().startswith("["):
         rows = json.loads(text)
     else:
         bad_lines: collections.Counter = collections.Counter()
