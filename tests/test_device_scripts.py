@@ -140,3 +140,20 @@ def test_warm_start_trains_and_the_demo_starts_from_it(tmp_path):
         ours = res["policies"][f"demo/{name}"]
         assert all(ours[k] == rep[key][k] for k in ("acc/oi", "acc/io", "format_rate", "reward/mean")), (ours, rep[key])
     assert res["sft_spread"]["acc/oi"] == 0.0  # one run
+
+    # --fresh-programs: newly synthesized questions under the demo's filters, none of whose programs
+    # the run trained on or the warm start saw (seed 0 again: the demo's programs come back)
+    from benchmarks.demo_common_heldout import fresh_questions, trained_programs
+    from execverify_jax import config_loader as config_lib
+    from execverify_jax.data.tokenizer import Tokenizer
+    from execverify_jax.rl.apps.demo import DemoConfig
+    cfg = config_lib.from_dict(DemoConfig, rep["config"])
+    trained = trained_programs(out)
+    fresh = fresh_questions(cfg, Tokenizer(ws), tmp_path / "fresh", 80, 0, seen=trained)
+    assert fresh and {q["kind"] for q in fresh} <= {"oi", "io_mixed"}
+    assert sum(q["kind"] == "oi" for q in fresh) <= sum(q["kind"] == "io_mixed" for q in fresh)
+    hashes = {program_hash(q["answer"]["program"]["code"]) for q in fresh}
+    assert not hashes & (trained | seen)
+    every = {program_hash(q["answer"]["program"]["code"]) for split in ("train", "heldout")
+             for q in all_questions(str(tmp_path / "fresh"), split)}
+    assert every & (trained | seen)  # the same seed did synthesize programs that had to leave

@@ -63,6 +63,11 @@ def test_demo_warm_start_smoke(tmp_path):
     assert report["warm_start"]["programs_seen"] > 1000
     assert report["model"]["num_params"] == 918_656 and report["model"]["vocab_size"] == 2048
     assert not (tmp_path / "demo" / "tokenizer").exists()  # the warm start's tokenizer, none trained
+    # the default refills groups that carry no correctness signal (grpo.dynamic_signal: correctness)
+    assert report["config"]["train"]["grpo"]["dynamic_signal"] == "correctness"
+    assert "Dynamic sampling" in (tmp_path / "demo" / "report.md").read_text()
+    rows = [json.loads(l) for l in (tmp_path / "demo" / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["dynamic/rounds"] >= 1 for r in rows)
 
 
 @pytest.mark.slow

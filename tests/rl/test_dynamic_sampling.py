@@ -74,3 +74,35 @@ def test_dynamic_sampling_resume_matches_uninterrupted_run(tmp_path):
     for ra, rb in zip(a, b):
         for k in ("reward/mean", "reward/mean_global", "dynamic/rounds", "train/loss", "train/grad_norm"):
             assert np.isclose(ra[k], rb[k], rtol=1e-5, atol=1e-6), (ra["step"], k, ra[k], rb[k])
+
+
+class FormatOnlyTask(ToyTask):
+    """Even-id prompts score only a format-like bonus (0.2 when the first completion token is
+    even, reported as `details["shaping"]`): their groups differ in reward, never in correctness."""
+
+    def submit(self, records, completions):
+        out = []
+        for rec, comp, fut in zip(records, completions, super().submit(records, completions)):
+            if int(rec["id"].split("-")[1]) % 2 == 0:
+                bonus = 0.2 if comp and comp[0] % 2 == 0 else 0.0
+                out.append(_done(type(fut.result())(bonus, details={"shaping": bonus})))
+            else:
+                out.append(fut)
+        return out
+
+
+def _format_task():
+    return FormatOnlyTask(vocab_size=32, num_prompts=512, prompt_len=6, target_id=5, max_new_tokens=8, seed=0)
+
+
+def test_dynamic_signal_correctness_drops_groups_that_differ_only_in_format(tmp_path):
+    # "reward" (DAPO) keeps the format-only groups: their rewards differ
+    train(_cfg("max_steps=2", "grpo.dynamic_max_rounds=8"), tmp_path / "reward", task=_format_task())
+    for r in read_metrics(tmp_path / "reward"):
+        assert r["dynamic/rounds"] == 1 and r["dynamic/informative_frac"] > 0.7
+    # "correctness" looks at reward - shaping: the even-id groups are constant, so more rounds
+    train(_cfg("max_steps=2", "grpo.dynamic_max_rounds=8", "grpo.dynamic_signal=correctness"),
+          tmp_path / "correct", task=_format_task())
+    for r in read_metrics(tmp_path / "correct"):
+        assert r["dynamic/rounds"] >= 2 and r["dynamic/informative_frac"] < 0.7
+        assert r["dynamic/filled_groups"] == 0

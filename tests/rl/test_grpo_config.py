@@ -39,7 +39,7 @@ def test_presets():
     ("clip_eps_high", -0.1), ("dual_clip_c", 1.0), ("dual_clip_c", True), ("max_log_ratio", 0.0),
     ("loss_agg_mode", "token_mean"), ("kl_coef", -0.01), ("kl_estimator", "k4"),
     ("kl_in_reward_estimator", "low_var_kl"), ("kl_clamp", 0.0), ("entropy_coef", -1.0),
-    ("dynamic_sampling", "yes"), ("norm_adv_by_std", 1), ("credit", "token"), ("format_shaping", "none"),
+    ("dynamic_sampling", "yes"), ("dynamic_signal", "format"), ("norm_adv_by_std", 1), ("credit", "token"), ("format_shaping", "none"),
 ])
 def test_grpo_validation_names_field_and_value(field, value):
     with pytest.raises(ValueError) as err:

@@ -104,13 +104,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
     # 1. synthesize ------------------------------------------------------------------------
     t0 = time.perf_counter()
     data_dir = out / "data"
-    dcfg_path = Path(cfg.data_config)
-    if not dcfg_path.is_absolute():
-        dcfg_path = Path(repo_root) / dcfg_path
-    overrides = [f"total_programs={cfg.programs}", f"seed={cfg.seed}",
-                 f"split.heldout_fraction={cfg.heldout_fraction}", "workers=2"]
-    overrides += [f"{k}={json.dumps(v)}" for k, v in cfg.synth.items()]
-    dcfg = pipeline.load_config(dcfg_path, overrides)
+    dcfg = synth_config(cfg, repo_root)
     _log(f"synthesizing {cfg.programs} programs -> {data_dir}")
     pipeline.run_synth(dcfg, data_dir, progress=cfg.train.progress)
     stats = json.loads((data_dir / "stats.json").read_text())
@@ -120,8 +114,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
     train_q = _questions(data_dir, "train")
     held_q = _questions(data_dir, "heldout")
     if cfg.max_args_chars is not None:
-        short = lambda q: len(q["answer"]["program"]["args"]) <= cfg.max_args_chars  # noqa: E731
-        train_q, held_q = [q for q in train_q if short(q)], [q for q in held_q if short(q)]
+        train_q, held_q = short_args(cfg, train_q), short_args(cfg, held_q)
         report["curriculum"] = {"max_args_chars": cfg.max_args_chars, "train_questions": len(train_q),
                                 "heldout_questions": len(held_q)}
 
@@ -150,9 +143,7 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
     _log(f"tokenizer: {tok.vocab_size} tokens")
 
     tcfg = cfg.train.replace(seed=cfg.seed)
-    if cfg.max_prompt_tokens is not None:
-        fits = lambda q: len(tok.apply_chat(q["messages"])) <= cfg.max_prompt_tokens  # noqa: E731
-        train_q, held_q = [q for q in train_q if fits(q)], [q for q in held_q if fits(q)]
+    train_q, held_q = fitting_prompts(cfg, tok, train_q), fitting_prompts(cfg, tok, held_q)
     sft_pool, rl_pool = split_programs(train_q, cfg.rl_program_fraction, cfg.seed)
     report["splits"] = {"max_prompt_tokens": cfg.max_prompt_tokens, "rl_program_fraction": cfg.rl_program_fraction,
                         "sft_programs": len({q["program_id"] for q in sft_pool}),
@@ -246,6 +237,35 @@ def run_demo(cfg: DemoConfig, out: str | Path, repo_root: str | Path = ".") -> d
     (out / "report.md").write_text(render_report(report, out, pngs))
     _log(f"done in {timings['total']:.0f}s: {out / 'report.md'}")
     return report
+
+
+def synth_config(cfg: DemoConfig, repo_root: str | Path = ".", programs: int | None = None,
+                 seed: int | None = None) -> Any:
+    """The demo's DataConfig: cfg.data_config with its program count, seed, split and `synth`
+    overrides (`programs` / `seed` replace cfg's, e.g. for fresh evaluation programs)."""
+    from execverify_jax.data import pipeline
+    path = Path(cfg.data_config)
+    if not path.is_absolute():
+        path = Path(repo_root) / path
+    overrides = [f"total_programs={cfg.programs if programs is None else programs}",
+                 f"seed={cfg.seed if seed is None else seed}",
+                 f"split.heldout_fraction={cfg.heldout_fraction}", "workers=2"]
+    overrides += [f"{k}={json.dumps(v)}" for k, v in cfg.synth.items()]
+    return pipeline.load_config(path, overrides)
+
+
+def short_args(cfg: DemoConfig, questions: list[dict]) -> list[dict]:
+    """The CPU curriculum: questions whose call arguments have at most cfg.max_args_chars characters."""
+    if cfg.max_args_chars is None:
+        return questions
+    return [q for q in questions if len(q["answer"]["program"]["args"]) <= cfg.max_args_chars]
+
+
+def fitting_prompts(cfg: DemoConfig, tok: Any, questions: list[dict]) -> list[dict]:
+    """The questions whose chat-templated prompt has at most cfg.max_prompt_tokens tokens."""
+    if cfg.max_prompt_tokens is None:
+        return questions
+    return [q for q in questions if len(tok.apply_chat(q["messages"])) <= cfg.max_prompt_tokens]
 
 
 def program_hash(code: str) -> str:
@@ -399,6 +419,13 @@ def render_report(r: dict, out: Path, pngs: list[Path]) -> str:
                   "the paper's reward has none), so that a policy trained from scratch for minutes gets a signal; "
                   f"`grpo.format_shaping: {r['config']['train']['grpo'].get('format_shaping', 'additive')}` "
                   "(tiebreak: the bonus only separates equally correct samples). `acc/*` are unshaped.", ""]
+    g = r["config"]["train"]["grpo"]
+    if g.get("dynamic_sampling"):
+        what = ("rewards less the format bonus" if g.get("dynamic_signal") == "correctness" else "rewards")
+        parts += [f"Dynamic sampling (DAPO; the paper has none): a group whose {what} are all equal is replaced "
+                  f"by a group of a further prompt, up to {g.get('dynamic_max_rounds')} prompt batches per step "
+                  "(`grpo.dynamic_sampling`, `grpo.dynamic_signal`); the training curve's rewards cover every "
+                  "generated sample.", ""]
     if r.get("gain"):
         parts += ["Gain of SFT + GRPO over SFT only (held-out accuracies): "
                   + ", ".join(f"{k} {v:+.3f}" for k, v in sorted(r["gain"].items())) + ".", ""]

@@ -23,6 +23,7 @@ from execverify_jax.model.engine import Engine, EngineStats
 from execverify_jax.model.generation import make_generator
 from execverify_jax.model.params import param_shardings
 from execverify_jax.model.strategies import make_strategy
+from execverify_jax.rl.grpo.credit import credit_details
 from execverify_jax.rl.infra import distributed as dist
 from execverify_jax.rl.objective.advantages import informative_groups
 from execverify_jax.rl.run_config import TrainConfig
@@ -156,7 +157,8 @@ class RolloutGenerator:
 
     def dynamic_fill(self, params: Any, first: Rollout, key: jax.Array,
                      next_batch: Callable[[], dict | None]) -> tuple[Rollout, np.ndarray, tuple, dict]:
-        """DAPO dynamic sampling: keeps groups whose rewards are not all equal, drawing further
+        """DAPO dynamic sampling: keeps groups whose rewards (`grpo.dynamic_signal: reward`) or
+        rewards less their format bonus (`correctness`) are not all equal, drawing further
         prompt batches (`next_batch`) until prompts_per_step such groups exist or
         `dynamic_max_rounds` rounds were generated (or the data ended); the remaining slots are
         then filled with uninformative groups (zero advantage), counted in `dynamic/filled_groups`.
@@ -181,7 +183,8 @@ class RolloutGenerator:
             seen[1].extend(rounds[-1].len_B[lo:hi].tolist())
             seen[2].extend((~rounds[-1].stopped_B[lo:hi]).tolist())
             rewards.append(reward_B)
-            informative = np.asarray(informative_groups(jnp.asarray(reward_B.reshape(-1, G))))
+            signal_B = reward_B if g.dynamic_signal == "reward" else correctness(rounds[-1], reward_B)
+            informative = np.asarray(informative_groups(jnp.asarray(signal_B.reshape(-1, G))))
             r = len(rounds) - 1
             for gi, ok in enumerate(informative):
                 (kept if ok else spare).append((r, gi))
@@ -210,3 +213,24 @@ class RolloutGenerator:
                    "dynamic/informative_frac": n_informative / max(generated, 1),
                    "dynamic/filled_groups": float(max(0, N - n_informative)), "time/score_wait": t_score}
         return roll, reward_B, seen, metrics
+
+
+
+def gathered_credit(roll: Rollout) -> dict[int, dict]:
+    """row -> `credit.credit_details` for every row of the batch (each process scored its own rows;
+    with dynamic sampling a kept row may have been scored by any process, so rows are keyed)."""
+    mine = {str(row): credit_details(res) for row, res in roll.results.items()}
+    merged: dict[int, dict] = {}
+    for part in dist.allgather_json(mine):
+        merged.update({int(k): v for k, v in part.items()})
+    return merged
+
+
+def row_shaping(rows: dict[int, dict], n: int) -> np.ndarray:
+    """shaping_B: the format bonus inside each of n rows' rewards (0 where a row reports none)."""
+    return np.asarray([rows.get(i, {}).get("shaping", 0.0) for i in range(n)], np.float32)
+
+
+def correctness(roll: Rollout, reward_B: np.ndarray) -> np.ndarray:
+    """The global rewards of a scored rollout less each row's format bonus."""
+    return np.asarray(reward_B, np.float32) - row_shaping(gathered_credit(roll), len(reward_B))

@@ -12,9 +12,8 @@ import numpy as np
 
 from execverify_jax.buckets import bucket_for
 from execverify_jax.model import sharding as shd
-from execverify_jax.rl.grpo.credit import credit_details, stepwise_inputs
-from execverify_jax.rl.grpo.rollout import Rollout
-from execverify_jax.rl.infra import distributed as dist
+from execverify_jax.rl.grpo.credit import stepwise_inputs
+from execverify_jax.rl.grpo.rollout import Rollout, gathered_credit, row_shaping
 from execverify_jax.rl.infra.metrics import reward_metrics
 from execverify_jax.rl.infra.packing import pack_grpo, padding_ratio, unpack_completion
 from execverify_jax.rl.infra.train_steps import put_batch
@@ -91,23 +90,13 @@ def advantages(reward_B: np.ndarray, host: dict, old_logp_BC: np.ndarray, ref_lo
                       ).astype(np.float32)
 
 
-def gathered_credit(roll: Rollout) -> dict[int, dict]:
-    """row -> `credit.credit_details` for every row of the batch (each process scored its own rows;
-    with dynamic sampling a kept row may have been scored by any process, so rows are keyed)."""
-    mine = {str(row): credit_details(res) for row, res in roll.results.items()}
-    merged: dict[int, dict] = {}
-    for part in dist.allgather_json(mine):
-        merged.update({int(k): v for k, v in part.items()})
-    return merged
-
-
 def assign_advantages(host: dict, roll: Rollout, reward_B: np.ndarray, old_logp_BC: np.ndarray,
                       ref_logp_BC: np.ndarray | None, cfg: TrainConfig, decode: Callable) -> None:
     """Puts the update's advantages into `host`: adv_B (one per sequence, format shaping per
     `grpo.format_shaping`) and, with `grpo.credit: stepwise`, adv_BC (one per token)."""
     g = cfg.grpo
     rows = gathered_credit(roll)
-    shaping_B = np.asarray([rows.get(i, {}).get("shaping", 0.0) for i in range(len(reward_B))], np.float32)
+    shaping_B = row_shaping(rows, len(reward_B))
     host["adv_B"] = advantages(reward_B, host, old_logp_BC, ref_logp_BC, cfg, shaping_B)
     if g.credit == "stepwise":
         C = host["mask_BC"].shape[1]

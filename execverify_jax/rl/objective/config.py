@@ -29,6 +29,8 @@ Credit = Literal["outcome", "stepwise"]
 CREDITS: tuple[str, ...] = ("outcome", "stepwise")
 FormatShaping = Literal["tiebreak", "additive"]
 FORMAT_SHAPINGS: tuple[str, ...] = ("tiebreak", "additive")
+DynamicSignal = Literal["reward", "correctness"]
+DYNAMIC_SIGNALS: tuple[str, ...] = ("reward", "correctness")
 KLEstimator = Literal["k1", "k2", "k3"]
 KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
 
@@ -90,6 +92,11 @@ class GRPOConfig:
     # Most prompt batches generated for one step (verl max_num_gen_batches); then the batch is
     # filled with uninformative groups (zero advantage) rather than stopping the run.
     dynamic_max_rounds: int = 4
+    # What makes a group informative: "reward" (DAPO: the rewards are not all equal) or
+    # "correctness" (the rewards less the format bonus are not all equal). With a format bonus a
+    # group that differs only in format passes "reward" and carries no correctness signal; on the
+    # warm demo most io_mixed groups are such (docs/GRPO.md §2, "dynamic sampling").
+    dynamic_signal: DynamicSignal = "reward"
     overlong_filter: bool = False  # mask out sequences truncated at max_response_len
 
     def __post_init__(self) -> None:
@@ -138,6 +145,7 @@ class GRPOConfig:
         for name in ("dynamic_sampling", "overlong_filter"):
             check_bool(name, getattr(self, name))
         check_int("dynamic_max_rounds", self.dynamic_max_rounds, 1)
+        check_choice("dynamic_signal", self.dynamic_signal, DYNAMIC_SIGNALS)
 
     @property
     def sequences_per_step(self) -> int:
