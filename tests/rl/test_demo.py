@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from execverify_jax.cli import main
+from execverify_jax.rl.infra.metrics import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = ["programs=24", "max_args_chars=null", "tokenizer_vocab=512", "eval.oi=4", "eval.max_new_tokens=16", "eval.batch_size=4",
@@ -66,8 +67,7 @@ def test_demo_warm_start_smoke(tmp_path):
     # the default refills groups that carry no correctness signal (grpo.dynamic_signal: correctness)
     assert report["config"]["train"]["grpo"]["dynamic_signal"] == "correctness"
     assert "Dynamic sampling" in (tmp_path / "demo" / "report.md").read_text()
-    rows = [json.loads(l) for l in (tmp_path / "demo" / "grpo" / "metrics.jsonl").read_text().splitlines()]
-    assert all(r["dynamic/rounds"] >= 1 for r in rows)
+    assert all(r["dynamic/rounds"] >= 1 for r in read_metrics(tmp_path / "demo" / "grpo"))
 
 
 @pytest.mark.slow

@@ -215,7 +215,6 @@ class RolloutGenerator:
         return roll, reward_B, seen, metrics
 
 
-
 def gathered_credit(roll: Rollout) -> dict[int, dict]:
     """row -> `credit.credit_details` for every row of the batch (each process scored its own rows;
     with dynamic sampling a kept row may have been scored by any process, so rows are keyed)."""
