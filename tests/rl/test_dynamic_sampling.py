@@ -106,3 +106,33 @@ def test_dynamic_signal_correctness_drops_groups_that_differ_only_in_format(tmp_
     for r in read_metrics(tmp_path / "correct"):
         assert r["dynamic/rounds"] >= 2 and r["dynamic/informative_frac"] < 0.7
         assert r["dynamic/filled_groups"] == 0
+
+
+def test_kept_rollout_carries_its_own_rows_credit(tmp_path, monkeypatch):
+    """The refill reorders rows across rounds and reuses each round's gathered credit (no second
+    all-gather): row k of the kept rollout must carry the shaping of the completion now at row k."""
+    from execverify_jax.rl.grpo import trainer as trainer_mod
+    from execverify_jax.rl.grpo.credit import credit_details
+    from execverify_jax.rl.grpo.rollout import gathered_credit
+
+    seen = []
+    real = trainer_mod.assign_advantages
+
+    def spy(host, roll, reward_B, *args):
+        assert roll.credit is not None  # cached by the correctness signal, not gathered again
+        seen.append(({k: dict(v) for k, v in roll.credit.items()},
+                     {k: credit_details(res) for k, res in roll.results.items()}, np.asarray(reward_B)))
+        roll.credit = None  # and a fresh gather agrees
+        assert gathered_credit(roll) == seen[-1][1]
+        return real(host, roll, reward_B, *args)
+
+    monkeypatch.setattr(trainer_mod, "assign_advantages", spy)
+    train(_cfg("max_steps=2", "grpo.dynamic_max_rounds=8", "grpo.dynamic_signal=correctness"),
+          tmp_path / "run", task=_format_task())
+    assert len(seen) == 2
+    for cached, fresh, reward_B in seen:
+        assert cached == fresh and len(cached) == len(reward_B)
+        # the kept rows are still scored by their own completions: reward_B holds the bonus where shaped
+        for k, d in cached.items():
+            if d.get("shaping"):
+                assert np.isclose(reward_B[k], d["shaping"])

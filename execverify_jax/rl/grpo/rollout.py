@@ -35,6 +35,8 @@ class Rollout:
 
     futures: (row, Future[RewardResult]) for the rows this process scores.
     results: row -> RewardResult once collected (this process's rows only).
+    credit: row -> `credit.credit_details` of every process's rows, once `gathered_credit` ran
+        (cached: dynamic sampling and the advantages both need it, and it costs an all-gather).
     """
 
     prompts: list[list[int]]
@@ -46,6 +48,7 @@ class Rollout:
     t_gen: float
     num_skipped: int = 0
     results: dict = dataclasses.field(default_factory=dict)
+    credit: dict | None = None
 
 
 def my_rows(n: int, process_index: int, process_count: int) -> tuple[int, int]:
@@ -207,7 +210,9 @@ class RolloutGenerator:
             stopped_B=np.asarray([rounds[r].stopped_B[i] for r, i in rows]),
             futures=[], t_gen=sum(x.t_gen for x in rounds),
             num_skipped=sum(x.num_skipped for x in rounds),
-            results={k: rounds[r].results[i] for k, (r, i) in enumerate(rows) if i in rounds[r].results})
+            results={k: rounds[r].results[i] for k, (r, i) in enumerate(rows) if i in rounds[r].results},
+            credit=({k: rounds[r].credit[i] for k, (r, i) in enumerate(rows) if i in rounds[r].credit}
+                    if all(x.credit is not None for x in rounds) else None))
         reward_B = np.asarray([rewards[r][i] for r, i in rows], np.float32)
         metrics = {"dynamic/rounds": float(len(rounds)), "dynamic/generated_groups": float(generated),
                    "dynamic/informative_frac": n_informative / max(generated, 1),
@@ -217,11 +222,15 @@ class RolloutGenerator:
 
 def gathered_credit(roll: Rollout) -> dict[int, dict]:
     """row -> `credit.credit_details` for every row of the batch (each process scored its own rows;
-    with dynamic sampling a kept row may have been scored by any process, so rows are keyed)."""
+    with dynamic sampling a kept row may have been scored by any process, so rows are keyed).
+    Cached on the rollout: every process calls it at the same points, so the all-gathers match."""
+    if roll.credit is not None:
+        return roll.credit
     mine = {str(row): credit_details(res) for row, res in roll.results.items()}
     merged: dict[int, dict] = {}
     for part in dist.allgather_json(mine):
         merged.update({int(k): v for k, v in part.items()})
+    roll.credit = merged
     return merged
 
 
