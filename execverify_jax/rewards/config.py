@@ -35,6 +35,10 @@ class RewardConfig:
     state_weight: float = 1.0  # weight of value/type questions inside wb_acc
     coverage_weight: float = 1.0  # weight of coverage questions inside wb_acc
     format_reward: float = 0.0  # added to io_mixed/oi rewards when the answer block is well formed
+    # io_mixed: added (as shaping, like format_reward) when the assertion repeats the question's call
+    # exactly, right output or not; 0 = the paper. A small policy mostly fails output prediction by
+    # writing a call of its own (docs/REWARDS.md "Call bonus").
+    call_reward: float = 0.0
     oi_reward: float = 2.0  # reward of a correct input prediction (paper)
     io_typed: bool = False  # io/oi: typed equality instead of the harness's Python == (1 == 1.0)
 
@@ -75,7 +79,7 @@ class RewardConfig:
             check_range(name, getattr(self, name), 0, lo_open=True)
         check_range("alpha", self.alpha, 0.0, 1.0)
         for name in ("path_weight", "state_weight", "coverage_weight", "float_tol",
-                     "codegen_float_tol", "oi_cache_size", "format_reward", "codegen_format_bonus"):
+                     "codegen_float_tol", "oi_cache_size", "format_reward", "call_reward", "codegen_format_bonus"):
             check_range(name, getattr(self, name), 0)
         if self.path_weight + self.state_weight + self.coverage_weight <= 0:
             raise ConfigError("path_weight + state_weight + coverage_weight must be > 0", "path_weight")

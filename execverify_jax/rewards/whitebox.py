@@ -294,7 +294,9 @@ def score_io_mixed(answer: dict, response: str | bytes | None, cfg: RewardConfig
 
     io_ok, reason, shape_ok = _grade_assertion(assertion, entry, args, answer["output"], cfg)
     format_ok = shape_ok and count_ok
-    fmt = cfg.format_reward if format_ok else 0.0
+    # Shaping (reported in details["shaping"], so `grpo.format_shaping: tiebreak` keeps it below
+    # correctness): the format bonus, and the call bonus when the assertion's call is the question's.
+    fmt = (cfg.format_reward if format_ok else 0.0) + (cfg.call_reward if io_ok or reason == "wrong_output" else 0.0)
 
     correct: list[bool] = []
     if not (cfg.forfeit_on_count_mismatch and not count_ok):

@@ -351,3 +351,22 @@ def test_shaping_is_reported_inside_the_reward(io_record, correct_lines, respond
     assert r.reward == pytest.approx(0.2) and r.details["shaping"] == pytest.approx(0.2)
     r = score(io_record, respond(correct_lines), format_reward=0.2)
     assert r.reward == pytest.approx(2.2) and r.details["shaping"] == pytest.approx(0.2)
+
+
+def test_call_bonus_needs_the_questions_call(io_record, correct_lines, respond):
+    # right call, wrong output: the bonus (and the format bonus), nothing else; reported as shaping
+    r = score(io_record, respond(["assert f('abc', 2) == 0"] + correct_lines[1:]), format_reward=0.2, call_reward=0.3)
+    assert r.reward == pytest.approx(0.5) and r.details["shaping"] == pytest.approx(0.5)
+    assert r.reason == "wrong_output"
+    # a call of its own (the small policy's usual error): no call bonus, only the format bonus
+    r = score(io_record, respond(["assert f('abd', 2) == 0"] + correct_lines[1:]), format_reward=0.2, call_reward=0.3)
+    assert r.reason == "wrong_call" and r.reward == pytest.approx(0.2) and r.details["shaping"] == pytest.approx(0.2)
+    r = score(io_record, respond(["assert f('abc', 2, 3) == 0"] + correct_lines[1:]), call_reward=0.3)
+    assert r.reward == 0.0
+    # fully correct: 2 + both bonuses; a malformed assertion gets neither
+    r = score(io_record, respond(correct_lines), format_reward=0.2, call_reward=0.3)
+    assert r.reward == pytest.approx(2.5) and r.details["shaping"] == pytest.approx(0.5)
+    assert score(io_record, respond(["assert f('abc', 2) =="] + correct_lines[1:]), call_reward=0.3).reward == 0.0
+    # off by default (the paper): the same right-call wrong-output answer scores 0
+    assert score(io_record, respond(["assert f('abc', 2) == 0"] + correct_lines[1:])).reward == 0.0
+

@@ -161,3 +161,17 @@ def test_stepwise_without_steps_is_outcome_credit():
     got = stepwise_advantages(adv_B, jnp.zeros((2, 0)), jnp.zeros((2, 0), bool), jnp.zeros((2, 4), jnp.int32),
                               2, GRPOConfig(group_size=2))
     np.testing.assert_array_equal(got, np.repeat(np.asarray(adv_B)[:, None], 4, 1))
+
+
+def test_call_bonus_cannot_beat_correctness_under_tiebreak():
+    # rewards/whitebox puts the call bonus (reward.call_reward) into details["shaping"] with the
+    # format bonus (tests/rewards/test_whitebox.py); here the advantages of such groups.
+    # one correct answer with a wrong call is impossible; a correct (2.0) one without the format
+    # bonus against wrong ones with every bonus (format 0.2 + call 0.3)
+    correct = jnp.asarray([2.0, 0.0, 0.0, 0.0])
+    shaping = jnp.asarray([0.0, 0.5, 0.2, 0.0])
+    adv = np.asarray(shaped_advantages(correct, shaping, 4, GRPOConfig(group_size=4, format_shaping="tiebreak")))
+    assert adv[0] > 0 and (adv[1:] <= 0).all() and adv[1] > adv[2] > adv[3]
+    # no sample correct: the right call is preferred, at most 0 (never pushed up)
+    adv = np.asarray(shaped_advantages(jnp.zeros(4), shaping, 4, GRPOConfig(group_size=4, format_shaping="tiebreak")))
+    np.testing.assert_allclose(adv, [-0.5, 0.0, -0.3, -0.5], atol=1e-6)

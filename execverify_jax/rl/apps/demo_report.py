@@ -73,9 +73,13 @@ def render_report(r: dict, out: Path, pngs: list[Path]) -> str:
                   "the paper's reward has none), so that a policy trained from scratch for minutes gets a signal; "
                   f"`grpo.format_shaping: {r['config']['train']['grpo'].get('format_shaping', 'additive')}` "
                   "(tiebreak: the bonus only separates equally correct samples). `acc/*` are unshaped.", ""]
+    call = r["config"]["train"]["reward"].get("call_reward", 0.0)
+    if call:
+        parts += [f"Call bonus: +{call} when an io_mixed assertion repeats the question's call, right output or not "
+                  "(`reward.call_reward`; not in the paper): shaping like the format bonus, never graded as correct.", ""]
     g = r["config"]["train"]["grpo"]
     if g.get("dynamic_sampling"):
-        what = ("rewards less the format bonus" if g.get("dynamic_signal") == "correctness" else "rewards")
+        what = ("rewards less the shaping bonuses" if g.get("dynamic_signal") == "correctness" else "rewards")
         parts += [f"Dynamic sampling (DAPO; the paper has none): a group whose {what} are all equal is replaced "
                   f"by a group of a further prompt, up to {g.get('dynamic_max_rounds')} prompt batches per step "
                   "(`grpo.dynamic_sampling`, `grpo.dynamic_signal`); the training curve's rewards cover every "

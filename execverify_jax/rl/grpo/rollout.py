@@ -161,7 +161,7 @@ class RolloutGenerator:
     def dynamic_fill(self, params: Any, first: Rollout, key: jax.Array,
                      next_batch: Callable[[], dict | None]) -> tuple[Rollout, np.ndarray, tuple, dict]:
         """DAPO dynamic sampling: keeps groups whose rewards (`grpo.dynamic_signal: reward`) or
-        rewards less their format bonus (`correctness`) are not all equal, drawing further
+        rewards less their shaping bonuses (`correctness`) are not all equal, drawing further
         prompt batches (`next_batch`) until prompts_per_step such groups exist or
         `dynamic_max_rounds` rounds were generated (or the data ended); the remaining slots are
         then filled with uninformative groups (zero advantage), counted in `dynamic/filled_groups`.
@@ -235,10 +235,10 @@ def gathered_credit(roll: Rollout) -> dict[int, dict]:
 
 
 def row_shaping(rows: dict[int, dict], n: int) -> np.ndarray:
-    """shaping_B: the format bonus inside each of n rows' rewards (0 where a row reports none)."""
+    """shaping_B: the shaping (format and call bonuses) inside each of n rows' rewards (0 where a row reports none)."""
     return np.asarray([rows.get(i, {}).get("shaping", 0.0) for i in range(n)], np.float32)
 
 
 def correctness(roll: Rollout, reward_B: np.ndarray) -> np.ndarray:
-    """The global rewards of a scored rollout less each row's format bonus."""
+    """The global rewards of a scored rollout less each row's shaping."""
     return np.asarray(reward_B, np.float32) - row_shaping(gathered_credit(roll), len(reward_B))

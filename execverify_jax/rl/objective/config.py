@@ -62,7 +62,7 @@ class GRPOConfig:
     # reward, normalised per question across the group; its tokens get that advantage, the
     # assertion line the output's, every other token the sequence's (docs/GRPO.md).
     credit: Credit = "outcome"
-    # How a format bonus (reward.format_reward > 0; the paper has none, so this is inert there)
+    # How a shaping bonus (reward.format_reward or call_reward > 0; the paper has none, so inert there)
     # enters the advantages: "tiebreak" = GRPO of the correctness part plus a penalty that only
     # separates samples of equal correctness (a well-formed wrong answer never gains);
     # "additive" = GRPO of reward + bonus (before issue 15; can rank a well-formed wrong answer
@@ -93,7 +93,7 @@ class GRPOConfig:
     # filled with uninformative groups (zero advantage) rather than stopping the run.
     dynamic_max_rounds: int = 4
     # What makes a group informative: "reward" (DAPO: the rewards are not all equal) or
-    # "correctness" (the rewards less the format bonus are not all equal). With a format bonus a
+    # "correctness" (the rewards less the shaping bonuses are not all equal). With a format bonus a
     # group that differs only in format passes "reward" and carries no correctness signal; on the
     # warm demo most io_mixed groups are such (docs/GRPO.md §2, "dynamic sampling").
     dynamic_signal: DynamicSignal = "reward"
