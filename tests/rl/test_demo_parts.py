@@ -74,3 +74,22 @@ def test_shipped_warm_start_matches_the_demo_model():
     assert len(warm_start_programs(init)) == info["prepare"]["programs"] > 1000
     assert info["model"]["num_params"] == fresh.num_params()
     assert warm.synth == cold.synth and warm.max_args_chars == cold.max_args_chars == info["prepare"]["max_args_chars"]
+
+
+def test_long_demo_config_is_the_default_continued():
+    """configs/demo_cpu_warm_long.yaml = the default demo with 120 GRPO steps, whose first 60 are
+    the default's: same everything else and the same warm-up length in optimizer steps."""
+    import dataclasses
+    from pathlib import Path
+
+    from execverify_jax import config_loader as config_lib
+    from execverify_jax.rl.apps.demo import DemoConfig
+
+    repo = Path(__file__).resolve().parents[2]
+    short = config_lib.load(DemoConfig, repo / "configs/demo_cpu_warm.yaml")
+    long = config_lib.load(DemoConfig, repo / "configs/demo_cpu_warm_long.yaml")
+    assert (short.train.max_steps, long.train.max_steps) == (60, 120)
+    updates = lambda c: c.train.max_steps * c.train.grpo.num_minibatches * c.train.grpo.ppo_epochs  # noqa: E731
+    assert long.train.optim.warmup_for(updates(long)) == short.train.optim.warmup_for(updates(short)) == 12
+    same = dataclasses.replace(long.train, max_steps=60, optim=short.train.optim)
+    assert dataclasses.replace(long, train=same) == short
