@@ -75,8 +75,9 @@ def render_report(r: dict, out: Path, pngs: list[Path]) -> str:
                   "(tiebreak: the bonus only separates equally correct samples). `acc/*` are unshaped.", ""]
     call = r["config"]["train"]["reward"].get("call_reward", 0.0)
     if call:
-        parts += [f"Call bonus: +{call} when an io_mixed assertion repeats the question's call, right output or not "
-                  "(`reward.call_reward`; not in the paper): shaping like the format bonus, never graded as correct.", ""]
+        parts += [f"Call bonus: +{call} when an io_mixed assertion repeats the question's call, right output "
+                  "or not (`reward.call_reward`; not in the paper): shaping like the format bonus, never "
+                  "graded as correct.", ""]
     g = r["config"]["train"]["grpo"]
     if g.get("dynamic_sampling"):
         what = ("rewards less the shaping bonuses" if g.get("dynamic_signal") == "correctness" else "rewards")

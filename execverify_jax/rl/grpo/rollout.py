@@ -235,7 +235,8 @@ def gathered_credit(roll: Rollout) -> dict[int, dict]:
 
 
 def row_shaping(rows: dict[int, dict], n: int) -> np.ndarray:
-    """shaping_B: the shaping (format and call bonuses) inside each of n rows' rewards (0 where a row reports none)."""
+    """shaping_B: the shaping (format and call bonuses) inside each of n rows' rewards (0 where a
+    row reports none)."""
     return np.asarray([rows.get(i, {}).get("shaping", 0.0) for i in range(n)], np.float32)
 
 
