@@ -50,6 +50,11 @@ def trained_programs(run: Path) -> set[str]:
     return {program_hash(q["answer"]["program"]["code"]) for q in all_questions(str(run / "data"), "train")}
 
 
+def kind_counts(qs: list[dict]) -> dict[str, int]:
+    """How many oi and io_mixed questions `qs` holds."""
+    return {k: sum(q["kind"] == k for q in qs) for k in ("oi", "io_mixed")}
+
+
 def fresh_questions(cfg, tok, out_dir: Path, programs: int, seed: int, seen: set[str],
                     per_kind: int | None = None) -> list[dict]:
     """io_mixed and oi questions of `programs` newly synthesized programs (every split) that pass
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
             elif q["id"] not in seen_ids:
                 seen_ids.add(q["id"])
                 recs.append(q)
-    counts = {k: sum(q["kind"] == k for q in recs) for k in ("oi", "io_mixed")}
+    counts = kind_counts(recs)
     print(f"[common] {len(recs)} held-out questions {counts} from {len(runs)} runs ({dropped} dropped: trained on)",
           flush=True)
     tok = Tokenizer(runs[0] / "hf")
@@ -116,10 +121,10 @@ def main(argv: list[str] | None = None) -> dict:
         fresh = fresh_questions(cfg, tok, fresh_dir, a.fresh_programs, a.fresh_seed,
                                 seen=trained | {program_hash(q["answer"]["program"]["code"]) for q in recs},
                                 per_kind=a.fresh_per_kind)
-        fresh_counts = {k: sum(q["kind"] == k for q in fresh) for k in ("oi", "io_mixed")}
+        fresh_counts = kind_counts(fresh)
         print(f"[common] + {len(fresh)} questions {fresh_counts} of fresh programs ({fresh_dir})", flush=True)
         recs += fresh
-        counts = {k: sum(q["kind"] == k for q in recs) for k in ("oi", "io_mixed")}
+        counts = kind_counts(recs)
     mesh = shd.make_mesh(cfg.train.mesh)
     res: dict = {"label": a.label, "runs": [str(r) for r in runs], "questions": counts, "dropped": dropped,
                  "fresh": fresh_counts and {"programs": a.fresh_programs, "seed": a.fresh_seed,
